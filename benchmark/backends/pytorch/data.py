@@ -1,0 +1,74 @@
+"""Input pipeline over the shared uint8 cache (SPEC §3), batch-vectorized.
+
+Augmentation (zero-padded random crop + horizontal flip) runs on whole uint8 NHWC
+batches on the CPU with one seeded ``torch.Generator``, so the data order and the
+crops are reproducible and checkpointable; only uint8 crosses to the accelerator,
+where the batch is normalized.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random crop of the zero-padded batch, then a random horizontal flip."""
+    n, h, w, c = images.shape
+    padded = images.new_zeros((n, h + 2 * padding, w + 2 * padding, c))
+    padded[:, padding : padding + h, padding : padding + w] = images
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (top[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
+    cols = (left[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
+    cropped = padded[torch.arange(n)[:, None, None], rows, cols]  # (n, h, w, c)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], cropped.flip(2), cropped)
+
+
+class Normalizer:
+    """uint8 NHWC -> float32 NCHW, (x / 255 - mean) / std, on the target device."""
+
+    def __init__(self, mean, std, device: torch.device):
+        self.device = device
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return ((x / 255.0 - self.mean) / self.std).contiguous()
+
+
+class TrainBatches:
+    """Shuffled, augmented, normalized batches; drops the last incomplete batch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
+                 normalize: Normalizer, seed: int):
+        self.images, self.labels = images, torch.from_numpy(np.asarray(labels, np.int64))
+        self.batch_size, self.padding, self.normalize = batch_size, padding, normalize
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        device = self.normalize.device
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            # sorted indices read the (memory-mapped) cache sequentially; order within
+            # a batch does not matter to the loss
+            idx = idx.sort().values
+            images = torch.from_numpy(self.images[idx.numpy()])
+            images = random_crop_flip(images, self.padding, self.generator)
+            yield self.normalize(images), self.labels[idx].to(device, non_blocking=True)
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: Normalizer):
+    """In-order batches with no augmentation, keeping the last partial batch."""
+    targets = torch.from_numpy(np.asarray(labels, np.int64))
+    for start in range(0, len(targets), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        yield normalize(x), targets[start : start + batch_size].to(normalize.device, non_blocking=True)

@@ -1,0 +1,100 @@
+"""Structured config schema, registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` puts ``benchmark_schema`` first in its defaults list, so every
+YAML file of every group is merged into these typed dataclasses: an unknown key, a
+value of the wrong type or an unknown group option fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class FrameworkConfig:
+    name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
+    device: str = "auto"  # auto (accelerator when present) | cpu | cuda
+    deterministic: bool = True  # deterministic kernels and seeded data order
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # resnet50 | mobilenetv2 | convnext_tiny
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    num_classes: int = MISSING
+    image_size: int = MISSING  # square inputs: 32 (CIFAR, digits) or 64 (Tiny-ImageNet)
+    crop_padding: int = MISSING  # zero padding of the random crop (SPEC §3)
+    val_size: int = MISSING  # images held out of the training set, stratified, seed 42
+    # Only for datasets without an official test split (digits): stratified test size.
+    test_size: Optional[int] = None
+    epochs: int = MISSING
+    # Protocol defaults of this dataset; the top-level keys of the same name use them.
+    batch_size: int = 256
+    warmup_epochs: int = 5
+    # Per-channel statistics of the train split on [0, 1] pixels (SPEC §3). null takes
+    # them from the prepared cache; constants are checked against it at every run.
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    # Where the raw data is: an archive file or a folder (see README). null looks in
+    # ${data_dir}/raw and then downloads from `url` where the network allows.
+    source: Optional[str] = None
+    archive: Optional[str] = None  # official file name, e.g. cifar-10-python.tar.gz
+    url: Optional[str] = None
+    md5: Optional[str] = None
+
+
+@dataclass
+class PrecisionConfig:
+    name: str = MISSING  # fp32 | amp
+    mixed: bool = False
+    # Reduced-precision dtype on an accelerator. On CPU, PyTorch autocast uses
+    # bfloat16 instead (float16 matmuls are not what CPU AMP is built for).
+    dtype: str = "float16"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1  # at an effective batch of `lr_reference_batch`, scaled linearly
+    lr_reference_batch: int = 256
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    warmup_epochs: int = "${dataset.warmup_epochs}"  # type: ignore[assignment]
+
+
+@dataclass
+class LimitConfig:
+    """Use only the first N images of a split: smoke tests and debugging only."""
+
+    train: Optional[int] = None
+    val: Optional[int] = None
+    test: Optional[int] = None
+
+
+@dataclass
+class BenchmarkConfig:
+    framework: FrameworkConfig = MISSING
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    precision: PrecisionConfig = MISSING
+    seed: int = 42
+    epochs: int = "${dataset.epochs}"  # type: ignore[assignment]
+    batch_size: int = "${dataset.batch_size}"  # type: ignore[assignment]  # effective batch per optimizer step
+    grad_accum_steps: int = 1  # micro-batch = batch_size / grad_accum_steps
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    limit: LimitConfig = field(default_factory=LimitConfig)
+    data_dir: str = "data"
+    progress_updates: int = 10  # progress lines per epoch on the terminal and in the log
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="benchmark_schema", node=BenchmarkConfig)

@@ -1,0 +1,122 @@
+"""One run, framework-neutral: prepare data, train epoch by epoch, checkpoint, test.
+
+The epoch loop, the metrics, the best-checkpoint rule and the run directory are the
+same for every backend because they are written once, here; a backend only trains
+an epoch, predicts, saves and restores (see benchmark.backends).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from benchmark import BenchmarkError, environment
+from benchmark.backends import load_backend
+from benchmark.data import prepare_dataset
+from benchmark.metrics import MetricsLog, classification_scores
+from benchmark.rundir import RunDir, write_json
+from benchmark.schedule import make_schedule
+
+log = logging.getLogger("benchmark")
+
+
+def validate(cfg) -> None:
+    """Checks the schema cannot express; raises BenchmarkError before any work."""
+    if cfg.epochs < 1:
+        raise BenchmarkError(f"epochs={cfg.epochs}: must be at least 1")
+    if cfg.grad_accum_steps < 1 or cfg.batch_size % cfg.grad_accum_steps:
+        raise BenchmarkError(
+            f"batch_size={cfg.batch_size} is not divisible by grad_accum_steps={cfg.grad_accum_steps}; "
+            "the micro-batch must be a whole number"
+        )
+    if cfg.precision.dtype not in ("float16", "bfloat16"):
+        raise BenchmarkError(f"precision.dtype={cfg.precision.dtype}: valid: float16, bfloat16")
+    for split in ("train", "val", "test"):
+        limit = cfg.limit[split]
+        if limit is not None and limit < 1:
+            raise BenchmarkError(f"limit.{split}={limit}: must be a positive number of images or null")
+
+
+def _limited(n: int, limit: int | None) -> int:
+    return n if limit is None else min(n, limit)
+
+
+def train_and_test(cfg, run_dir: Path) -> dict:
+    """Train one run into `run_dir` (resuming from its last checkpoint) and return test.json."""
+    validate(cfg)
+    rd = RunDir(run_dir)
+    data = prepare_dataset(cfg.dataset, cfg.data_dir)
+    train_size = _limited(len(data.train_idx), cfg.limit.train)
+    schedule = make_schedule(cfg, train_size)
+    backend = load_backend(cfg.framework.name)
+    write_json(rd.env, {**environment.collect(), **backend.environment()})
+
+    trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
+    val_x, val_y = data.split("val", cfg.limit.val)
+    resumed = trainer.restore("last")
+    start_epoch = resumed["epoch"] if resumed else 0
+    best = resumed["best"] if resumed else {"val_accuracy": -1.0, "epoch": 0}
+    metrics = MetricsLog(rd.metrics)
+    metrics.truncate(start_epoch)
+    if resumed:
+        log.info("resuming after epoch %d from %s", start_epoch, rd.checkpoints)
+    log.info(
+        "%s %s on %s (%s), seed %d: %d train / %d val images, %d epochs x %d steps, batch %d (x%d accumulation), peak lr %.4g",
+        cfg.framework.name, cfg.model.name, cfg.dataset.name, cfg.precision.name, cfg.seed, train_size,
+        len(val_y), cfg.epochs, schedule.steps_per_epoch, cfg.batch_size, cfg.grad_accum_steps, schedule.base_lr,
+    )
+
+    for epoch in range(start_epoch, cfg.epochs):
+        label = f"epoch {epoch + 1}/{cfg.epochs}"
+
+        def progress(step: int, steps: int, loss: float, label=label) -> None:
+            log.info("%s  step %d/%d  train_loss %.4f", label, step, steps, loss)
+
+        stats = trainer.train_epoch(epoch, progress)
+        if not math.isfinite(stats.loss):
+            raise BenchmarkError(f"training diverged: train_loss is {stats.loss} in epoch {epoch + 1}")
+        val_loss, val_pred = trainer.predict(val_x, val_y)
+        val_acc, val_f1 = classification_scores(val_y, val_pred, data.num_classes)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "val_macro_f1": val_f1,
+            "epoch_time_seconds": stats.seconds,
+            "learning_rate": schedule.epoch_lr(epoch),
+        }
+        metrics.append(row)
+        log.info(
+            "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  %.1fs (%.0f img/s)",
+            label, stats.loss, stats.accuracy, val_loss, val_acc, val_f1, row["learning_rate"], stats.seconds,
+            stats.images / stats.seconds if stats.seconds > 0 else float("nan"),
+        )
+        if val_acc > best["val_accuracy"]:
+            best = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "epoch": epoch + 1}
+            trainer.save("best", {"epoch": epoch + 1, "best": best})
+        trainer.save("last", {"epoch": epoch + 1, "best": best, "learning_rate": row["learning_rate"]})
+
+    if trainer.restore("best") is None:
+        raise BenchmarkError(f"no best checkpoint in {rd.checkpoints}; delete the run directory and start again")
+    test_x, test_y = data.split("test", cfg.limit.test)
+    test_loss, test_pred = trainer.predict(test_x, test_y)
+    test_acc, test_f1 = classification_scores(test_y, test_pred, data.num_classes)
+    result = {
+        "test_accuracy": test_acc,
+        "test_macro_f1": test_f1,
+        "test_loss": test_loss,
+        "best_epoch": best["epoch"],
+        "best_val_accuracy": best["val_accuracy"],
+        "test_images": int(len(test_y)),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(rd.test, result)
+    log.info(
+        "test (best epoch %d): test_accuracy %.4f  test_macro_f1 %.4f  -> %s",
+        best["epoch"], test_acc, test_f1, rd.root,
+    )
+    return result

@@ -1,0 +1,68 @@
+"""The run directory contract and atomic writes.
+
+A run directory (Hydra's output dir) holds ``.hydra/``, ``run.log``, ``metrics.csv``,
+``checkpoints/{best,last}.<ext>``, ``test.json``, ``env.json`` and ``status.json``.
+Every file here is written to a temporary name and renamed, so a reader (or a run
+killed mid-write) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+STATES = ("running", "completed", "failed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.metrics = self.root / "metrics.csv"
+        self.test = self.root / "test.json"
+        self.env = self.root / "env.json"
+        self.status = self.root / "status.json"
+
+    def read_status(self) -> dict | None:
+        return read_json(self.status)
+
+    def set_status(self, state: str, **details) -> None:
+        assert state in STATES, state
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        previous = self.read_status() or {}
+        status = {
+            "state": state,
+            "started_at": previous.get("started_at", now) if state != "running" else now,
+            "updated_at": now,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            **details,
+        }
+        write_json(self.status, status)
