@@ -1,0 +1,176 @@
+"""Prepare a dataset once into a framework-neutral uint8 cache with fixed split indices.
+
+Layout of ``<data_dir>/cache/<name>/``::
+
+    train_x.npy train_y.npy   full official training set, uint8 NHWC / int64
+    test_x.npy  test_y.npy    official test set (digits: a stratified hold-out)
+    train_idx.npy val_idx.npy fixed stratified split of the training set (seed 42)
+    meta.json                 source, sizes, train-split mean/std
+
+The folder is built under a temporary name and renamed into place, so a cache
+either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import BenchmarkError
+from benchmark.data import sources
+from benchmark.data.splits import SPLIT_SEED, stratified_holdout
+from benchmark.data.stats import channel_stats
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+STATS_TOLERANCE = 2e-3  # config constants vs statistics recomputed from the cache
+
+
+@dataclass
+class PreparedData:
+    name: str
+    num_classes: int
+    image_size: int
+    train_x: np.ndarray  # full training set; index it with train_idx / val_idx
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    mean: list[float]
+    std: list[float]
+
+    def split(self, name: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """In-memory (images, labels) of 'train', 'val' or 'test', optionally the first `limit`."""
+        if name == "test":
+            stop = len(self.test_y) if limit is None else limit
+            return np.array(self.test_x[:stop]), np.array(self.test_y[:stop])
+        idx = {"train": self.train_idx, "val": self.val_idx}[name][:limit]
+        return self.train_x[idx], self.train_y[idx]
+
+
+def _locate_source(ds, data_dir: Path) -> Path:
+    """The raw data: `dataset.source`, else data_dir/raw/<archive>, else a download."""
+    if ds.source:
+        path = Path(ds.source).expanduser()
+        if not path.exists():
+            raise BenchmarkError(f"dataset.source={ds.source} does not exist; point it at the {ds.archive or ds.name} file or folder")
+        if path.is_file():
+            sources.verify_md5(path, ds.md5)
+        return path
+    raw = data_dir / "raw" / ds.archive
+    if raw.exists():
+        sources.verify_md5(raw, ds.md5)
+        return raw
+    hint = f"put {ds.archive} in {raw.parent}/ or set dataset.source=/path/to/{ds.archive} (see README)"
+    if not ds.url:
+        raise BenchmarkError(f"{raw} not found; {hint}")
+    log.info("downloading %s to %s", ds.url, raw)
+    return sources.download(ds.url, raw, ds.md5, hint)
+
+
+def _read_raw(ds, data_dir: Path) -> sources.RawDataset:
+    if ds.name == "digits":
+        return sources.read_digits(ds.image_size)
+    source = _locate_source(ds, data_dir)
+    if ds.name in sources.CIFAR_LAYOUT:
+        return sources.read_cifar(source, ds.name)
+    if ds.name == "tiny_imagenet":
+        if source.is_dir() and any(source.rglob("*.parquet")):
+            return sources.read_tiny_imagenet_parquet(source, ds.image_size)
+        return sources.read_tiny_imagenet_official(source, ds.image_size)
+    raise BenchmarkError(f"dataset {ds.name!r} has no reader; valid: cifar10, cifar100, tiny_imagenet, digits")
+
+
+def _check_raw(raw: sources.RawDataset, ds) -> None:
+    for split, x, y in (("train", raw.train_x, raw.train_y), ("test", raw.test_x, raw.test_y)):
+        if x.shape[1:] != (ds.image_size, ds.image_size, 3) and len(x):
+            raise BenchmarkError(f"{raw.description}: {split} images are {x.shape[1:]}, expected {ds.image_size}x{ds.image_size}x3")
+        if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
+            raise BenchmarkError(f"{raw.description}: {split} labels outside 0..{ds.num_classes - 1}")
+
+
+def _build(ds, data_dir: Path, target: Path) -> None:
+    raw = _read_raw(ds, data_dir)
+    _check_raw(raw, ds)
+    train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
+    if ds.test_size:  # no official test split (digits)
+        keep, held = stratified_holdout(train_y, ds.test_size)
+        test_x, test_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[keep], train_y[keep]
+    if ds.val_size >= len(train_y):
+        raise BenchmarkError(f"dataset.val_size={ds.val_size} is not smaller than the {len(train_y)} training images")
+    train_idx, val_idx = stratified_holdout(train_y, ds.val_size)
+    mean, std = channel_stats(train_x[train_idx])
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        arrays = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, train_idx=train_idx, val_idx=val_idx)
+        for key, arr in arrays.items():
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr))
+        meta = {
+            "version": CACHE_VERSION,
+            "name": ds.name,
+            "source": raw.description,
+            "num_classes": ds.num_classes,
+            "image_size": ds.image_size,
+            "sizes": {"train": len(train_idx), "val": len(val_idx), "test": len(test_y)},
+            "split_seed": SPLIT_SEED,
+            "train_mean": mean,
+            "train_std": std,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if target.exists():  # an outdated cache (other version): replace it whole
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("prepared %s from %s into %s", ds.name, raw.description, target)
+
+
+def cache_dir(ds, data_dir: str | Path) -> Path:
+    return Path(data_dir) / "cache" / ds.name
+
+
+def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
+    """Load the cache of dataset config `ds`, building it first if needed."""
+    target = cache_dir(ds, data_dir)
+    meta_path = target / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if meta is None or meta.get("version") != CACHE_VERSION:
+        _build(ds, Path(data_dir), target)
+        meta = json.loads(meta_path.read_text())
+    if meta["num_classes"] != ds.num_classes or meta["image_size"] != ds.image_size or meta["sizes"]["val"] != ds.val_size:
+        raise BenchmarkError(
+            f"the cache {target} was built with other settings (classes, size or val_size); delete it to rebuild"
+        )
+    arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ("train_x", "train_y", "test_x", "test_y")}
+    mean, std = meta["train_mean"], meta["train_std"]
+    if ds.mean is not None or ds.std is not None:
+        configured = np.asarray([ds.mean, ds.std], dtype=np.float64)
+        if configured.shape != (2, 3) or np.abs(configured - np.asarray([mean, std])).max() > STATS_TOLERANCE:
+            raise BenchmarkError(
+                f"dataset.mean/std {list(ds.mean or [])}/{list(ds.std or [])} differ from the train-split statistics "
+                f"of {target} ({[round(v, 4) for v in mean]}/{[round(v, 4) for v in std]}); "
+                f"put these in conf/dataset/{ds.name}.yaml"
+            )
+        mean, std = [float(v) for v in ds.mean], [float(v) for v in ds.std]
+    return PreparedData(
+        name=ds.name,
+        num_classes=ds.num_classes,
+        image_size=ds.image_size,
+        train_idx=np.load(target / "train_idx.npy"),
+        val_idx=np.load(target / "val_idx.npy"),
+        mean=mean,
+        std=std,
+        **arrays,
+    )

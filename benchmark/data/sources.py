@@ -1,0 +1,255 @@
+"""Readers for the official raw formats. Each returns a :class:`RawDataset` of uint8 NHWC.
+
+Every problem with a file (missing, wrong checksum, truncated, unexpected layout)
+is raised as a one-line :class:`BenchmarkError` that names the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import BenchmarkError
+
+
+@dataclass
+class RawDataset:
+    train_x: np.ndarray  # (N, H, W, 3) uint8
+    train_y: np.ndarray  # (N,) int64
+    test_x: np.ndarray
+    test_y: np.ndarray
+    description: str  # where it came from, for the log and the cache's meta.json
+
+
+# ---------------------------------------------------------------- files and downloads
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_md5(path: Path, expected: str | None) -> None:
+    if expected is None:
+        return
+    actual = md5sum(path)
+    if actual != expected:
+        raise BenchmarkError(
+            f"{path}: md5 {actual} does not match the official {expected}; "
+            "the file is corrupt or incomplete: delete it and download it again"
+        )
+
+
+def download(url: str, dest: Path, md5: str | None, hint: str) -> Path:
+    """Fetch `url` to `dest` through a temporary name; nothing is left on failure."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            while block := response.read(1 << 20):
+                out.write(block)
+        verify_md5(tmp, md5)
+        os.replace(tmp, dest)
+    except BenchmarkError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # network errors of every kind
+        tmp.unlink(missing_ok=True)
+        raise BenchmarkError(f"could not download {url} ({exc.__class__.__name__}: {exc}); {hint}") from exc
+    return dest
+
+
+# ---------------------------------------------------------------- CIFAR-10 / CIFAR-100
+
+CIFAR_LAYOUT = {
+    # dataset: (folder inside the archive, train members, test member, label key)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels"),
+    "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels"),
+}
+
+
+def _cifar_arrays(batches: list[dict], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    data = np.concatenate([np.asarray(b[b"data"] if b"data" in b else b["data"]) for b in batches])
+    labels = np.concatenate([np.asarray(b.get(label_key.encode(), b.get(label_key))) for b in batches])
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored channel-first
+    return np.ascontiguousarray(images, dtype=np.uint8), labels.astype(np.int64)
+
+
+def read_cifar(source: Path, name: str) -> RawDataset:
+    """The official python archive (.tar.gz) or the folder it extracts to."""
+    folder, train_members, test_member, label_key = CIFAR_LAYOUT[name]
+
+    def load_all(read_member) -> tuple[list[dict], list[dict]]:
+        return [read_member(m) for m in train_members], [read_member(test_member)]
+
+    if source.is_dir():
+        root = source / folder if (source / folder).is_dir() else source
+
+        def read_member(member: str) -> dict:
+            path = root / member
+            if not path.is_file():
+                raise BenchmarkError(f"{path} is missing: {source} is not an extracted {folder} folder")
+            with open(path, "rb") as fh:
+                return pickle.load(fh, encoding="bytes")
+
+        train, test = load_all(read_member)
+    else:
+        try:
+            with tarfile.open(source, "r:gz") as tar:
+
+                def read_member(member: str) -> dict:
+                    try:
+                        fh = tar.extractfile(f"{folder}/{member}")
+                    except KeyError:
+                        raise BenchmarkError(
+                            f"{source} has no {folder}/{member}: not the official {name} python archive"
+                        ) from None
+                    return pickle.load(fh, encoding="bytes")
+
+                train, test = load_all(read_member)
+        except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, zlib.error) as exc:
+            raise BenchmarkError(
+                f"{source} is truncated or not a tar.gz archive ({exc}); delete it and download it again"
+            ) from exc
+    train_x, train_y = _cifar_arrays(train, label_key)
+    test_x, test_y = _cifar_arrays(test, label_key)
+    return RawDataset(train_x, train_y, test_x, test_y, f"{name} python archive {source}")
+
+
+# ---------------------------------------------------------------- Tiny-ImageNet
+
+
+def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            # Grayscale images become 3 identical channels (SPEC §3).
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BenchmarkError(f"{origin}: not a readable image ({exc}); the dataset files are damaged") from exc
+    if rgb.shape != (size, size, 3):
+        raise BenchmarkError(f"{origin}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected {size}x{size}")
+    return rgb
+
+
+class _ZipTree:
+    """Read files of the tiny-imagenet-200 layout from the zip or from the extracted folder."""
+
+    def __init__(self, source: Path):
+        self.source = source
+        self.zip = None
+        if source.is_dir():
+            self.root = source / "tiny-imagenet-200" if (source / "tiny-imagenet-200").is_dir() else source
+        else:
+            try:
+                self.zip = zipfile.ZipFile(source)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise BenchmarkError(
+                    f"{source} is truncated or not a zip archive ({exc}); delete it and download it again"
+                ) from exc
+            self.names = set(self.zip.namelist())
+
+    def read(self, rel: str) -> bytes:
+        if self.zip is None:
+            path = self.root / rel
+            if not path.is_file():
+                raise BenchmarkError(f"{path} is missing: {self.source} is not a tiny-imagenet-200 folder")
+            return path.read_bytes()
+        name = f"tiny-imagenet-200/{rel}"
+        if name not in self.names:
+            raise BenchmarkError(f"{self.source} has no {name}: not the official tiny-imagenet-200.zip")
+        try:
+            return self.zip.read(name)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise BenchmarkError(f"{self.source}: {name} is damaged ({exc}); download the archive again") from exc
+
+    def list_dir(self, rel: str) -> list[str]:
+        if self.zip is None:
+            return sorted(p.name for p in (self.root / rel).iterdir())
+        prefix = f"tiny-imagenet-200/{rel.rstrip('/')}/"
+        return sorted({n[len(prefix):].split("/")[0] for n in self.names if n.startswith(prefix) and len(n) > len(prefix)})
+
+
+def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
+    """`tiny-imagenet-200.zip` (or its extracted folder): train/<wnid>/images, val/ as test."""
+    tree = _ZipTree(source)
+    wnids = sorted(tree.read("wnids.txt").decode().split())
+    label_of = {w: i for i, w in enumerate(wnids)}
+    train_x, train_y = [], []
+    for wnid in wnids:
+        for fname in tree.list_dir(f"train/{wnid}/images"):
+            rel = f"train/{wnid}/images/{fname}"
+            train_x.append(_decode_rgb(tree.read(rel), size, f"{source}:{rel}"))
+            train_y.append(label_of[wnid])
+    test_x, test_y = [], []
+    for line in tree.read("val/val_annotations.txt").decode().splitlines():
+        if not line.strip():
+            continue
+        fname, wnid = line.split("\t")[:2]
+        rel = f"val/images/{fname}"
+        test_x.append(_decode_rgb(tree.read(rel), size, f"{source}:{rel}"))
+        test_y.append(label_of[wnid])
+    return RawDataset(
+        np.stack(train_x), np.asarray(train_y, np.int64), np.stack(test_x), np.asarray(test_y, np.int64),
+        f"tiny-imagenet-200 official layout {source}",
+    )
+
+
+def read_tiny_imagenet_parquet(folder: Path, size: int = 64) -> RawDataset:
+    """The Hugging Face mirror zh-plus/tiny-imagenet: train-*.parquet and valid-*.parquet."""
+    import pyarrow.parquet as pq
+
+    def load(pattern: str) -> tuple[np.ndarray, np.ndarray]:
+        files = sorted(folder.rglob(pattern))
+        if not files:
+            raise BenchmarkError(f"{folder} has no {pattern} file: not the zh-plus/tiny-imagenet parquet mirror")
+        images, labels = [], []
+        for path in files:
+            try:
+                table = pq.read_table(path, columns=["image", "label"])
+            except Exception as exc:  # pyarrow raises several unrelated types for bad files
+                raise BenchmarkError(f"{path} is truncated or not a parquet file ({exc}); download it again") from exc
+            for row, (image, label) in enumerate(zip(table.column("image").to_pylist(), table.column("label").to_pylist())):
+                images.append(_decode_rgb(image["bytes"], size, f"{path} row {row}"))
+                labels.append(label)
+        return np.stack(images), np.asarray(labels, np.int64)
+
+    train_x, train_y = load("train-*.parquet")
+    test_x, test_y = load("valid-*.parquet")
+    return RawDataset(train_x, train_y, test_x, test_y, f"tiny-imagenet parquet mirror {folder}")
+
+
+# ---------------------------------------------------------------- digits (offline demo)
+
+
+def read_digits(size: int = 32) -> RawDataset:
+    """scikit-learn's bundled 8x8 digits (values 0..16) as uint8 RGB, nearest-upsampled.
+
+    There is no official test split: the cache builder makes a stratified one.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    scale = size // 8
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    images = np.ascontiguousarray(np.repeat(images[..., None], 3, axis=3))
+    labels = bunch.target.astype(np.int64)
+    empty = np.zeros((0, size, size, 3), np.uint8)
+    return RawDataset(images, labels, empty, np.zeros(0, np.int64), "scikit-learn load_digits (bundled)")
