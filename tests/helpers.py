@@ -1,0 +1,43 @@
+"""Shared helpers for the tests: run the real CLI, compose the real config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = str(REPO / "conf")
+
+
+def run_cli(*overrides: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m benchmark OVERRIDES...` from the repository root, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *overrides],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
+    )
+
+
+def compose(*overrides: str):
+    """The composed config, exactly as the entrypoint sees it (no Hydra run dir)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from benchmark.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,66 @@
+"""The config schema rejects bad input before any work, with a message that says what."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from helpers import compose, run_cli
+
+
+def test_default_config_composes_and_interpolates():
+    cfg = compose()
+    assert cfg.framework.name == "pytorch" and cfg.dataset.name == "digits" and cfg.model.name == "mobilenetv2"
+    assert cfg.epochs == cfg.dataset.epochs == 10
+    assert cfg.batch_size == 32 and cfg.optim.warmup_epochs == 1
+
+
+@pytest.mark.parametrize("dataset,epochs,classes,size", [
+    ("cifar10", 200, 10, 32), ("cifar100", 200, 100, 32), ("tiny_imagenet", 100, 200, 64), ("digits", 10, 10, 32),
+])
+def test_dataset_groups(dataset, epochs, classes, size):
+    cfg = compose(f"dataset={dataset}")
+    assert (cfg.epochs, cfg.dataset.num_classes, cfg.dataset.image_size) == (epochs, classes, size)
+    if dataset != "digits":
+        assert cfg.batch_size == 256 and cfg.optim.warmup_epochs == 5 and cfg.optim.lr == 0.1
+    assert OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_epochs_override():
+    assert compose("dataset=cifar10", "epochs=3").epochs == 3
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("model=vgg16", ["model", "resnet50", "mobilenetv2", "convnext_tiny"]),
+    ("dataset=mnist", ["dataset", "cifar10", "cifar100", "tiny_imagenet", "digits"]),
+    ("precision=fp8", ["precision", "fp32", "amp"]),
+    ("seed=abc", ["seed", "abc"]),
+    ("batch_size=big", ["batch_size", "big"]),
+    ("optim.momentum=fast", ["optim.momentum"]),
+    ("learning_rate=0.1", ["learning_rate"]),
+    ("dataset.colour=red", ["colour"]),
+])
+def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_path):
+    result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
+    assert result.returncode != 0
+    for word in expected:
+        assert word in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+    assert not (tmp_path / "data").exists()  # no data prepared: it failed before any work
+
+
+def test_inconsistent_batching_is_one_line_error(tmp_path):
+    result = run_cli("batch_size=30", "grad_accum_steps=4", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "grad_accum_steps=4" in last
+    assert '"failed"' in (tmp_path / "status.json").read_text()
+
+
+def test_help_and_cfg_job():
+    help_text = run_cli("--help")
+    assert help_text.returncode == 0
+    for word in ("framework", "model", "dataset", "precision", "--multirun"):
+        assert word in help_text.stdout
+    job = run_cli("--cfg", "job", "model=resnet50", "dataset=cifar100", "precision=amp")
+    assert job.returncode == 0
+    cfg = OmegaConf.create(job.stdout)
+    assert cfg.model.name == "resnet50" and cfg.dataset.name == "cifar100" and cfg.precision.mixed is True

@@ -1,0 +1,120 @@
+"""End-to-end PyTorch runs through the real CLI on the real digits data."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from benchmark.metrics import METRICS_COLUMNS
+from benchmark.schedule import make_schedule
+from helpers import REPO, compose, read_json, read_metrics, run_cli
+
+SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
+
+
+def small_run(run_dir, data_dir, *overrides):
+    result = run_cli(*SLICE, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
+
+
+def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    result = small_run(run_dir, data_dir)
+    # progress inside each epoch plus one summary line per epoch
+    assert "epoch 1/2  step" in result.stdout and "epoch 2/2  train_loss" in result.stdout
+
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        assert (run_dir / ".hydra" / name).is_file()
+    assert "test_accuracy" in (run_dir / "run.log").read_text()
+    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
+
+    rows = read_metrics(run_dir)
+    assert tuple(rows[0]) == METRICS_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for row in rows:
+        assert all(math.isfinite(float(v)) for v in row.values())
+        assert 0 <= float(row["val_accuracy"]) <= 1 and float(row["epoch_time_seconds"]) > 0
+    # the logged LR is the closed form at each epoch's last step: warmup is per step,
+    # so the first epoch ends at (steps-1)/steps of the peak, and the run ends near 0
+    schedule = make_schedule(compose(*SLICE), 128)
+    assert float(rows[0]["learning_rate"]) == pytest.approx(schedule.epoch_lr(0), abs=1e-9)
+    assert float(rows[0]["learning_rate"]) < schedule.base_lr
+    assert float(rows[1]["learning_rate"]) == pytest.approx(schedule.epoch_lr(1), abs=1e-9)
+    assert float(rows[1]["learning_rate"]) < 0.5 * schedule.base_lr
+
+    test = read_json(run_dir / "test.json")
+    assert {"test_accuracy", "test_macro_f1", "best_epoch"} <= set(test)
+    assert test["best_epoch"] in (1, 2) and test["test_images"] == 64
+    env = read_json(run_dir / "env.json")
+    for key in ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_driver", "cpu_model", "hostname", "git_commit"):
+        assert key in env
+    assert env["gpu_name"] == "cpu" or env["cuda"]
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "completed"
+
+
+def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir):
+    runs = {}
+    for name, seed in (("a", 42), ("b", 42), ("c", 7)):
+        small_run(tmp_path / name, data_dir, f"seed={seed}")
+        runs[name] = (without_timing(read_metrics(tmp_path / name)), read_json(tmp_path / name / "test.json"))
+    (metrics_a, test_a), (metrics_b, test_b), (metrics_c, _) = runs["a"], runs["b"], runs["c"]
+    assert metrics_a == metrics_b
+    assert test_a["test_accuracy"] == test_b["test_accuracy"] and test_a["test_loss"] == test_b["test_loss"]
+    assert metrics_a != metrics_c
+
+
+def test_gradient_accumulation_runs_same_schedule(tmp_path, data_dir):
+    small_run(tmp_path / "k2", data_dir, "grad_accum_steps=2")
+    rows = read_metrics(tmp_path / "k2")
+    schedule = make_schedule(compose(*SLICE), 128)
+    assert float(rows[-1]["learning_rate"]) == pytest.approx(schedule.epoch_lr(1))
+
+
+def test_pytorch_run_imports_no_tensorflow(data_dir):
+    code = f"""
+import sys
+sys.path.insert(0, {str(REPO / 'tests')!r})
+from helpers import compose
+from benchmark.engine import train_and_test
+import tempfile, pathlib
+cfg = compose("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32", "data_dir={data_dir}")
+train_and_test(cfg, pathlib.Path(tempfile.mkdtemp()))
+assert "torch" in sys.modules
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print("IMPORTED", bad)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "IMPORTED []" in out.stdout
+
+
+def test_neutral_modules_import_no_framework():
+    code = """
+import sys
+import benchmark.config, benchmark.data, benchmark.engine, benchmark.metrics, benchmark.models
+import benchmark.rundir, benchmark.schedule, benchmark.environment, benchmark.backends
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorflow", "keras"))
+print("IMPORTED", bad)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTED []" in out.stdout
+
+
+@pytest.mark.slow
+def test_mobilenetv2_learns_digits_to_90_percent_in_10_epochs(tmp_path, data_dir):
+    run_dir = tmp_path / "digits"
+    result = run_cli("framework=pytorch", "model=mobilenetv2", "dataset=digits", "epochs=10", "seed=42",
+                     f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = read_json(run_dir / "test.json")
+    print(f"digits mobilenetv2 pytorch: test_accuracy={test['test_accuracy']:.4f} best_epoch={test['best_epoch']}")
+    assert test["test_accuracy"] >= 0.90
+    assert len(read_metrics(run_dir)) == 10
