@@ -1,0 +1,44 @@
+"""A run killed mid-epoch and launched again into its directory ends as if never stopped."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import REPO, read_json, read_metrics, run_cli
+
+ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):
+    reference = tmp_path / "reference"
+    assert run_cli(*ARGS, f"hydra.run.dir={reference}", f"data_dir={data_dir}").returncode == 0
+
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "benchmark", *ARGS, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run_dir / "run.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "epoch 2/3  step 4/16" in log.read_text():
+            os.kill(proc.pid, signal.SIGKILL)  # no handler runs: like a lost node
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert read_json(run_dir / "status.json")["state"] == "running"
+    assert len(read_metrics(run_dir)) == 1  # killed inside epoch 2
+
+    resumed = run_cli(*ARGS, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
+    ref_test, test = read_json(reference / "test.json"), read_json(run_dir / "test.json")
+    ref_test.pop("finished_at"), test.pop("finished_at")
+    assert test == ref_test
+    assert read_json(run_dir / "status.json")["state"] == "completed"
