@@ -36,8 +36,7 @@ def main(cfg: DictConfig) -> dict:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except BaseException as exc:
-        reason = f"{exc.__class__.__name__}: {exc}" or exc.__class__.__name__
-        rundir.set_status("failed", reason=reason, traceback=traceback.format_exc())
+        rundir.set_status("failed", reason=f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
         raise
     rundir.set_status("completed", test=result)
     return result

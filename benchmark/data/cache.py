@@ -156,7 +156,13 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
     arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ("train_x", "train_y", "test_x", "test_y")}
     mean, std = meta["train_mean"], meta["train_std"]
     if ds.mean is not None or ds.std is not None:
-        configured = np.asarray([ds.mean, ds.std], dtype=np.float64)
+        if ds.mean is None or ds.std is None or len(ds.mean) != 3 or len(ds.std) != 3:
+            raise BenchmarkError(
+                f"dataset.mean/std must both be 3 numbers or both null, got {ds.mean}/{ds.std}; "
+                f"the train-split statistics of {target} are {[round(v, 4) for v in mean]}/"
+                f"{[round(v, 4) for v in std]}: put these in conf/dataset/{ds.name}.yaml"
+            )
+        configured = np.asarray([list(ds.mean), list(ds.std)], dtype=np.float64)
         if configured.shape != (2, 3) or np.abs(configured - np.asarray([mean, std])).max() > STATS_TOLERANCE:
             raise BenchmarkError(
                 f"dataset.mean/std {list(ds.mean or [])}/{list(ds.std or [])} differ from the train-split statistics "

@@ -35,6 +35,22 @@ class RawDataset:
 # ---------------------------------------------------------------- files and downloads
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (pyarrow's, for one, spans several)."""
+    return " ".join(str(exc).split())
+
+
+def _unpickle(fh, origin: str) -> dict:
+    try:
+        return pickle.load(fh, encoding="bytes")
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        raise  # the archive itself is damaged: reported by the caller
+    except Exception as exc:  # garbage unpickles into almost any exception type
+        raise BenchmarkError(
+            f"{origin} is damaged ({exc.__class__.__name__}: {_one_line(exc)}); delete it and download it again"
+        ) from exc
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as fh:
@@ -70,7 +86,7 @@ def download(url: str, dest: Path, md5: str | None, hint: str) -> Path:
         raise
     except Exception as exc:  # network errors of every kind
         tmp.unlink(missing_ok=True)
-        raise BenchmarkError(f"could not download {url} ({exc.__class__.__name__}: {exc}); {hint}") from exc
+        raise BenchmarkError(f"could not download {url} ({exc.__class__.__name__}: {_one_line(exc)}); {hint}") from exc
     return dest
 
 
@@ -105,7 +121,10 @@ def read_cifar(source: Path, name: str) -> RawDataset:
             if not path.is_file():
                 raise BenchmarkError(f"{path} is missing: {source} is not an extracted {folder} folder")
             with open(path, "rb") as fh:
-                return pickle.load(fh, encoding="bytes")
+                try:
+                    return _unpickle(fh, str(path))
+                except (EOFError, OSError) as exc:
+                    raise BenchmarkError(f"{path} is truncated ({_one_line(exc)}); extract the archive again") from exc
 
         train, test = load_all(read_member)
     else:
@@ -119,15 +138,20 @@ def read_cifar(source: Path, name: str) -> RawDataset:
                         raise BenchmarkError(
                             f"{source} has no {folder}/{member}: not the official {name} python archive"
                         ) from None
-                    return pickle.load(fh, encoding="bytes")
+                    return _unpickle(fh, f"{source}:{folder}/{member}")
 
                 train, test = load_all(read_member)
         except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, zlib.error) as exc:
             raise BenchmarkError(
-                f"{source} is truncated or not a tar.gz archive ({exc}); delete it and download it again"
+                f"{source} is truncated or not a tar.gz archive ({_one_line(exc)}); delete it and download it again"
             ) from exc
-    train_x, train_y = _cifar_arrays(train, label_key)
-    test_x, test_y = _cifar_arrays(test, label_key)
+    try:
+        train_x, train_y = _cifar_arrays(train, label_key)
+        test_x, test_y = _cifar_arrays(test, label_key)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BenchmarkError(
+            f"{source}: batches are not in the official {name} python format ({exc.__class__.__name__}: {_one_line(exc)})"
+        ) from exc
     return RawDataset(train_x, train_y, test_x, test_y, f"{name} python archive {source}")
 
 
@@ -142,7 +166,7 @@ def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
             # Grayscale images become 3 identical channels (SPEC §3).
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
-        raise BenchmarkError(f"{origin}: not a readable image ({exc}); the dataset files are damaged") from exc
+        raise BenchmarkError(f"{origin}: not a readable image ({_one_line(exc)}); the dataset files are damaged") from exc
     if rgb.shape != (size, size, 3):
         raise BenchmarkError(f"{origin}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected {size}x{size}")
     return rgb
@@ -161,7 +185,7 @@ class _ZipTree:
                 self.zip = zipfile.ZipFile(source)
             except (zipfile.BadZipFile, OSError) as exc:
                 raise BenchmarkError(
-                    f"{source} is truncated or not a zip archive ({exc}); delete it and download it again"
+                    f"{source} is truncated or not a zip archive ({_one_line(exc)}); delete it and download it again"
                 ) from exc
             self.names = set(self.zip.namelist())
 
@@ -177,10 +201,12 @@ class _ZipTree:
         try:
             return self.zip.read(name)
         except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise BenchmarkError(f"{self.source}: {name} is damaged ({exc}); download the archive again") from exc
+            raise BenchmarkError(f"{self.source}: {name} is damaged ({_one_line(exc)}); download the archive again") from exc
 
     def list_dir(self, rel: str) -> list[str]:
         if self.zip is None:
+            if not (self.root / rel).is_dir():
+                raise BenchmarkError(f"{self.root / rel} is missing: {self.source} is not a tiny-imagenet-200 folder")
             return sorted(p.name for p in (self.root / rel).iterdir())
         prefix = f"tiny-imagenet-200/{rel.rstrip('/')}/"
         return sorted({n[len(prefix):].split("/")[0] for n in self.names if n.startswith(prefix) and len(n) > len(prefix)})
@@ -201,7 +227,9 @@ def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
     for line in tree.read("val/val_annotations.txt").decode().splitlines():
         if not line.strip():
             continue
-        fname, wnid = line.split("\t")[:2]
+        fname, wnid = (line.split("\t") + [""])[:2]
+        if wnid not in label_of:
+            raise BenchmarkError(f"{source}: val/val_annotations.txt names {wnid!r}, which is not in wnids.txt")
         rel = f"val/images/{fname}"
         test_x.append(_decode_rgb(tree.read(rel), size, f"{source}:{rel}"))
         test_y.append(label_of[wnid])
@@ -224,7 +252,9 @@ def read_tiny_imagenet_parquet(folder: Path, size: int = 64) -> RawDataset:
             try:
                 table = pq.read_table(path, columns=["image", "label"])
             except Exception as exc:  # pyarrow raises several unrelated types for bad files
-                raise BenchmarkError(f"{path} is truncated or not a parquet file ({exc}); download it again") from exc
+                raise BenchmarkError(
+                    f"{path} is truncated or not a parquet file ({_one_line(exc)}); download it again"
+                ) from exc
             for row, (image, label) in enumerate(zip(table.column("image").to_pylist(), table.column("label").to_pylist())):
                 images.append(_decode_rgb(image["bytes"], size, f"{path} row {row}"))
                 labels.append(label)
