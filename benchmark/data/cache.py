@@ -13,6 +13,7 @@ either exists whole or not at all.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -145,10 +146,16 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
     """Load the cache of dataset config `ds`, building it first if needed."""
     target = cache_dir(ds, data_dir)
     meta_path = target / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    if meta is None or meta.get("version") != CACHE_VERSION:
-        _build(ds, Path(data_dir), target)
-        meta = json.loads(meta_path.read_text())
+    locks = Path(data_dir) / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    # The runs of a sweep start together (SLURM array, joblib): one builds, the others
+    # wait on the lock and then read what it built.
+    with open(locks / f"{ds.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if meta is None or meta.get("version") != CACHE_VERSION:
+            _build(ds, Path(data_dir), target)
+            meta = json.loads(meta_path.read_text())
     if meta["num_classes"] != ds.num_classes or meta["image_size"] != ds.image_size or meta["sizes"]["val"] != ds.val_size:
         raise BenchmarkError(
             f"the cache {target} was built with other settings (classes, size or val_size); delete it to rebuild"
