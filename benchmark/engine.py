@@ -43,6 +43,27 @@ def _limited(n: int, limit: int | None) -> int:
     return n if limit is None else min(n, limit)
 
 
+def run_summary(cfg, train_size: int, schedule) -> dict:
+    """What identifies the run and what the analysis needs to turn epoch times into images/s."""
+    return {
+        "framework": cfg.framework.name,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "precision": cfg.precision.name,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "grad_accum_steps": cfg.grad_accum_steps,
+        "train_images": train_size,
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "images_per_epoch": schedule.steps_per_epoch * cfg.batch_size,
+        "warmup_steps": schedule.warmup_steps,
+        "total_steps": schedule.total_steps,
+        "peak_lr": schedule.base_lr,
+        "deterministic": cfg.framework.deterministic,
+    }
+
+
 def train_and_test(cfg, run_dir: Path) -> dict:
     """Train one run into `run_dir` (resuming from its last checkpoint) and return test.json."""
     validate(cfg)
@@ -52,6 +73,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
     write_json(rd.env, {**environment.collect(), **backend.environment()})
+    write_json(rd.summary, run_summary(cfg, train_size, schedule))
 
     trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     val_x, val_y = data.split("val", cfg.limit.val)

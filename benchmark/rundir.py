@@ -1,7 +1,8 @@
 """The run directory contract and atomic writes.
 
 A run directory (Hydra's output dir) holds ``.hydra/``, ``run.log``, ``metrics.csv``,
-``checkpoints/{best,last}.<ext>``, ``test.json``, ``env.json`` and ``status.json``.
+``checkpoints/{best,last}.<ext>``, ``test.json``, ``env.json``, ``status.json`` and
+``summary.json`` (the run's key and the facts the analysis needs: images per epoch...).
 Every file here is written to a temporary name and renamed, so a reader (or a run
 killed mid-write) never sees half a file.
 """
@@ -47,6 +48,7 @@ class RunDir:
         self.checkpoints = self.root / "checkpoints"
         self.metrics = self.root / "metrics.csv"
         self.test = self.root / "test.json"
+        self.summary = self.root / "summary.json"
         self.env = self.root / "env.json"
         self.status = self.root / "status.json"
 

@@ -57,6 +57,8 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert env["gpu_name"] == "cpu" or env["cuda"]
     status = read_json(run_dir / "status.json")
     assert status["state"] == "completed"
+    summary = read_json(run_dir / "summary.json")
+    assert summary["images_per_epoch"] == 128 and summary["steps_per_epoch"] == 4 and summary["seed"] == 42
 
 
 def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir):
