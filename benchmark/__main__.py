@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from benchmark import BenchmarkError
@@ -22,21 +23,39 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from benchmark.engine import train_and_test
+    """Train one run into Hydra's output directory.
+
+    In a sweep a failing run is marked failed and the sweep goes on (the end-of-sweep
+    callback lists the failures and exits non-zero); a single run fails loudly.
+    """
     from benchmark.rundir import RunDir
+    from benchmark.resume import completed_result
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     rundir = RunDir(run_dir)
-    rundir.set_status("running")
     try:
+        done = completed_result(run_dir, cfg)
+        if done is not None:
+            log.info("skipped: %s already completed (test_accuracy %.4f)", run_dir, done["test_accuracy"])
+            return done
+        rundir.set_status("running")
+        from benchmark.engine import train_and_test
+
         result = train_and_test(cfg, run_dir)
     except BenchmarkError as exc:
         rundir.set_status("failed", reason=str(exc))
-        log.error("%s", exc)
+        log.error("failed: %s", exc)
+        if in_sweep:
+            return {"state": "failed", "reason": str(exc)}
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except BaseException as exc:
-        rundir.set_status("failed", reason=f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc())
+    except Exception as exc:
+        reason = f"{exc.__class__.__name__}: {exc}"
+        rundir.set_status("failed", reason=reason, traceback=traceback.format_exc())
+        if in_sweep:
+            log.exception("failed: %s", reason)
+            return {"state": "failed", "reason": reason}
         raise
     rundir.set_status("completed", test=result)
     return result

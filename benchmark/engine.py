@@ -16,6 +16,7 @@ from benchmark import BenchmarkError, environment
 from benchmark.backends import load_backend
 from benchmark.data import prepare_dataset
 from benchmark.metrics import MetricsLog, classification_scores
+from benchmark.resume import check_same_run, comparable_config
 from benchmark.rundir import RunDir, write_json
 from benchmark.schedule import make_schedule
 
@@ -61,6 +62,7 @@ def run_summary(cfg, train_size: int, schedule) -> dict:
         "total_steps": schedule.total_steps,
         "peak_lr": schedule.base_lr,
         "deterministic": cfg.framework.deterministic,
+        "config": comparable_config(cfg),
     }
 
 
@@ -68,6 +70,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     """Train one run into `run_dir` (resuming from its last checkpoint) and return test.json."""
     validate(cfg)
     rd = RunDir(run_dir)
+    check_same_run(rd.root, cfg)
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)

@@ -55,6 +55,12 @@ class RunDir:
     def read_status(self) -> dict | None:
         return read_json(self.status)
 
+    def read_summary(self) -> dict | None:
+        return read_json(self.summary)
+
+    def read_test(self) -> dict | None:
+        return read_json(self.test)
+
     def set_status(self, state: str, **details) -> None:
         assert state in STATES, state
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")

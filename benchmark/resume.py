@@ -1,0 +1,60 @@
+"""Whether a run directory already holds this run: finished, resumable, or someone else's.
+
+Sweeps name run directories by run key (framework, dataset, model, precision, seed),
+so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
+exist. A completed run is skipped; an unfinished one resumes from its last checkpoint;
+a directory holding the same key but other settings (say, other epochs) is refused
+rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmark import BenchmarkError
+from benchmark.rundir import RunDir
+
+# Settings that do not change what a run computes.
+NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
+
+
+def comparable_config(cfg) -> dict:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in NOT_COMPARED}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a} -> {b}")
+    return diffs
+
+
+def check_same_run(run_dir: Path, cfg) -> None:
+    """Refuse to continue or skip a run started with other settings."""
+    summary = RunDir(run_dir).read_summary()
+    if not summary or "config" not in summary:
+        return
+    diffs = _differences(summary["config"], comparable_config(cfg))
+    if diffs:
+        shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
+        raise BenchmarkError(
+            f"{run_dir} holds a run started with other settings ({shown}); "
+            "launch into another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it"
+        )
+
+
+def completed_result(run_dir: Path, cfg) -> dict | None:
+    """test.json of a completed run of this config in `run_dir`, else None."""
+    rd = RunDir(run_dir)
+    status = rd.read_status()
+    if not status or status.get("state") != "completed" or not rd.test.is_file():
+        return None
+    check_same_run(run_dir, cfg)
+    return rd.read_test()
