@@ -1,0 +1,78 @@
+"""End-of-sweep Hydra callback: list every run and its state, analyse, fail loudly.
+
+Runs in the launching process after the sweep (also after a SLURM sweep), reads only
+the run directories, and exits non-zero when any run of the sweep is not completed,
+after printing one line per such run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from benchmark.rundir import RunDir, atomic_write_text
+
+log = logging.getLogger("benchmark.sweep")
+
+
+def sweep_runs(sweep_dir: Path) -> list[dict]:
+    """One row per run directory below `sweep_dir` (found by their summary.json or status.json)."""
+    rows = []
+    dirs = {p.parent for name in ("status.json", "summary.json") for p in sweep_dir.rglob(name)}
+    for run_dir in sorted(d for d in dirs if ".submitit" not in d.parts and "report" not in d.parts):
+        rd = RunDir(run_dir)
+        status, test = rd.read_status() or {}, rd.read_test() or {}
+        rows.append({
+            "run": str(run_dir.relative_to(sweep_dir)),
+            "state": status.get("state", "unknown"),
+            "test_accuracy": test.get("test_accuracy", "") if status.get("state") == "completed" else "",
+            "reason": (status.get("reason") or "").splitlines()[0][:200] if status.get("reason") else "",
+        })
+    return rows
+
+
+def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["run", "state", "test_accuracy", "reason"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = sweep_dir / "sweep_status.csv"
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def report(sweep_dir: Path) -> list[dict]:
+    """Write sweep_status.csv (and the analysis report where available); return the unfinished runs."""
+    rows = sweep_runs(sweep_dir)
+    path = write_sweep_status(sweep_dir, rows)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    log.info("sweep %s: %d runs (%s); list in %s", sweep_dir, len(rows),
+             ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
+    try:
+        from benchmark.analyze import analyze
+    except ImportError:
+        analyze = None
+    if analyze is not None and counts.get("completed"):
+        log.info("analysis report: %s", analyze(sweep_dir))
+    return [row for row in rows if row["state"] != "completed"]
+
+
+class SweepReport(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        unfinished = report(Path(config.hydra.sweep.dir))
+        if unfinished:
+            lines = [f"{len(unfinished)} run(s) of the sweep did not complete:"]
+            lines += [f"  {r['state']:<9} {r['run']}  {r['reason']}" for r in unfinished[:20]]
+            if len(unfinished) > 20:
+                lines.append(f"  ... and {len(unfinished) - 20} more in sweep_status.csv")
+            lines.append("Launch the same sweep again to resume them (completed runs are skipped).")
+            print("\n".join(lines))
+            raise SystemExit(1)

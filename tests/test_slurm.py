@@ -1,0 +1,96 @@
+"""Sweeps on a real single-node SLURM cluster through hydra-submitit-launcher.
+
+scripts/slurm-local.sh starts munge, MariaDB, slurmdbd, slurmctld and slurmd on this
+machine (installing Debian's packages when missing, which needs root). Every sweep is
+wrapped in `timeout` so a lost job cannot hang the suite.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from helpers import REPO, read_json, read_metrics
+
+CAN_RUN = shutil.which("sbatch") is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
+pytestmark = pytest.mark.skipif(
+    not CAN_RUN and not os.environ.get("CI"), reason="needs SLURM installed, or root with apt-get to install it"
+)
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+# the A40 preset, shrunk to this machine: no GPU, one core and 4 GB per job
+LAUNCHER = (
+    "hydra/launcher=slurm_a40", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=10",
+    "hydra.launcher.setup=[]",
+)
+SWEEP_TIMEOUT = 600
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    # not under pytest's tmp_path: munged wants o+x on every directory above its socket
+    env = {**os.environ, "SLURM_LOCAL_DIR": tempfile.mkdtemp(prefix="benchmark-slurm-", dir="/tmp")}
+    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=900)
+    assert up.returncode == 0, up.stderr[-3000:]
+    conf = up.stdout.strip().splitlines()[-1].removeprefix("export SLURM_CONF=")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=300)
+
+
+def sweep_cmd(sweep_dir, data_dir, *overrides):
+    return ["timeout", str(SWEEP_TIMEOUT), sys.executable, "-m", "benchmark", "--multirun", *LAUNCHER,
+            f"hydra.sweep.dir={sweep_dir}", f"data_dir={data_dir}", *overrides]
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
+
+
+def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    args = ("seed=1,2,3", "epochs=1", "limit.train=64", "limit.val=32", "limit.test=32")
+    out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    for seed in (1, 2, 3):
+        run_dir = sweep / f"pytorch_digits_mobilenetv2_fp32_seed{seed}"
+        assert read_json(run_dir / "status.json")["state"] == "completed"
+        assert read_json(run_dir / "env.json")["slurm_job_id"]  # it ran inside a SLURM job
+        assert len(read_metrics(run_dir)) == 1
+    assert (sweep / "sweep_status.csv").read_text().count("completed") == 3
+
+    # launched again: nothing is submitted, every run is skipped
+    again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0
+    assert "3 already completed" in again.stdout + again.stderr
+
+
+def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, data_dir):
+    args = ("seed=11", "epochs=4", "limit.train=512", "limit.val=64", "limit.test=64")
+    reference = subprocess.Popen(sweep_cmd(tmp_path / "reference", data_dir, *args), cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    requeued = subprocess.Popen(sweep_cmd(tmp_path / "requeued", data_dir, *args), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = tmp_path / "requeued" / "pytorch_digits_mobilenetv2_fp32_seed11"
+    log = run_dir / "run.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and "epoch 2/4  step" in log.read_text()):
+        time.sleep(0.1)
+    job_id = read_json(run_dir / "env.json")["slurm_job_id"]
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+
+    out, _ = requeued.communicate(timeout=SWEEP_TIMEOUT)
+    assert requeued.returncode == 0, out[-3000:]
+    assert reference.wait(timeout=SWEEP_TIMEOUT) == 0
+    text = log.read_text()
+    assert "resuming after epoch" in text  # the second start picked up the checkpoint
+    assert read_json(run_dir / "status.json")["state"] == "completed"
+    ref_dir = tmp_path / "reference" / "pytorch_digits_mobilenetv2_fp32_seed11"
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(ref_dir))
+    ref_test, test = read_json(ref_dir / "test.json"), read_json(run_dir / "test.json")
+    ref_test.pop("finished_at"), test.pop("finished_at")
+    assert test == ref_test
