@@ -54,10 +54,11 @@ def without_timing(rows):
 def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     args = ("seed=1,2,3", "epochs=1", "limit.train=64", "limit.val=32", "limit.test=32")
+    override_dir = "epochs=1,limit.test=32,limit.train=64,limit.val=32"  # non-key overrides name a sub-directory
     out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     for seed in (1, 2, 3):
-        run_dir = sweep / f"pytorch_digits_mobilenetv2_fp32_seed{seed}"
+        run_dir = sweep / f"pytorch_digits_mobilenetv2_fp32_seed{seed}" / override_dir
         assert read_json(run_dir / "status.json")["state"] == "completed"
         assert read_json(run_dir / "env.json")["slurm_job_id"]  # it ran inside a SLURM job
         assert len(read_metrics(run_dir)) == 1
@@ -75,7 +76,8 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, 
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     requeued = subprocess.Popen(sweep_cmd(tmp_path / "requeued", data_dir, *args), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run_dir = tmp_path / "requeued" / "pytorch_digits_mobilenetv2_fp32_seed11"
+    sub = "pytorch_digits_mobilenetv2_fp32_seed11/epochs=4,limit.test=64,limit.train=512,limit.val=64"
+    run_dir = tmp_path / "requeued" / sub
     log = run_dir / "run.log"
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and "epoch 2/4  step" in log.read_text()):
@@ -89,7 +91,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, 
     text = log.read_text()
     assert "resuming after epoch" in text  # the second start picked up the checkpoint
     assert read_json(run_dir / "status.json")["state"] == "completed"
-    ref_dir = tmp_path / "reference" / "pytorch_digits_mobilenetv2_fp32_seed11"
+    ref_dir = tmp_path / "reference" / sub
     assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(ref_dir))
     ref_test, test = read_json(ref_dir / "test.json"), read_json(run_dir / "test.json")
     ref_test.pop("finished_at"), test.pop("finished_at")
