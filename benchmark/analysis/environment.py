@@ -1,0 +1,109 @@
+"""environment.txt: the software and hardware the runs used, and the runs that differ.
+
+A Keras-vs-PyTorch difference means something only if every run of a framework used
+the same framework build, and all runs the same GPU, driver, CPU, Python and code.
+So the report lists the majority value of each field, groups identical environments,
+and flags every run that differs from the majority: shared fields (hardware, driver,
+Python, git commit) against all runs, framework fields (torch or tensorflow/keras
+versions, CUDA, cuDNN — each framework ships its own) against the runs of the same
+framework. Host names and kernel builds are listed but not flagged: the nodes of one
+cluster legitimately differ in both.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SHARED_FIELDS = {
+    "gpu_name": "GPU",
+    "gpu_driver": "GPU driver",
+    "cpu_model": "CPU",
+    "python": "Python",
+    "git_commit": "git commit",
+}
+FRAMEWORK_FIELDS = {
+    "pytorch": {"torch": "torch", "torchvision": "torchvision", "cuda": "CUDA", "cudnn": "cuDNN"},
+    "keras": {"tensorflow": "tensorflow", "keras": "keras", "keras_backend": "Keras backend", "cuda": "CUDA",
+              "cudnn": "cuDNN"},
+}
+LISTED_FIELDS = ("hostname", "platform")
+MISSING = "(not recorded)"
+
+
+def _value(env: dict, field: str) -> str:
+    value = env.get(field, MISSING)
+    return "none" if value is None else str(value)
+
+
+def _framework_fields(framework: str) -> dict:
+    return FRAMEWORK_FIELDS.get(framework, {"cuda": "CUDA", "cudnn": "cuDNN"})
+
+
+def environment_table(environments: dict[str, dict | None], results: pd.DataFrame) -> pd.DataFrame:
+    """One row per run that has an env.json: run_dir, framework and every field as text."""
+    frameworks = dict(zip(results["run_dir"], results["framework"]))
+    fields = {*SHARED_FIELDS, *LISTED_FIELDS, *(f for fw in FRAMEWORK_FIELDS.values() for f in fw)}
+    rows = [
+        {"run_dir": run_dir, "framework": env.get("framework") or frameworks.get(run_dir) or "unknown",
+         **{field: _value(env, field) for field in sorted(fields)}}
+        for run_dir, env in environments.items() if env is not None
+    ]
+    return pd.DataFrame(rows, columns=["run_dir", "framework", *sorted(fields)])
+
+
+def _counted(values: pd.Series) -> str:
+    """"A40" when all agree, else every value with its count, most frequent first."""
+    counts = values.value_counts()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{value} ({count} run{'s' if count != 1 else ''})" for value, count in counts.items())
+
+
+def _field_lines(table: pd.DataFrame, fields: dict) -> list[str]:
+    return [f"  {label:<14} {_counted(table[field])}" for field, label in fields.items()]
+
+
+def deviations(table: pd.DataFrame) -> list[str]:
+    """"<run_dir>: torch 2.4.0 (majority 2.3.1)" for every field where a run is off the majority."""
+    lines = []
+    scopes = [(table, SHARED_FIELDS)] + [
+        (runs, _framework_fields(fw)) for fw, runs in table.groupby("framework", sort=True)
+    ]
+    for runs, fields in scopes:
+        for field, label in fields.items():
+            majority = runs[field].mode().iloc[0]
+            for run_dir, value in runs.loc[runs[field] != majority, ["run_dir", field]].itertuples(index=False):
+                lines.append(f"  {run_dir}: {label} {value} (majority {majority})")
+    return sorted(lines)
+
+
+def distinct_environments(table: pd.DataFrame) -> list[str]:
+    """Identical environments grouped (all flagged fields equal), largest group first."""
+    lines = []
+    for framework, runs in table.groupby("framework", sort=True):
+        fields = {**SHARED_FIELDS, **_framework_fields(framework)}
+        groups = runs.groupby(list(fields), sort=False).size().sort_values(ascending=False)
+        for values, count in groups.items():
+            described = ", ".join(f"{label} {value}" for label, value in zip(fields.values(), values))
+            lines.append(f"  {count} {framework} run{'s' if count != 1 else ''}: {described}")
+    return lines
+
+
+def environment_report(environments: dict[str, dict | None], results: pd.DataFrame, title: str) -> str:
+    """The text of environment.txt."""
+    table = environment_table(environments, results)
+    lines = [f"Environment of the runs in {title} (from each run's env.json)", ""]
+    if table.empty:
+        return "\n".join(lines + ["No run has an env.json.", ""])
+    lines += [f"All runs ({len(table)} with env.json)"] + _field_lines(table, SHARED_FIELDS)
+    hosts = sorted(table["hostname"].unique())
+    lines += [f"  {'hosts':<14} {len(hosts)}: {', '.join(hosts)}", f"  {'platform':<14} {_counted(table['platform'])}", ""]
+    for framework, runs in table.groupby("framework", sort=True):
+        lines += [f"{framework} ({len(runs)} runs)"] + _field_lines(runs, _framework_fields(framework)) + [""]
+    lines += ["Distinct environments (runs with identical software and hardware grouped)"]
+    lines += distinct_environments(table) + [""]
+    lines += ["Runs that differ from the majority"] + (deviations(table) or ["  none"]) + [""]
+    missing = sorted(run_dir for run_dir, env in environments.items() if env is None)
+    if missing:
+        lines += ["Runs without env.json"] + [f"  {run_dir}" for run_dir in missing] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""analyze(sweep_dir): build SWEEP_DIR/report/ from the sweep's run directories.
+
+The report is built in a hidden temporary directory beside it and swapped in whole,
+so a reader (or an end-of-sweep callback racing a manual run) sees the previous
+complete report or the new complete one, never a half-written mixture. Running it
+again on a grown sweep simply replaces the report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmark import BenchmarkError
+from benchmark.analysis.environment import environment_report
+from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
+from benchmark.analysis.stats import compare
+from benchmark.analysis.summary import markdown, significance_table
+
+
+class AnalysisError(BenchmarkError):
+    """Nothing to analyse (no such directory, no run directories in it)."""
+
+
+def write_report(sweep: Sweep, out: Path, plots: bool = True) -> None:
+    """Every report file into the (empty) directory `out`."""
+    stats, pairs = compare(sweep.results)
+    table = significance_table(stats)
+    title = sweep.root.resolve().name
+    sweep.results.to_csv(out / "results.csv", index=False)
+    stats.to_csv(out / "statistical_results.csv", index=False)
+    table.to_csv(out / "significance_summary.csv", index=False)
+    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, title))
+    (out / "environment.txt").write_text(environment_report(sweep.environments, sweep.results, title))
+    if plots:
+        from benchmark.analysis.plots import plot_all  # matplotlib only when drawing
+
+        plot_all(sweep.curves, sweep.results, stats, pairs, out / "plots")
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Replace directory `target` by `new`: old report aside, new one in, old one deleted."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / target.name)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def analyze(sweep_dir: str | Path, *, plots: bool = True) -> Path:
+    """Build SWEEP_DIR/report/ (results, statistics, significance, environment, plots)
+    and return its path. Raises AnalysisError when there is nothing to analyse."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise AnalysisError(f"{root} is not a directory; give the sweep directory (e.g. multirun/<date>_<time>)")
+    sweep = collect(root)
+    if sweep.results.empty:
+        raise AnalysisError(f"no run directories under {root} (a run directory holds summary.json or .hydra/config.yaml)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIRNAME}.new.", dir=root))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the report from the rest of the group
+    try:
+        write_report(sweep, tmp, plots)
+        _swap_in(tmp, root / REPORT_DIRNAME)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root / REPORT_DIRNAME

@@ -1,0 +1,207 @@
+"""Find the runs of a sweep and reduce each to one row of results.csv.
+
+A sweep directory holds run directories at any depth (Hydra's multirun subfolders,
+stage folders, runs reused from an earlier stage through symbolic links). A run
+directory is recognised by ``summary.json``, ``status.json`` or ``.hydra/config.yaml``; the run's
+key comes from ``summary.json`` and, for a run that died before writing it, from the
+resolved config. Every run is listed, whatever its state; only the analysis
+(``stats``) restricts itself to completed runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark.metrics import METRICS_COLUMNS
+from benchmark.rundir import STATES, read_json
+
+REPORT_DIRNAME = "report"
+KEY = ("framework", "dataset", "model", "precision", "seed")
+RESULTS_COLUMNS = (
+    *KEY,
+    "acc_best",
+    "f1_best",
+    "test_accuracy",
+    "test_macro_f1",
+    "epoch_best",
+    "time_per_epoch_avg",
+    "time_per_epoch_avg_late",
+    "images_per_sec_avg",
+    "images_per_sec_avg_late",
+    "state",
+    "epochs_done",
+    "run_dir",
+)
+# Files that make a directory a run directory (besides .hydra/config.yaml).
+RUN_MARKERS = {"summary.json", "status.json"}
+# The results.csv columns that come from metrics.csv (see epoch_summary).
+EPOCH_COLUMNS = (
+    "acc_best",
+    "f1_best",
+    "epoch_best",
+    "time_per_epoch_avg",
+    "time_per_epoch_avg_late",
+    "images_per_sec_avg",
+    "images_per_sec_avg_late",
+)
+# The state of a run that has no status.json and no test.json (or claims to be
+# completed without a test result): it cannot enter the statistics.
+INCOMPLETE = "incomplete"
+
+
+@dataclass
+class Sweep:
+    """Everything the report is made of, read once from the run directories."""
+
+    root: Path
+    results: pd.DataFrame  # RESULTS_COLUMNS, one row per run
+    curves: pd.DataFrame  # KEY + state + run_dir + METRICS_COLUMNS, one row per run and epoch
+    environments: dict[str, dict | None]  # run_dir -> env.json (None where missing)
+
+
+def find_run_dirs(sweep_dir: Path) -> list[Path]:
+    """Run directories under `sweep_dir` (itself included), in sorted order.
+
+    Run directories may nest: a run launched with extra overrides (``epochs=3``) lives
+    in a sub-directory of its key's directory (conf/config.yaml), so the search goes on
+    below a run directory, skipping its checkpoints. Symbolic links are followed,
+    because a sweep may link runs it reuses, but each real directory is visited once.
+    Hidden folders (.hydra, .submitit, temporary reports) and the report are skipped.
+    """
+    found, seen = [], set()
+    for root, dirs, files in os.walk(sweep_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        here = Path(root)
+        if RUN_MARKERS & set(files) or (here / ".hydra" / "config.yaml").is_file():
+            found.append(here)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (REPORT_DIRNAME, "checkpoints"))
+    return sorted(found)
+
+
+def _config_key(run_dir: Path) -> dict:
+    """The run key from `.hydra/config.yaml`, for runs that never wrote summary.json.
+
+    Read as plain YAML: the key fields are literal values in Hydra's saved config,
+    and nothing else in it is needed."""
+    try:
+        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    key = {name: (cfg.get(name) or {}).get("name") for name in KEY if name != "seed" and isinstance(cfg.get(name), dict)}
+    key["seed"] = cfg.get("seed")
+    return key
+
+
+def run_key(run_dir: Path, summary: dict) -> dict:
+    """framework, dataset, model, precision, seed: summary.json first, the config as fallback."""
+    fallback = {} if all(summary.get(name) is not None for name in KEY) else _config_key(run_dir)
+    key = {name: summary.get(name, fallback.get(name)) for name in KEY}
+    key["seed"] = int(key["seed"]) if key["seed"] is not None else None
+    return key
+
+
+def run_state(status: dict | None, test: dict | None) -> str:
+    """running / completed / failed from status.json; without it, completed only if
+    test.json exists. A run claiming completion without a test result is incomplete."""
+    state = (status or {}).get("state")
+    if state not in STATES:
+        state = "completed" if test is not None else INCOMPLETE
+    if state == "completed" and test is None:
+        return INCOMPLETE
+    return state
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.csv sorted by epoch (last row of a repeated epoch wins); empty if absent
+    or not in the metrics.csv format."""
+    try:
+        metrics = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        metrics = pd.DataFrame(columns=list(METRICS_COLUMNS))
+    if not set(METRICS_COLUMNS) <= set(metrics.columns):
+        metrics = pd.DataFrame(columns=list(METRICS_COLUMNS))
+    metrics = metrics[list(METRICS_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    return metrics.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def late_window(n_epochs: int) -> int:
+    """How many final epochs form "the last 50%": ceil(n / 2), so one epoch counts as late."""
+    return math.ceil(n_epochs / 2)
+
+
+def epoch_summary(metrics: pd.DataFrame, images_per_epoch: float | None) -> dict:
+    """The per-run numbers derived from metrics.csv.
+
+    - acc_best: the highest val_accuracy; epoch_best: the first epoch reaching it (the
+      engine keeps the first best checkpoint, replacing it only on a strict gain);
+      f1_best: val_macro_f1 of that epoch.
+    - Throughput: each epoch's rate is images_per_epoch / epoch_time_seconds
+      (batches x batch_size / training time, SPEC §7), and images_per_sec_avg is the
+      mean of these per-epoch rates (rates are averaged, not total images divided by
+      total time), so every epoch weighs the same. The ``_late`` variants average the
+      last ceil(n/2) epochs only, leaving out the first epochs' compilation and
+      warm-up overhead. A non-positive epoch time gives no rate.
+    """
+    if metrics.empty:
+        return dict.fromkeys(EPOCH_COLUMNS, np.nan)
+    best = int(metrics["val_accuracy"].to_numpy().argmax()) if metrics["val_accuracy"].notna().any() else None
+    seconds = metrics["epoch_time_seconds"].where(metrics["epoch_time_seconds"] > 0)
+    rates = (images_per_epoch / seconds) if images_per_epoch else pd.Series(np.nan, index=seconds.index)
+    late = late_window(len(metrics))
+    return {
+        "acc_best": metrics["val_accuracy"].iloc[best] if best is not None else np.nan,
+        "f1_best": metrics["val_macro_f1"].iloc[best] if best is not None else np.nan,
+        "epoch_best": int(metrics["epoch"].iloc[best]) if best is not None else np.nan,
+        "time_per_epoch_avg": seconds.mean(),
+        "time_per_epoch_avg_late": seconds.iloc[-late:].mean(),
+        "images_per_sec_avg": rates.mean(),
+        "images_per_sec_avg_late": rates.iloc[-late:].mean(),
+    }
+
+
+def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
+    """(results row, per-epoch metrics tagged with the run's key, env.json) of one run."""
+    summary = read_json(run_dir / "summary.json") or {}
+    test = read_json(run_dir / "test.json")
+    metrics = read_metrics(run_dir / "metrics.csv")
+    row = {
+        **run_key(run_dir, summary),
+        **epoch_summary(metrics, summary.get("images_per_epoch")),
+        "test_accuracy": (test or {}).get("test_accuracy", np.nan),
+        "test_macro_f1": (test or {}).get("test_macro_f1", np.nan),
+        "state": run_state(read_json(run_dir / "status.json"), test),
+        "epochs_done": len(metrics),
+        "run_dir": run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else ".",
+    }
+    tags = {name: row[name] for name in (*KEY, "state", "run_dir")}
+    return row, metrics.assign(**tags), read_json(run_dir / "env.json")
+
+
+def collect(sweep_dir: str | Path) -> Sweep:
+    """Read every run of the sweep; results sorted by key so the CSV diffs cleanly."""
+    root = Path(sweep_dir)
+    rows, curves, environments = [], [], {}
+    for run_dir in find_run_dirs(root):
+        row, metrics, env = read_run(run_dir, root)
+        rows.append(row)
+        if not metrics.empty:
+            curves.append(metrics)
+        environments[row["run_dir"]] = env
+    results = pd.DataFrame(rows, columns=list(RESULTS_COLUMNS))
+    results = results.sort_values([*KEY, "run_dir"], na_position="last", ignore_index=True)
+    results["seed"] = results["seed"].astype("Int64")
+    results["epoch_best"] = results["epoch_best"].astype("Int64")
+    curve_columns = [*KEY, "state", "run_dir", *METRICS_COLUMNS]
+    all_curves = pd.concat(curves, ignore_index=True)[curve_columns] if curves else pd.DataFrame(columns=curve_columns)
+    return Sweep(root, results, all_curves, environments)
