@@ -19,6 +19,9 @@ class FrameworkConfig:
     name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
+    # Keras/XLA only: compile the train/eval steps with XLA (tf.function(jit_compile=...)).
+    # The PyTorch backend ignores it.
+    jit_compile: bool = False
 
 
 @dataclass

@@ -1,0 +1,17 @@
+"""Keras 3 (TensorFlow backend): keras.applications models, tf.data pipeline, GradientTape loop."""
+
+import os
+
+# keras must run on TensorFlow here (the benchmark compares TensorFlow with PyTorch),
+# whatever KERAS_BACKEND the shell has; and TF's C++ start-up chatter stays out of the logs
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmark.backends.keras.env import enable_memory_growth, environment  # noqa: E402
+
+enable_memory_growth()  # before keras or a model can touch the GPU
+
+from benchmark.backends.keras.models import build_model  # noqa: E402
+from benchmark.backends.keras.train import Trainer  # noqa: E402
+
+__all__ = ["Trainer", "build_model", "environment"]

@@ -1,0 +1,94 @@
+"""tf.data input pipeline over the shared uint8 cache (SPEC §3), batch-vectorized.
+
+Every random number comes from stateless ops keyed by one seed per epoch, drawn from
+a ``tf.random.Generator``. The generator's state is a variable saved in the ``last``
+checkpoint, so the data order and the crops are reproducible for a seed, independent
+of how many threads the parallel map uses, and continue unchanged after a resume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _host_tensor(array: np.ndarray, dtype=None) -> tf.Tensor:
+    # the dataset stays in host memory; only batches travel to the accelerator
+    with tf.device("/CPU:0"):
+        return tf.convert_to_tensor(np.asarray(array), dtype=dtype)
+
+
+class Normalizer:
+    """uint8 NHWC -> float32 NHWC, (x / 255 - mean) / std, as benchmark.data.stats.normalize_reference."""
+
+    def __init__(self, mean, std):
+        self.mean = tf.constant(np.asarray(mean, np.float32))
+        self.std = tf.constant(np.asarray(std, np.float32))
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
+        return (x - self.mean) / self.std
+
+
+def random_crop_flip(images: tf.Tensor, padding: int, seed: tf.Tensor) -> tf.Tensor:
+    """Per-image random crop of the zero-padded uint8 batch, then a random horizontal flip."""
+    shape = tf.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    offsets = tf.random.stateless_uniform([2, n], crop_seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    rows = offsets[0][:, None] + tf.range(h)[None, :]  # (n, h)
+    cols = offsets[1][:, None] + tf.range(w)[None, :]  # (n, w)
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (n, h, w + 2p, c)
+    cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)  # (n, h, w, c)
+    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+class TrainBatches:
+    """Shuffled, augmented, normalized batches; exactly `batches` full batches per epoch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
+                 normalize: Normalizer, seed: int):
+        if batches * batch_size > len(labels):
+            raise ValueError(f"{batches} batches of {batch_size} need more than the {len(labels)} images")
+        self.images, self.labels = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
+        self.batch_size, self.batches, self.padding, self.normalize = batch_size, batches, padding, normalize
+        with tf.device("/CPU:0"):
+            self.generator = tf.random.Generator.from_seed(seed)
+
+    def epoch(self) -> tf.data.Dataset:
+        """The next epoch's batches (advances the generator by one epoch seed)."""
+        with tf.device("/CPU:0"):
+            seed = self.generator.make_seeds(1)[:, 0]
+            order_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(self.labels)[0]), order_seed)
+            # drop the remainder here, so the batches that exist are all full
+            index = tf.reshape(order[: self.batches * self.batch_size], [self.batches, self.batch_size])
+        images, labels, padding, normalize = self.images, self.labels, self.padding, self.normalize
+
+        def make_batch(b, idx):
+            x = tf.gather(images, idx)
+            x = random_crop_flip(x, padding, tf.random.experimental.stateless_fold_in(augment_seed, b))
+            return normalize(x), tf.gather(labels, idx)
+
+        ds = tf.data.Dataset.from_tensor_slices((tf.range(self.batches, dtype=tf.int64), index))
+        return ds.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+    def __len__(self) -> int:
+        return self.batches
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: Normalizer) -> tf.data.Dataset:
+    """In-order batches with no augmentation, keeping the last partial batch."""
+    x, y = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
+    n = len(labels)
+
+    def make_batch(start):
+        stop = tf.minimum(start + batch_size, n)
+        return normalize(x[start:stop]), y[start:stop]
+
+    starts = tf.data.Dataset.range(0, n, batch_size)
+    return starts.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

@@ -1,0 +1,242 @@
+"""The Keras training loop: a custom ``tf.GradientTape`` step, not ``model.fit`` (SPEC §5).
+
+Parity choices with the PyTorch backend, each deliberate:
+
+- weight decay is PyTorch's coupled L2: ``weight_decay * w`` is added to every
+  trainable variable's gradient before the optimizer (so it goes through momentum).
+  Keras' own ``weight_decay`` argument is decoupled and is not used.
+- the LR comes from ``CosineDecay`` evaluated at this trainer's own step counter, which
+  counts every optimizer step like PyTorch's scheduler does, including steps the loss
+  scaler skips (the optimizer's ``iterations`` does not count those).
+- mixed precision: float16 with dynamic loss scaling on a GPU; on the CPU bfloat16
+  without loss scaling, as PyTorch's CPU autocast does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from benchmark.backends import EpochStats, Progress
+from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
+from benchmark.backends.keras.env import select_device
+from benchmark.backends.keras.models import build_model
+from benchmark.backends.keras.schedule import build_lr_schedule
+from benchmark.rundir import read_json, write_json
+from benchmark.schedule import Schedule
+
+# tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    keras.utils.set_random_seed(seed)  # Python, NumPy, TensorFlow and Keras' own seed generator
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def set_precision(mixed: bool, dtype: str, device: str) -> str | None:
+    """Set Keras' (process-global) dtype policy; the reduced dtype, or None for fp32."""
+    if not mixed:
+        # global state: a previous mixed run in this process must not leak into this one
+        keras.mixed_precision.set_global_policy("float32")
+        return None
+    reduced = dtype if device == "cuda" else "bfloat16"
+    keras.mixed_precision.set_global_policy(f"mixed_{reduced}")
+    return reduced
+
+
+class Trainer:
+    def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
+        self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
+        # a --multirun sweep runs its jobs one after another in one process: start each
+        # from a fresh Keras state (layer names, cached graphs) rather than the last run's
+        keras.backend.clear_session()
+        self.device = select_device(cfg.framework.device)
+        seed_everything(cfg.seed, cfg.framework.deterministic)
+        self.reduced_dtype = set_precision(bool(cfg.precision.mixed), cfg.precision.dtype, self.device)
+
+        self.num_classes = data.num_classes
+        self.model = build_model(cfg.model.name, data.num_classes, data.image_size)
+        self.variables = self.model.trainable_variables
+
+        self.lr_schedule = build_lr_schedule(schedule)
+        # optimizer steps taken so far; drives the LR (see the module docstring)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="benchmark_step")
+        sgd = keras.optimizers.SGD(
+            learning_rate=lambda: self.lr_schedule(self.step),
+            momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+        )
+        self.loss_scaling = self.reduced_dtype == "float16"
+        self.optimizer = keras.optimizers.LossScaleOptimizer(sgd) if self.loss_scaling else sgd
+        # slots exist before a restore, so the checkpoint fills them instead of deferring
+        self.optimizer.build(self.variables)
+        self.weight_decay = float(cfg.optim.weight_decay)
+
+        self.accum_steps = cfg.grad_accum_steps
+        self.micro_batch = cfg.batch_size // cfg.grad_accum_steps
+        self.normalize = Normalizer(data.mean, data.std)
+        train_x, train_y = data.split("train", cfg.limit.train)
+        self.train_batches = TrainBatches(
+            train_x, train_y, self.micro_batch, schedule.steps_per_epoch * self.accum_steps,
+            cfg.dataset.crop_padding, self.normalize, seed=cfg.seed,
+        )
+
+        # running sums stay in variables updated inside the step: no host sync per step
+        self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self.correct = tf.Variable(0, dtype=tf.int64, trainable=False)
+        if self.accum_steps > 1:
+            self.accumulators = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables]
+
+        jit = bool(cfg.framework.jit_compile)
+        self._train_step = tf.function(self._train_step_fn, jit_compile=jit)
+        self._accumulate = tf.function(self._accumulate_fn, jit_compile=jit)
+        self._apply_accumulated = tf.function(self._apply_accumulated_fn, jit_compile=jit)
+        image = (None, data.image_size, data.image_size, 3)
+        # one trace for every eval batch size, the last partial batch included
+        self._eval_step = tf.function(
+            self._eval_step_fn, jit_compile=jit,
+            input_signature=[tf.TensorSpec(image, tf.float32), tf.TensorSpec((None,), tf.int32)],
+        )
+
+    # ---------------------------------------------------------------- steps
+
+    def _gradients(self, x, y):
+        """Gradients of (loss / k), loss-scaled where float16 needs it; updates the running sums."""
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(x, training=True), tf.float32)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            objective = loss / self.accum_steps
+            if self.loss_scaling:
+                objective = self.optimizer.scale_loss(objective)
+        grads = tape.gradient(objective, self.variables)
+        n = tf.shape(y)[0]
+        self.loss_sum.assign_add(loss * tf.cast(n, tf.float32))
+        hits = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), tf.cast(y, tf.int32))
+        self.correct.assign_add(tf.reduce_sum(tf.cast(hits, tf.int64)))
+        return grads
+
+    def _apply(self, grads):
+        # coupled L2 as in torch.optim.SGD(weight_decay=...). The gradients are still
+        # multiplied by the loss scale here (the LossScaleOptimizer divides it out), so
+        # the decay term is scaled too: exact, as the scale is a power of two.
+        decay = tf.constant(self.weight_decay, tf.float32)
+        if self.loss_scaling:
+            decay = decay * tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, self.variables)]
+        self.optimizer.apply(grads, self.variables)
+        self.step.assign_add(1)
+
+    def _train_step_fn(self, x, y):
+        self._apply(self._gradients(x, y))
+
+    def _accumulate_fn(self, x, y):
+        for acc, g in zip(self.accumulators, self._gradients(x, y)):
+            acc.assign_add(g)
+
+    def _apply_accumulated_fn(self):
+        self._apply([acc.read_value() for acc in self.accumulators])
+        for acc in self.accumulators:
+            acc.assign(tf.zeros_like(acc))
+
+    def _eval_step_fn(self, x, y):
+        logits = tf.cast(self.model(x, training=False), tf.float32)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return loss, tf.argmax(logits, axis=1, output_type=tf.int32)
+
+    # ---------------------------------------------------------------- epochs
+
+    def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
+        k = self.accum_steps
+        steps = self.schedule.steps_per_epoch
+        report_every = max(1, steps // max(1, self.cfg.progress_updates))
+        self.loss_sum.assign(0.0)
+        self.correct.assign(0)
+        images = 0
+        batches = iter(self.train_batches.epoch())
+        start = time.perf_counter()
+        for step in range(steps):
+            if k == 1:
+                x, y = next(batches)
+                self._train_step(x, y)
+                images += int(y.shape[0])
+            else:
+                for _ in range(k):
+                    x, y = next(batches)
+                    self._accumulate(x, y)
+                    images += int(y.shape[0])
+                self._apply_accumulated()
+            if (step + 1) % report_every == 0 or step + 1 == steps:
+                progress(step + 1, steps, float(self.loss_sum.numpy()) / images)
+        # reading the sums waits for the accelerator: the time includes all its work
+        loss_sum, correct = float(self.loss_sum.numpy()), int(self.correct.numpy())
+        seconds = time.perf_counter() - start
+        return EpochStats(loss=loss_sum / images, accuracy=correct / images, seconds=seconds, images=images,
+                          steps=steps)
+
+    def predict(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        loss_sum = tf.zeros((), tf.float32)
+        predictions = []
+        for x, y in eval_batches(images, labels, self.micro_batch, self.normalize):
+            loss, pred = self._eval_step(x, y)
+            loss_sum += loss
+            predictions.append(pred)
+        preds = tf.concat(predictions, axis=0).numpy().astype(np.int64)
+        return float(loss_sum.numpy()) / max(1, len(labels)), preds
+
+    # ------------------------------------------------------------ checkpoints
+    #
+    # best: checkpoints/best.weights.h5 (Keras weights file) + best.json (meta)
+    # last: checkpoints/last/<name>.{index,data-*} (tf.train.Checkpoint of model,
+    #       optimizer with momentum slots, iteration count and loss scale, step
+    #       counter and data generator) + last.json naming the current one and its meta.
+    # A new `last` is written under a fresh name and becomes current only when
+    # last.json is atomically replaced, so a run killed mid-save resumes from the
+    # previous one.
+
+    def _state(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                   data_generator=self.train_batches.generator)
+
+    def save(self, kind: str, meta: dict) -> None:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if kind == "best":
+            path = self.checkpoint_dir / "best.weights.h5"
+            tmp = self.checkpoint_dir / ".best.tmp.weights.h5"  # Keras insists on the suffix
+            self.model.save_weights(tmp)
+            os.replace(tmp, path)
+            write_json(self.checkpoint_dir / "best.json", {"meta": meta})
+            return
+        if kind != "last":
+            raise ValueError(f"checkpoint kind {kind!r}; valid: best, last")
+        folder = self.checkpoint_dir / "last"
+        name = f"epoch{meta.get('epoch', 0):04d}-{time.time_ns()}"
+        prefix = self._state().write(str(folder / name))
+        write_json(self.checkpoint_dir / "last.json", {"checkpoint": f"last/{Path(prefix).name}", "meta": meta})
+        for old in folder.iterdir():  # earlier saves, and leftovers of an interrupted one
+            if old.name.startswith(name + "."):
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+
+    def restore(self, kind: str) -> dict | None:
+        if kind == "best":
+            path, info = self.checkpoint_dir / "best.weights.h5", read_json(self.checkpoint_dir / "best.json")
+            if not path.is_file() or info is None:
+                return None
+            self.model.load_weights(path)
+            return info["meta"]
+        info = read_json(self.checkpoint_dir / "last.json")
+        if info is None:
+            return None
+        self._state().read(str(self.checkpoint_dir / info["checkpoint"])).assert_consumed()
+        return info["meta"]
