@@ -19,9 +19,11 @@ class FrameworkConfig:
     name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
-    # Keras/XLA only: compile the train/eval steps with XLA (tf.function(jit_compile=...)).
-    # The PyTorch backend ignores it.
-    jit_compile: bool = False
+    # Graph/compile modes (README: Performance). Each applies to one backend only and
+    # is recorded in the run's summary.json as `execution_mode`.
+    jit_compile: bool = False  # Keras: XLA-compile the tf.function train/eval steps
+    compile: bool = False  # PyTorch: torch.compile the model
+    channels_last: bool = False  # PyTorch: NHWC memory format for model and inputs
 
 
 @dataclass

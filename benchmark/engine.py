@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def _limited(n: int, limit: int | None) -> int:
     return n if limit is None else min(n, limit)
 
 
-def run_summary(cfg, train_size: int, schedule) -> dict:
+def run_summary(cfg, train_size: int, schedule, mode: str) -> dict:
     """What identifies the run and what the analysis needs to turn epoch times into images/s."""
     return {
         "framework": cfg.framework.name,
@@ -62,7 +63,26 @@ def run_summary(cfg, train_size: int, schedule) -> dict:
         "total_steps": schedule.total_steps,
         "peak_lr": schedule.base_lr,
         "deterministic": cfg.framework.deterministic,
+        # never pool runs of different modes: the analysis reports it per run
+        "execution_mode": mode,
         "config": comparable_config(cfg),
+    }
+
+
+def performance_summary(rows: list[dict], startup_seconds: float, trainer) -> dict:
+    """Timing and memory facts of a finished run (README: Performance).
+
+    The first epoch pays for graph tracing, compilation and autotuning; reporting that
+    overhead on its own keeps it out of the steady-state figures.
+    """
+    times = [float(r["epoch_time_seconds"]) for r in rows]
+    overhead = times[0] - statistics.median(times[1:]) if len(times) > 1 else None
+    return {
+        "startup_seconds": startup_seconds,  # process start -> first training step (last launch)
+        "first_epoch_seconds": times[0] if times else None,
+        "first_epoch_overhead_seconds": overhead,
+        "peak_host_rss_bytes": environment.peak_host_rss_bytes(),
+        **trainer.peak_memory(),
     }
 
 
@@ -76,9 +96,10 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
     write_json(rd.env, {**environment.collect(), **backend.environment()})
-    write_json(rd.summary, run_summary(cfg, train_size, schedule))
 
     trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
+    summary = run_summary(cfg, train_size, schedule, trainer.mode)
+    write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
     resumed = trainer.restore("last")
     start_epoch = resumed["epoch"] if resumed else 0
@@ -93,6 +114,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
         len(val_y), cfg.epochs, schedule.steps_per_epoch, cfg.batch_size, cfg.grad_accum_steps, schedule.base_lr,
     )
 
+    startup_seconds = time.time() - environment.process_start_time()
     for epoch in range(start_epoch, cfg.epochs):
         label = f"epoch {epoch + 1}/{cfg.epochs}"
 
@@ -140,6 +162,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(rd.test, result)
+    write_json(rd.summary, {**summary, **performance_summary(metrics.rows, startup_seconds, trainer)})
     log.info(
         "test (best epoch %d): test_accuracy %.4f  test_macro_f1 %.4f  -> %s",
         best["epoch"], test_acc, test_f1, rd.root,

@@ -7,9 +7,11 @@ import platform
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+IMPORTED_AT = time.time()  # fallback for the process start where /proc is missing
 
 
 def _run(cmd: list[str]) -> str | None:
@@ -45,6 +47,24 @@ def git_commit() -> str:
         return "unknown"
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"])
     return commit + ("-dirty" if dirty else "")
+
+
+def process_start_time() -> float:
+    """Wall-clock time (time.time()) at which this process started, from /proc on Linux."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return IMPORTED_AT
+
+
+def peak_host_rss_bytes() -> int:
+    """Peak resident set size of this process so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def collect() -> dict:

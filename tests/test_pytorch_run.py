@@ -59,6 +59,9 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert status["state"] == "completed"
     summary = read_json(run_dir / "summary.json")
     assert summary["images_per_epoch"] == 128 and summary["steps_per_epoch"] == 4 and summary["seed"] == 42
+    assert summary["execution_mode"] == "eager" and summary["startup_seconds"] > 0
+    assert summary["first_epoch_overhead_seconds"] is not None and summary["peak_host_rss_bytes"] > 0
+    assert "accelerator_peak_bytes" in summary
 
 
 def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir):

@@ -11,6 +11,8 @@ A backend is a subpackage ``benchmark.backends.<name>`` exposing:
   - ``save(kind, meta)`` / ``restore(kind) -> meta | None`` for the ``best`` and
     ``last`` checkpoints, in the framework's own format. ``last`` holds everything
     needed to resume (model, optimizer, schedule, loss scaler, RNG and data order).
+  - ``mode``: the graph/compile mode it runs in (e.g. ``eager``, ``tf.function+xla``)
+  - ``peak_memory() -> {"accelerator_peak_bytes": int | None}``
 
 Only the selected backend is imported, so a PyTorch run never imports TensorFlow.
 """

@@ -80,6 +80,9 @@ class TrainBatches:
     def __len__(self) -> int:
         return self.batches
 
+    def __iter__(self):
+        return iter(self.epoch())
+
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: Normalizer) -> tf.data.Dataset:
     """In-order batches with no augmentation, keeping the last partial batch."""

@@ -96,6 +96,7 @@ class Trainer:
             self.accumulators = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables]
 
         jit = bool(cfg.framework.jit_compile)
+        self.mode = "tf.function+xla" if jit else "tf.function"
         self._train_step = tf.function(self._train_step_fn, jit_compile=jit)
         self._accumulate = tf.function(self._accumulate_fn, jit_compile=jit)
         self._apply_accumulated = tf.function(self._apply_accumulated_fn, jit_compile=jit)
@@ -160,7 +161,7 @@ class Trainer:
         self.loss_sum.assign(0.0)
         self.correct.assign(0)
         images = 0
-        batches = iter(self.train_batches.epoch())
+        batches = iter(self.train_batches)
         start = time.perf_counter()
         for step in range(steps):
             if k == 1:
@@ -190,6 +191,12 @@ class Trainer:
             predictions.append(pred)
         preds = tf.concat(predictions, axis=0).numpy().astype(np.int64)
         return float(loss_sum.numpy()) / max(1, len(labels)), preds
+
+    def peak_memory(self) -> dict:
+        """Peak accelerator memory TensorFlow reports for GPU:0 (None on the CPU)."""
+        if self.device != "cuda":
+            return {"accelerator_peak_bytes": None}
+        return {"accelerator_peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
 
     # ------------------------------------------------------------ checkpoints
     #

@@ -31,14 +31,15 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
 class Normalizer:
     """uint8 NHWC -> float32 NCHW, (x / 255 - mean) / std, on the target device."""
 
-    def __init__(self, mean, std, device: torch.device):
+    def __init__(self, mean, std, device: torch.device, channels_last: bool = False):
         self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        return ((x / 255.0 - self.mean) / self.std).contiguous()
+        return ((x / 255.0 - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
 
 class TrainBatches:

@@ -59,11 +59,17 @@ class Trainer:
         seed_everything(cfg.seed, cfg.framework.deterministic)
 
         self.num_classes = data.num_classes
-        self.model = build_model(cfg.model.name, data.num_classes, data.image_size).to(self.device)
+        channels_last = bool(cfg.framework.channels_last)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # `module` holds the weights (checkpoints); `model` is what runs, compiled or not
+        self.module = build_model(cfg.model.name, data.num_classes, data.image_size).to(
+            self.device, memory_format=memory_format)
+        self.model = torch.compile(self.module) if cfg.framework.compile else self.module
+        self.mode = ("torch.compile" if cfg.framework.compile else "eager") + ("+channels_last" if channels_last else "")
         self.criterion = nn.CrossEntropyLoss()
         # weight_decay here is PyTorch's coupled L2 (added to the gradient, through momentum)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=schedule.base_lr, momentum=cfg.optim.momentum,
+            self.module.parameters(), lr=schedule.base_lr, momentum=cfg.optim.momentum,
             nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay,
         )
         self.scheduler = build_scheduler(self.optimizer, schedule)
@@ -75,7 +81,7 @@ class Trainer:
 
         self.accum_steps = cfg.grad_accum_steps
         self.micro_batch = cfg.batch_size // cfg.grad_accum_steps
-        self.normalize = Normalizer(data.mean, data.std, self.device)
+        self.normalize = Normalizer(data.mean, data.std, self.device, channels_last)
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = TrainBatches(train_x, train_y, self.micro_batch, cfg.dataset.crop_padding,
                                           self.normalize, seed=cfg.seed)
@@ -129,13 +135,19 @@ class Trainer:
             predictions.append(logits.argmax(1))
         return loss_sum.item() / max(1, len(labels)), torch.cat(predictions).cpu().numpy()
 
+    def peak_memory(self) -> dict:
+        """Peak accelerator memory of this process (None on the CPU)."""
+        if self.device.type != "cuda":
+            return {"accelerator_peak_bytes": None}
+        return {"accelerator_peak_bytes": int(torch.cuda.max_memory_allocated(self.device))}
+
     # ------------------------------------------------------------ checkpoints
 
     def _path(self, kind: str) -> Path:
         return self.checkpoint_dir / f"{kind}.pt"
 
     def save(self, kind: str, meta: dict) -> None:
-        state = {"meta": meta, "model": self.model.state_dict()}
+        state = {"meta": meta, "model": self.module.state_dict()}
         if kind == "last":
             state.update(
                 optimizer=self.optimizer.state_dict(),
@@ -156,7 +168,7 @@ class Trainer:
         if not path.is_file():
             return None
         state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         if kind == "last":
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

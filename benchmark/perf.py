@@ -1,0 +1,266 @@
+"""`python -m benchmark.perf`: what the harness costs, measured against the frameworks themselves.
+
+Per backend, in a fresh process each (a backend never shares a process with the other):
+
+- pipeline_ips_32 / _64: the augmented, normalized train pipeline alone, images/s, on
+  uint8 arrays of CIFAR's (45,000 x 32 x 32) and Tiny-ImageNet's (20,000 x 64 x 64)
+  shapes (random pixels: only the speed is measured here, nothing is trained on them);
+- harness_ips / bare_ips / harness_bare_ratio: training images/s of the benchmark's
+  own training epoch (pipeline, metrics, LR schedule and progress included) against a
+  bare loop of the same framework, model, batch, precision and device that only
+  steps the optimizer on one fixed batch, alternated in the same process;
+- startup_seconds, first_epoch_overhead_seconds, steady_ips: from a real run
+  (`python -m benchmark` on digits, 3 epochs) as recorded in its summary.json.
+
+Timings are printed and written as CSV (--out), never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import BenchmarkError
+from benchmark.rundir import atomic_write_text, read_json
+
+REPO = Path(__file__).resolve().parent.parent
+COLUMNS = ("backend", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
+           "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "startup_seconds",
+           "first_epoch_overhead_seconds", "steady_ips")
+PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding, images
+
+
+def _config(backend: str, model: str, batch: int, precision: str, extra: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from benchmark.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=[f"framework={backend}", f"model={model}", "dataset=digits",
+                                            f"batch_size={batch}", f"precision={precision}", *extra])
+
+
+def _random_data(n: int, size: int, classes: int = 10):
+    from benchmark.data import PreparedData
+
+    rng = np.random.default_rng(0)
+    return PreparedData(
+        name="perf", num_classes=classes, image_size=size,
+        train_x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        train_y=rng.integers(0, classes, n).astype(np.int64),
+        test_x=np.zeros((0, size, size, 3), np.uint8), test_y=np.zeros(0, np.int64),
+        train_idx=np.arange(n), val_idx=np.zeros(0, np.int64), mean=[0.5] * 3, std=[0.25] * 3,
+    )
+
+
+# ------------------------------------------------------------------ per-backend pieces
+
+
+def _torch_pipeline(data, batch, padding):
+    import torch
+
+    from benchmark.backends.pytorch.data import Normalizer, TrainBatches
+    from benchmark.backends.pytorch.train import resolve_device
+
+    return TrainBatches(data.train_x, data.train_y, batch, padding,
+                        Normalizer(data.mean, data.std, resolve_device("auto")), seed=0), \
+        lambda: torch.cuda.synchronize() if torch.cuda.is_available() else None
+
+
+def _keras_pipeline(data, batch, padding):
+    from benchmark.backends.keras.data import Normalizer, TrainBatches
+
+    return TrainBatches(data.train_x, data.train_y, batch, len(data.train_y) // batch, padding,
+                        Normalizer(data.mean, data.std), seed=0), lambda: None
+
+
+def _torch_bare_loop(trainer, x, y):
+    """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
+    import torch
+    from torch.nn import functional as F
+
+    from benchmark.backends.pytorch.models import build_model
+
+    cfg = trainer.cfg
+    model = build_model(cfg.model.name, trainer.num_classes, x.shape[1]).to(trainer.device)
+    if cfg.framework.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.framework.compile:
+        model = torch.compile(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(trainer.device.type, enabled=trainer.scaler.is_enabled())
+    xb = trainer.normalize(torch.from_numpy(x))
+    yb = torch.from_numpy(y).to(trainer.device)
+    model.train()
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            with trainer.autocast():
+                loss = F.cross_entropy(model(xb), yb)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def _keras_bare_loop(trainer, x, y):
+    """The least a Keras training step can be: tape, loss, gradients, SGD apply, in tf.function."""
+    import keras
+    import tensorflow as tf
+
+    from benchmark.backends.keras.models import build_model
+
+    model = build_model(trainer.cfg.model.name, trainer.num_classes, x.shape[1])
+    opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)
+    if trainer.loss_scaling:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    xb, yb = trainer.normalize(tf.constant(x)), tf.constant(y.astype(np.int32))
+
+    @tf.function(jit_compile=bool(trainer.cfg.framework.jit_compile))
+    def step():
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(xb, training=True), tf.float32)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
+            scaled = opt.scale_loss(loss) if trainer.loss_scaling else loss
+        opt.apply(tape.gradient(scaled, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    def run(steps: int) -> None:
+        loss = None
+        for _ in range(steps):
+            loss = step()
+        float(loss.numpy())  # waits for the device
+
+    return run
+
+
+PIECES = {"pytorch": (_torch_pipeline, _torch_bare_loop), "keras": (_keras_pipeline, _keras_bare_loop)}
+
+
+def measure_in_process(backend: str, model: str, batch: int, precision: str, steps: int, rounds: int,
+                       extra: list[str]) -> dict:
+    from benchmark.backends import load_backend
+    from benchmark.schedule import make_schedule
+
+    make_pipeline, make_bare = PIECES[backend]
+    result: dict = {}
+    for size, padding, n in PIPELINE_SHAPES:
+        pipeline, sync = make_pipeline(_random_data(n, size), 256, padding)
+        for _ in range(2):  # the first pass warms caches and thread pools; the second is kept
+            start, images = time.perf_counter(), 0
+            for _, labels in pipeline:
+                images += int(labels.shape[0])
+            sync()
+            result[f"pipeline_ips_{size}"] = images / (time.perf_counter() - start)
+
+    cfg = _config(backend, model, batch, precision, extra)
+    data = _random_data(steps * batch, 32)
+    module = load_backend(backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
+        fixed_x, fixed_y = data.train_x[:batch], data.train_y[:batch]
+        bare = make_bare(trainer, fixed_x, fixed_y)
+        trainer.train_epoch(0, lambda *a: None)  # tracing / warm-up, both sides
+        bare(3)
+        harness_ips, bare_ips = [], []
+        for r in range(rounds):  # alternate, so drifts of the machine hit both alike
+            stats = trainer.train_epoch(r + 1, lambda *a: None)
+            harness_ips.append(stats.images / stats.seconds)
+            start = time.perf_counter()
+            bare(steps)
+            bare_ips.append(steps * batch / (time.perf_counter() - start))
+    result.update(harness_ips=statistics.median(harness_ips), bare_ips=statistics.median(bare_ips),
+                  execution_mode=trainer.mode, device=str(getattr(trainer, "device", "cpu")))
+    result["harness_bare_ratio"] = result["harness_ips"] / result["bare_ips"]
+    return result
+
+
+def measure_real_run(backend: str, model: str, batch: int, precision: str, extra: list[str]) -> dict:
+    """startup, first-epoch overhead and steady images/s of a real 3-epoch digits run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "benchmark", f"framework={backend}", f"model={model}", "dataset=digits",
+               f"batch_size={batch}", f"precision={precision}", "epochs=3", f"hydra.run.dir={tmp}/run", *extra]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise BenchmarkError(f"the {backend} run failed: {out.stderr.strip().splitlines()[-1:]}")
+        summary = read_json(Path(tmp) / "run" / "summary.json")
+        with open(Path(tmp) / "run" / "metrics.csv", newline="") as fh:
+            late = [float(r["epoch_time_seconds"]) for r in csv.DictReader(fh)][1:]
+    return {"startup_seconds": summary["startup_seconds"],
+            "first_epoch_overhead_seconds": summary["first_epoch_overhead_seconds"],
+            "steady_ips": summary["images_per_epoch"] / statistics.median(late)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="pytorch,keras")
+    parser.add_argument("--model", default="mobilenetv2")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="perf.csv")
+    parser.add_argument("--override", action="append", default=[], help="extra config override, e.g. framework.compile=true")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one backend in this process
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print("PERF " + json.dumps(measure_in_process(args.worker, args.model, args.batch, args.precision,
+                                                      args.steps, args.rounds, args.override)))
+        return 0
+
+    rows = []
+    for backend in args.backends.split(","):
+        if backend not in PIECES:
+            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(PIECES)}", file=sys.stderr)
+            return 2
+        cmd = [sys.executable, "-m", "benchmark.perf", "--worker", backend, "--model", args.model,
+               "--batch", str(args.batch), "--precision", args.precision, "--steps", str(args.steps),
+               "--rounds", str(args.rounds)] + [f"--override={o}" for o in args.override]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ})
+        lines = [line for line in out.stdout.splitlines() if line.startswith("PERF ")]
+        if out.returncode != 0 or not lines:
+            print(f"error: measuring {backend} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            return 1
+        row = {"backend": backend, "model": args.model, "batch_size": args.batch, "precision": args.precision,
+               **json.loads(lines[-1][5:]), **measure_real_run(backend, args.model, args.batch, args.precision,
+                                                                 args.override)}
+        rows.append({k: row.get(k) for k in COLUMNS})
+
+    text = _table(rows)
+    print(text)
+    buf_rows = [",".join(COLUMNS)] + [",".join(_fmt(r[k]) for k in COLUMNS) for r in rows]
+    atomic_write_text(Path(args.out), "\n".join(buf_rows) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
+def _fmt(value) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r[k]) for k in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

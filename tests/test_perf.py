@@ -1,0 +1,35 @@
+"""`python -m benchmark.perf` runs for both backends and writes every field (timings are not asserted)."""
+
+import csv
+import math
+import subprocess
+import sys
+
+from benchmark.perf import COLUMNS
+from helpers import REPO
+
+
+def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
+    out_csv = tmp_path / "perf.csv"
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "1", "--out", str(out_csv)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "harness_bare_ratio" in out.stdout  # the table is printed
+    with open(out_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["backend"] for r in rows] == ["pytorch", "keras"]
+    for row in rows:
+        assert tuple(row) == COLUMNS
+        for key in ("pipeline_ips_32", "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio",
+                    "startup_seconds", "steady_ips"):
+            assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
+        assert math.isfinite(float(row["first_epoch_overhead_seconds"]))
+    assert {r["execution_mode"] for r in rows} == {"eager", "tf.function"}
+
+
+def test_perf_rejects_unknown_backend(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark.perf", "--backends", "jax", "--out", str(tmp_path / "x")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "jax" in out.stderr
