@@ -128,6 +128,7 @@ def make_run(
     epoch_seconds: float | None = None,
     env: dict | None = None,
     name: str | None = None,
+    execution_mode: str | None = None,
 ) -> Path:
     """Write one run directory `root/<name>` and return it.
 
@@ -165,6 +166,9 @@ def make_run(
         "epochs": epochs, "batch_size": BATCH, "grad_accum_steps": 1, "train_images": TRAIN_IMAGES[dataset],
         "steps_per_epoch": steps, "images_per_epoch": steps * BATCH, "warmup_steps": WARMUP_EPOCHS * steps,
         "total_steps": epochs * steps, "peak_lr": PEAK_LR, "deterministic": True,
+        "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}[framework],
+        "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
+        "accelerator_peak_bytes": 5 << 30,
     })
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"
     _write_json(run_dir / "env.json", {**ENV_COMMON, "hostname": host, "slurm_job_id": str(1000 + seed),

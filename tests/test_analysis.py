@@ -348,3 +348,19 @@ def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):
     client.execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "re-derived by hand" in outputs
+
+
+def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
+    make_sweep(tmp_path, seeds=[42, 123, 456], epochs=4)
+    for seed in (42, 123, 456):  # the same runs again with torch.compile, in their own directories
+        make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", seed, epochs=4, test_accuracy=0.99,
+                 execution_mode="torch.compile", name=f"compiled/seed{seed}")
+    analyze(tmp_path, plots=False)
+    results, stats = read_report(tmp_path)
+    assert set(results["execution_mode"]) == {"eager", "tf.function", "torch.compile"}
+    rows = stats[(stats["dataset"] == "cifar10") & (stats["model"] == "resnet50") & (stats["metric"] == "test_accuracy")]
+    assert sorted(rows["pytorch_mode"]) == ["eager", "torch.compile"] and set(rows["keras_mode"]) == {"tf.function"}
+    compiled = rows[rows["pytorch_mode"] == "torch.compile"].iloc[0]
+    eager = rows[rows["pytorch_mode"] == "eager"].iloc[0]
+    assert compiled["n_pairs"] == eager["n_pairs"] == 3
+    assert compiled["mean_pytorch"] == pytest.approx(0.99) and eager["mean_pytorch"] < 0.99

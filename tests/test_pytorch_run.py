@@ -75,11 +75,14 @@ def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir):
     assert metrics_a != metrics_c
 
 
-def test_gradient_accumulation_runs_same_schedule(tmp_path, data_dir):
-    small_run(tmp_path / "k2", data_dir, "grad_accum_steps=2")
+def test_gradient_accumulation_and_channels_last(tmp_path, data_dir):
+    small_run(tmp_path / "k2", data_dir, "grad_accum_steps=2", "framework.channels_last=true")
     rows = read_metrics(tmp_path / "k2")
     schedule = make_schedule(compose(*SLICE), 128)
     assert float(rows[-1]["learning_rate"]) == pytest.approx(schedule.epoch_lr(1))
+    summary = read_json(tmp_path / "k2" / "summary.json")
+    assert summary["grad_accum_steps"] == 2 and summary["steps_per_epoch"] == 4
+    assert summary["execution_mode"] == "eager+channels_last"
 
 
 def test_pytorch_run_imports_no_tensorflow(data_dir):

@@ -38,7 +38,15 @@ RESULTS_COLUMNS = (
     "state",
     "epochs_done",
     "run_dir",
+    # performance facts of the run (summary.json): results of different execution modes
+    # (eager, torch.compile, tf.function, XLA) are compared separately, never pooled
+    "execution_mode",
+    "first_epoch_overhead_seconds",
+    "startup_seconds",
+    "peak_host_rss_bytes",
+    "accelerator_peak_bytes",
 )
+PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index("execution_mode"):]
 # Files that make a directory a run directory (besides .hydra/config.yaml).
 RUN_MARKERS = {"summary.json", "status.json"}
 # The results.csv columns that come from metrics.csv (see epoch_summary).
@@ -183,7 +191,9 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
         "state": run_state(read_json(run_dir / "status.json"), test),
         "epochs_done": len(metrics),
         "run_dir": run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else ".",
+        **{name: summary.get(name, np.nan) for name in PERFORMANCE_COLUMNS},
     }
+    row["execution_mode"] = summary.get("execution_mode") or "unknown"
     tags = {name: row[name] for name in (*KEY, "state", "run_dir")}
     return row, metrics.assign(**tags), read_json(run_dir / "env.json")
 

@@ -82,6 +82,8 @@ COMPARED_METRICS = {
 STAT_COLUMNS = (
     *GROUP,
     "metric",
+    "keras_mode",
+    "pytorch_mode",
     "n_pairs",
     "seeds",
     "mean_keras",
@@ -257,23 +259,43 @@ def pair_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str
     return pairs, notes
 
 
+def _by_execution_mode(runs: pd.DataFrame):
+    """One comparison per (Keras mode, PyTorch mode) present: runs of different
+    execution modes (eager / torch.compile / tf.function / XLA) are never pooled."""
+    runs = runs.copy()
+    for fw in FRAMEWORKS:  # a run without summary.json (mode unknown) joins its framework's only mode
+        mine = runs["framework"] == fw
+        known = set(runs.loc[mine, "execution_mode"].dropna()) - {"unknown"}
+        if len(known) == 1:
+            runs.loc[mine, "execution_mode"] = known.pop()
+    modes = {fw: sorted(runs.loc[runs["framework"] == fw, "execution_mode"].dropna().unique()) or [None]
+             for fw in FRAMEWORKS}
+    for keras_mode in modes["keras"]:
+        for pytorch_mode in modes["pytorch"]:
+            chosen = (((runs["framework"] == "keras") & (runs["execution_mode"] == keras_mode))
+                      | ((runs["framework"] == "pytorch") & (runs["execution_mode"] == pytorch_mode)))
+            yield {"keras_mode": keras_mode, "pytorch_mode": pytorch_mode}, runs[chosen]
+
+
 def compare(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(statistical_results, pairs): one statistics row per comparison and metric, and
     the per-seed paired values behind them (for the difference plots)."""
     rows, pair_tables = [], []
     keyed = results.dropna(subset=list(KEY))
-    for group, runs in keyed.groupby(list(GROUP), sort=True):
-        for metric in COMPARED_METRICS:
-            pairs, notes = pair_values(runs, metric)
-            row = paired_statistics(pairs["keras"].to_numpy(), pairs["pytorch"].to_numpy())
-            row["note"] = "; ".join(filter(None, [row["note"], *notes]))
-            row["seeds"] = " ".join(str(int(s)) for s in pairs["seed"])
-            rows.append({**dict(zip(GROUP, group)), "metric": metric, **row})
-            pair_tables.append(pairs.assign(**dict(zip(GROUP, group)), metric=metric, diff=pairs["pytorch"] - pairs["keras"]))
+    for group, group_runs in keyed.groupby(list(GROUP), sort=True):
+        for modes, runs in _by_execution_mode(group_runs):
+            for metric in COMPARED_METRICS:
+                pairs, notes = pair_values(runs, metric)
+                row = paired_statistics(pairs["keras"].to_numpy(), pairs["pytorch"].to_numpy())
+                row["note"] = "; ".join(filter(None, [row["note"], *notes]))
+                row["seeds"] = " ".join(str(int(s)) for s in pairs["seed"])
+                rows.append({**dict(zip(GROUP, group)), "metric": metric, **modes, **row})
+                pair_tables.append(pairs.assign(**dict(zip(GROUP, group)), metric=metric, **modes,
+                                                diff=pairs["pytorch"] - pairs["keras"]))
     table = pd.DataFrame(rows, columns=list(STAT_COLUMNS))
     for p_column, holm_column in (("wilcoxon_p", "holm_p"), ("ttest_p", "holm_ttest_p")):
         table[holm_column] = _holm_within_metric(table, p_column)
-    pair_columns = [*GROUP, "metric", "seed", "keras", "pytorch", "diff"]
+    pair_columns = [*GROUP, "metric", "keras_mode", "pytorch_mode", "seed", "keras", "pytorch", "diff"]
     pairs = pd.concat(pair_tables, ignore_index=True)[pair_columns] if pair_tables else pd.DataFrame(columns=pair_columns)
     return table, pairs
 
