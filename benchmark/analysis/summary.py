@@ -25,6 +25,7 @@ CLIFF_LABELS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"), (math
 SUMMARY_COLUMNS = (
     *GROUP,
     "metric",
+    "modes",  # Keras execution mode vs PyTorch's (never pooled)
     "n",
     "delta",
     "ci_low",
@@ -132,6 +133,7 @@ def significance_table(stats: pd.DataFrame) -> pd.DataFrame:
     table = stats[[*GROUP, "metric", "delta", "ci_low", "ci_high", "wilcoxon_p", "holm_p", "cohens_d", "cliffs_delta"]].copy()
     table.insert(len(GROUP) + 1, "n", stats["n_pairs"])
     table["delta_ci"] = stats.apply(delta_with_ci, axis=1)
+    table["modes"] = stats["keras_mode"].fillna("-").astype(str) + " vs " + stats["pytorch_mode"].fillna("-").astype(str)
     tested = stats["n_pairs"] >= 2
     table["significant"] = ((stats["wilcoxon_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
     table["significant_holm"] = ((stats["holm_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
