@@ -41,3 +41,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    """metrics.csv rows without the one column that may differ between identical runs."""
+    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]

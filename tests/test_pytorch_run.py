@@ -8,7 +8,7 @@ import pytest
 
 from benchmark.metrics import METRICS_COLUMNS
 from benchmark.schedule import make_schedule
-from helpers import REPO, compose, read_json, read_metrics, run_cli
+from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
 
 SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
 
@@ -18,9 +18,6 @@ def small_run(run_dir, data_dir, *overrides):
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
-
-def without_timing(rows):
-    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
 
 
 def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):

@@ -6,13 +6,10 @@ import subprocess
 import sys
 import time
 
-from helpers import REPO, read_json, read_metrics, run_cli
+from helpers import REPO, read_json, read_metrics, run_cli, without_timing
 
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
 
-
-def without_timing(rows):
-    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):

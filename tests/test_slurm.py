@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import REPO, read_json, read_metrics
+from helpers import REPO, read_json, read_metrics, without_timing
 
 CAN_RUN = shutil.which("sbatch") is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
 pytestmark = pytest.mark.skipif(
@@ -46,9 +46,6 @@ def sweep_cmd(sweep_dir, data_dir, *overrides):
     return ["timeout", str(SWEEP_TIMEOUT), sys.executable, "-m", "benchmark", "--multirun", *LAUNCHER,
             f"hydra.sweep.dir={sweep_dir}", f"data_dir={data_dir}", *overrides]
 
-
-def without_timing(rows):
-    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
 
 
 def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
