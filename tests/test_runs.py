@@ -1,4 +1,4 @@
-"""End-to-end PyTorch runs through the real CLI on the real digits data."""
+"""End-to-end runs through the real CLI on the real digits data (PyTorch; both backends for determinism)."""
 
 import math
 import subprocess
@@ -61,10 +61,11 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert "accelerator_peak_bytes" in summary
 
 
-def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir):
+@pytest.mark.parametrize("framework", ["pytorch", "keras"])
+def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir, framework):
     runs = {}
     for name, seed in (("a", 42), ("b", 42), ("c", 7)):
-        small_run(tmp_path / name, data_dir, f"seed={seed}")
+        small_run(tmp_path / name, data_dir, f"seed={seed}", f"framework={framework}")
         runs[name] = (without_timing(read_metrics(tmp_path / name)), read_json(tmp_path / name / "test.json"))
     (metrics_a, test_a), (metrics_b, test_b), (metrics_c, _) = runs["a"], runs["b"], runs["c"]
     assert metrics_a == metrics_b
