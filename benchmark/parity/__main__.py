@@ -1,0 +1,101 @@
+"""`python -m benchmark.parity [--out DIR | out=DIR] [overrides...]`: audit one configuration.
+
+    python -m benchmark.parity model=resnet50 dataset=cifar10
+    python -m benchmark.parity model=convnext_tiny dataset=tiny_imagenet --out reports/parity
+
+Overrides are the benchmark's own Hydra overrides (model=, dataset=, precision=,
+optim.*, batch_size=, ...), composed with the real conf/; ``framework=`` is irrelevant
+(both arms are built). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
+(default: ``parity/`` under the current directory). A bad override or option is a
+one-line error and exit status 2. No dataset files are needed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from benchmark import BenchmarkError
+
+USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n", 1)[1]
+DEFAULT_OUT = Path("parity")
+
+
+def parse_args(argv: list[str]) -> tuple[list[str], Path]:
+    out = DEFAULT_OUT
+    overrides: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        if arg == "--out":
+            if not args:
+                raise BenchmarkError("--out needs a directory")
+            out = Path(args.pop(0))
+        elif arg.startswith("--out="):
+            out = Path(arg.split("=", 1)[1])
+        elif arg.startswith("out="):
+            out = Path(arg.split("=", 1)[1])
+        elif arg.startswith("-"):
+            raise BenchmarkError(f"unknown option {arg}; usage: python -m benchmark.parity [--out DIR] [overrides...]")
+        else:
+            overrides.append(arg)
+    return overrides, out
+
+
+def run(argv: list[str]) -> tuple[list, Path, Path]:
+    from benchmark.parity.configure import audit_schedule, compose_config
+
+    overrides, out = parse_args(argv)
+    cfg = compose_config(overrides)
+    schedule, n_train, source = audit_schedule(cfg)
+
+    from benchmark.parity import audit as audit_mod  # imports torch, then TensorFlow
+    from benchmark.parity.frameworks import keras, tf, torch, torchvision
+    from benchmark.parity.report import summary_counts, write_reports
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices of grouped convolutions on the CPU
+
+    start = time.perf_counter()
+    findings = audit_mod.audit(cfg, schedule, n_train, source)
+    seconds = time.perf_counter() - start
+    ds = cfg.dataset
+    header = {
+        "model": cfg.model.name,
+        "dataset": f"{ds.name} ({ds.image_size}x{ds.image_size}, {ds.num_classes} classes)",
+        "precision": cfg.precision.name,
+        "protocol": f"batch {cfg.batch_size} (x{cfg.grad_accum_steps} accumulation), {cfg.epochs} epochs, "
+                    f"SGD lr {cfg.optim.lr} x batch/{cfg.optim.lr_reference_batch}, momentum {cfg.optim.momentum}, "
+                    f"nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay}",
+        "training images": f"{n_train:,} ({source})",
+        "overrides": " ".join(overrides) or "none",
+        "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+                    f"tensorflow {tf.__version__}, keras {keras.__version__}",
+        "command": "python -m benchmark.parity " + " ".join(argv),
+        "audit time": f"{seconds:.1f} s",
+    }
+    md, csv_path = write_reports(findings, out, cfg.model.name, ds.name, header, audit_mod.INTRO, audit_mod.CATEGORIES)
+    counts = summary_counts(findings)
+    print(f"{cfg.model.name} on {ds.name}: {counts['checked']} items checked, {counts['differ']} differ "
+          f"(+{counts['info']} informational)")
+    for f in findings:
+        if f.kind == "check" and not f.same:
+            print(f"  differs  {f.category}: {f.item}")
+    print(f"-> {md}\n-> {csv_path}")
+    return findings, md, csv_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

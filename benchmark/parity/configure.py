@@ -1,0 +1,86 @@
+"""The audit's configuration: the real Hydra config, and the schedule without the data.
+
+The audit needs no dataset files: only the class count, the input size and the shape of
+the LR schedule, which depends on the number of training images. That number comes,
+in this order, from
+
+1. the prepared cache's ``meta.json`` when the dataset is already prepared;
+2. :data:`NOMINAL_TRAIN_IMAGES`, the size of the official training set (SPEC §3), minus
+   ``dataset.val_size``;
+3. otherwise the dataset is prepared (digits: scikit-learn's bundled copy, offline).
+
+``limit.train`` applies on top, exactly as in a run (benchmark.engine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmark import BenchmarkError
+from benchmark.schedule import Schedule, make_schedule
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# Official training-set sizes (SPEC §3); the validation split is held out of these.
+NOMINAL_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
+
+
+def _one_line(exc: BaseException) -> str:
+    """Hydra's multi-line messages on one line, without the search path, with the underlying cause."""
+    text = str(exc).split("Config search path:")[0]
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) or exc.__class__.__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        first = str(cause).strip().splitlines()[0].strip()
+        if first not in text:
+            text = f"{text}: {first}"
+    return text
+
+
+def compose_config(overrides: list[str]):
+    """The config a run with these overrides would get (Hydra's compose API, the real conf/)."""
+    from hydra import compose, initialize_config_dir
+
+    from benchmark.config import register_configs
+    from benchmark.engine import validate
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+        # reading every value resolves interpolations and type-checks them now
+        from omegaconf import OmegaConf
+
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # hydra/omegaconf: unknown key or option, wrong type, bad syntax
+        raise BenchmarkError(f"bad override: {_one_line(exc)}") from None
+    validate(cfg)
+    return cfg
+
+
+def train_images(cfg) -> tuple[int, str]:
+    """Training images of one epoch under `cfg` and where that number came from."""
+    from benchmark.data.cache import cache_dir
+
+    ds = cfg.dataset
+    meta_path = cache_dir(ds, cfg.data_dir) / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        n, source = int(meta["sizes"]["train"]), f"prepared cache {meta_path.parent}"
+    elif ds.name in NOMINAL_TRAIN_IMAGES:
+        total = NOMINAL_TRAIN_IMAGES[ds.name]
+        n, source = total - int(ds.val_size), f"nominal: {total:,} official training images - {ds.val_size:,} val"
+    else:
+        from benchmark.data import prepare_dataset
+
+        data = prepare_dataset(ds, cfg.data_dir)
+        n, source = len(data.train_idx), f"prepared cache {cache_dir(ds, cfg.data_dir)}"
+    if cfg.limit.train is not None and cfg.limit.train < n:
+        n, source = int(cfg.limit.train), f"limit.train={cfg.limit.train}"
+    return n, source
+
+
+def audit_schedule(cfg) -> tuple[Schedule, int, str]:
+    n, source = train_images(cfg)
+    return make_schedule(cfg, n), n, source

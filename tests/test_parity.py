@@ -1,0 +1,151 @@
+"""Cross-framework parity audit (benchmark.parity): the parameter table and the per-configuration audit."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+import benchmark.parity.frameworks  # noqa: F401  (torch/torchvision before TensorFlow)
+from benchmark.models import MODELS
+from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
+from helpers import REPO
+
+# SPEC §4: trainable-parameter difference allowed between the two zoos, in percent
+LIMIT_PCT = {"resnet50": 1.0, "mobilenetv2": 1.0, "convnext_tiny": 5.0}
+
+
+# ------------------------------------------------------------ parameter table
+
+@pytest.fixture(scope="module")
+def table():
+    return parameter_table()  # 18 models per framework, built once
+
+
+def test_parameter_table_covers_the_grid_within_spec_limits(table):
+    assert [(r["model"], r["input_size"], r["classes"]) for r in table] == [
+        (m, s, c) for m in MODELS for s in SIZES for c in CLASSES
+    ]
+    for r in table:
+        assert abs(r["trainable_diff_pct"]) < LIMIT_PCT[r["model"]], r
+        expected = (r["keras_trainable"] - r["torch_trainable"]) / r["torch_trainable"] * 100
+        assert r["trainable_diff_pct"] == pytest.approx(expected, abs=1e-4)
+        # like with like: BatchNorm moving statistics are PyTorch's buffers
+        assert r["keras_buffers"] == r["torch_buffers"]
+        assert r["keras_non_trainable"] >= r["keras_buffers"]
+        assert r["total_keras"] == r["keras_trainable"] + r["keras_non_trainable"]
+        assert r["total_torch"] >= r["torch_trainable"] + r["torch_buffers"]
+        if r["model"] != "convnext_tiny":
+            assert r["torch_buffers"] > 0
+
+
+def test_parameter_table_csv_is_written_atomically(table, tmp_path):
+    path = write_csv(table, tmp_path / "sub" / "params.csv")
+    assert sorted(os.listdir(path.parent)) == ["params.csv"]  # no temporary file left behind
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 18
+    assert int(rows[0]["torch_trainable"]) == table[0]["torch_trainable"]
+
+
+# --------------------------------------------------------------------- audit
+
+@pytest.fixture(scope="module")
+def audits(tmp_path_factory, data_dir):
+    from benchmark.parity.__main__ import run
+
+    out = tmp_path_factory.mktemp("parity")
+    empty = tmp_path_factory.mktemp("no-data")  # CIFAR-10 must not need its files
+    runs = {
+        "mobilenetv2": run(["model=mobilenetv2", "dataset=digits", f"data_dir={data_dir}", f"out={out}"]),
+        "resnet50": run(["model=resnet50", "dataset=cifar10", f"data_dir={empty}", "--out", str(out)]),
+    }
+    assert not any(empty.iterdir())
+    return out, runs
+
+
+def rows_of(out, model, dataset):
+    with open(out / f"parity_{model}_{dataset}.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def find(rows, category, item_start, exact=False):
+    found = [r for r in rows if r["category"] == category
+             and (r["item"] == item_start if exact else r["item"].startswith(item_start))]
+    assert found, (category, item_start)
+    return found
+
+
+def test_audit_writes_markdown_and_csv_with_summary(audits):
+    out, _ = audits
+    for model, dataset in (("mobilenetv2", "digits"), ("resnet50", "cifar10")):
+        rows = rows_of(out, model, dataset)
+        assert rows and tuple(rows[0]) == ("category", "item", "pytorch", "keras", "same", "impact", "kind")
+        assert {r["same"] for r in rows} <= {"true", "false"}
+        checks = [r for r in rows if r["kind"] == "check"]
+        differ = sum(r["same"] == "false" for r in checks)
+        md = (out / f"parity_{model}_{dataset}.md").read_text()
+        assert f"**{len(checks)} items checked, {differ} differ**" in md
+        for category in {r["category"] for r in rows}:
+            assert f"## {category}" in md
+        assert not [p for p in os.listdir(out) if p.startswith(".")]  # atomic writes leave nothing behind
+
+
+@pytest.mark.parametrize("model,dataset", [("mobilenetv2", "digits"), ("resnet50", "cifar10")])
+def test_audit_finds_batchnorm_aligned_and_momentum_formulation(audits, model, dataset):
+    rows = rows_of(audits[0], model, dataset)
+    bn = find(rows, "BatchNorm", "momentum / epsilon")
+    assert len(bn) == 1 and bn[0]["same"] == "true"
+    assert "momentum 0.1" in bn[0]["pytorch"] and "eps 1e-05" in bn[0]["keras"] and "Keras 0.9" in bn[0]["keras"]
+    assert find(rows, "BatchNorm", "mismatched")[0]["same"] == "true"
+    zoo = find(rows, "BatchNorm", "Keras zoo default")[0]
+    assert zoo["kind"] == "info" and zoo["same"] == "false"
+    expected_zoo = "Keras 0.999), eps 0.001" if model == "mobilenetv2" else "Keras 0.99), eps 1.001e-05"
+    assert expected_zoo in zoo["keras"]
+    formulation = find(rows, "Optimizer", "momentum buffer formulation")[0]
+    assert formulation["same"] == "false" and "v = m*v - lr*g" in formulation["keras"]
+    assert find(rows, "Optimizer", "parameter trajectory")[0]["same"] == "false"
+    # what the backends align must come out equal
+    for category, item in (("LR schedule", "max |LR difference|"), ("Weight decay", "formulation"),
+                           ("Loss", "value on the same"), ("Input normalization", "max |difference|"),
+                           ("Layer shapes", "shape sequence"), ("Optimizer", "momentum="),
+                           ("Optimizer", "Nesterov="), ("Train/eval mode", "evaluation path")):
+        exact = item.endswith("=")  # the whole item name, not a prefix
+        for r in find(rows, category, item.rstrip("="), exact=exact):
+            assert r["same"] == "true", r
+
+
+def test_audit_mobilenetv2_finds_dropout_and_padding(audits):
+    rows = rows_of(audits[0], "mobilenetv2", "digits")
+    dropout = find(rows, "Regularization", "dropout")[0]
+    assert dropout["same"] == "false" and "p=0.2" in dropout["pytorch"] and dropout["keras"] == "none"
+    stochastic = find(rows, "Train/eval mode", "training-mode forward is stochastic")[0]
+    assert (stochastic["pytorch"], stochastic["keras"]) == ("yes", "no")
+    padding = find(rows, "Architecture", "padding of strided")[0]
+    assert padding["same"] == "false" and "block_1_depthwise" in padding["keras"]
+    assert find(rows, "Parameters", "trainable")[0]["same"] == "true"
+    assert find(rows, "Initializers", "conv weights")[0]["pytorch"].startswith("kaiming normal, fan_out")
+
+
+def test_audit_resnet50_finds_v1_vs_v15_and_conv_biases(audits):
+    rows = rows_of(audits[0], "resnet50", "cifar10")
+    version = find(rows, "Architecture", "ResNet downsampling")[0]
+    assert version["same"] == "false"
+    assert version["pytorch"].startswith("v1.5") and version["keras"].startswith("v1 ")
+    biases = find(rows, "Architecture", "convolution biases")[0]
+    assert biases["same"] == "false" and biases["pytorch"].startswith("0 of 53") and biases["keras"].startswith("53 of 53")
+    trainable = find(rows, "Parameters", "trainable")[0]
+    assert trainable["same"] == "false" and "+26,560" in trainable["impact"]
+    assert find(rows, "Layer shapes", "final feature map")[0]["pytorch"].startswith("(2048, 4, 4)")
+    schedule = find(rows, "LR schedule", "schedule evaluated")[0]
+    assert "35,000 steps" in schedule["pytorch"] and "45,000 train images" in schedule["pytorch"]
+
+
+def test_bad_override_is_a_one_line_error():
+    for bad in ("model=nope", "optim.bogus=1", "--frobnicate"):
+        proc = subprocess.run([sys.executable, "-m", "benchmark.parity", bad], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        assert proc.returncode == 2, (bad, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (bad, proc.stderr)
