@@ -23,7 +23,7 @@ class FrameworkConfig:
     # is recorded in the run's summary.json as `execution_mode`.
     jit_compile: bool = False  # Keras: XLA-compile the tf.function train/eval steps
     compile: bool = False  # PyTorch: torch.compile the model
-    channels_last: bool = False  # PyTorch: NHWC memory format for model and inputs
+    channels_last: bool = True  # PyTorch: NHWC memory format for model and inputs
 
 
 @dataclass

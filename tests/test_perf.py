@@ -26,7 +26,7 @@ def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
                     "startup_seconds", "steady_ips"):
             assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
         assert math.isfinite(float(row["first_epoch_overhead_seconds"]))
-    assert {r["execution_mode"] for r in rows} == {"eager", "tf.function"}
+    assert {r["execution_mode"] for r in rows} == {"eager+channels_last", "tf.function"}
 
 
 def test_perf_rejects_unknown_backend(tmp_path):
