@@ -24,12 +24,12 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 
 from benchmark.models import MODELS
+from benchmark.rundir import atomic_write_text
 
 SIZES = (32, 64)
 CLASSES = (10, 100, 200)
@@ -117,19 +117,12 @@ def format_table(rows: list[dict]) -> str:
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     """Write the table atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def main(argv: list[str] | None = None) -> int:

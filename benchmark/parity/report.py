@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
+from benchmark.rundir import atomic_write_text
+
 COLUMNS = ("category", "item", "pytorch", "keras", "same", "impact", "kind")
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    """A temporary file in the target folder, then a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def summary_counts(findings) -> dict[str, int]:
@@ -91,6 +76,7 @@ def write_reports(findings, out_dir: Path, model: str, dataset: str, header: dic
                   categories) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     stem = f"parity_{model}_{dataset}"
-    md = atomic_write(out_dir / f"{stem}.md", to_markdown(findings, header, intros, categories))
-    csv_path = atomic_write(out_dir / f"{stem}.csv", to_csv(findings))
+    md, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
+    atomic_write_text(md, to_markdown(findings, header, intros, categories))
+    atomic_write_text(csv_path, to_csv(findings))
     return md, csv_path
