@@ -99,7 +99,8 @@ def test_other_settings_in_a_run_directory_are_refused(tmp_path):
 def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # limit.train=8 leaves fewer images than one batch of 32: that run fails, the other runs
-    out = multirun(sweep, "seed=1", "limit.train=64,8", *SLICE[:1], *SLICE[2:], f"data_dir={data_dir}")
+    out = multirun(sweep, "hydra/launcher=local", "seed=1", "limit.train=64,8", *SLICE[:1], *SLICE[2:],
+                   f"data_dir={data_dir}")
     assert out.returncode == 1
     status = {p.parent.name: read_json(p) for p in sweep.rglob("status.json")}
     assert len(status) == 2
