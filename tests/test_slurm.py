@@ -25,7 +25,6 @@ SCRIPT = REPO / "scripts" / "slurm-local.sh"
 LAUNCHER = (
     "hydra/launcher=slurm_a40", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
     "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=10",
-    "hydra.launcher.setup=[]",
 )
 SWEEP_TIMEOUT = 600
 
@@ -42,6 +41,11 @@ def slurm():
     subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=300)
 
 
+def sweep_env():
+    """The preset's setup lines activate $BENCHMARK_VENV in each job: this environment."""
+    return {**os.environ, "BENCHMARK_VENV": sys.prefix}
+
+
 def sweep_cmd(sweep_dir, data_dir, *overrides):
     return ["timeout", str(SWEEP_TIMEOUT), sys.executable, "-m", "benchmark", "--multirun", *LAUNCHER,
             f"hydra.sweep.dir={sweep_dir}", f"data_dir={data_dir}", *overrides]
@@ -52,7 +56,7 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     args = ("seed=1,2,3", "epochs=1", "limit.train=64", "limit.val=32", "limit.test=32")
     override_dir = "epochs=1,limit.test=32,limit.train=64,limit.val=32"  # non-key overrides name a sub-directory
-    out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     for seed in (1, 2, 3):
         run_dir = sweep / f"pytorch_digits_mobilenetv2_fp32_seed{seed}" / override_dir
@@ -62,16 +66,16 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
     assert (sweep / "sweep_status.csv").read_text().count("completed") == 3
 
     # launched again: nothing is submitted, every run is skipped
-    again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True)
+    again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
     assert again.returncode == 0
     assert "3 already completed" in again.stdout + again.stderr
 
 
 def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, data_dir):
     args = ("seed=11", "epochs=4", "limit.train=512", "limit.val=64", "limit.test=64")
-    reference = subprocess.Popen(sweep_cmd(tmp_path / "reference", data_dir, *args), cwd=REPO,
+    reference = subprocess.Popen(sweep_cmd(tmp_path / "reference", data_dir, *args), cwd=REPO, env=sweep_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    requeued = subprocess.Popen(sweep_cmd(tmp_path / "requeued", data_dir, *args), cwd=REPO,
+    requeued = subprocess.Popen(sweep_cmd(tmp_path / "requeued", data_dir, *args), cwd=REPO, env=sweep_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sub = "pytorch_digits_mobilenetv2_fp32_seed11/epochs=4,limit.test=64,limit.train=512,limit.val=64"
     run_dir = tmp_path / "requeued" / sub
