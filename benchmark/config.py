@@ -26,6 +26,11 @@ class FrameworkConfig:
     channels_last: bool = True  # PyTorch: NHWC memory format for model and inputs
 
 
+# framework.* options that only one backend reads; the other backend's runs ignore them
+# (and so does the check that a run directory holds the same run).
+FRAMEWORK_ONLY_OPTIONS = {"jit_compile": "keras", "compile": "pytorch", "channels_last": "pytorch"}
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING  # resnet50 | mobilenetv2 | convnext_tiny

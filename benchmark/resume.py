@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError
+from benchmark.config import FRAMEWORK_ONLY_OPTIONS
 from benchmark.rundir import RunDir
 
 # Settings that do not change what a run computes.
@@ -21,7 +22,11 @@ NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
 
 
 def comparable_config(cfg) -> dict:
+    """The settings that define what a run computes (other backends' options left out)."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    framework = container["framework"]
+    container["framework"] = {k: v for k, v in framework.items()
+                              if FRAMEWORK_ONLY_OPTIONS.get(k, framework["name"]) == framework["name"]}
     return {k: v for k, v in container.items() if k not in NOT_COMPARED}
 
 

@@ -111,3 +111,13 @@ def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir
     assert "1 run(s) of the sweep did not complete" in out.stdout
     assert "limit.train=8" in out.stdout  # the list names the failed run's directory
     assert "failed" in (sweep / "sweep_status.csv").read_text()
+
+
+def test_other_backends_options_do_not_count_as_other_settings(tmp_path):
+    """framework.channels_last is PyTorch's: a Keras run directory is the same run whatever its value."""
+    sweep = tmp_path / "matrix"
+    write_completed_run(sweep, "keras", "cifar10", "resnet50", "fp32", 42)
+    out = multirun(sweep, "framework=keras", "dataset=cifar10", "model=resnet50", "seed=42",
+                   "framework.channels_last=false", "hydra.job.config.override_dirname.exclude_keys=[framework,dataset,model,seed,framework.channels_last]")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "1 runs, 1 already completed" in out.stdout + out.stderr
