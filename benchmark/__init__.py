@@ -10,3 +10,7 @@ __version__ = "0.1.0"
 
 class BenchmarkError(Exception):
     """A user-facing problem (bad input, missing file): reported as one line, exit 2."""
+
+
+class OtherRunError(BenchmarkError):
+    """The run directory holds another run: reported, and that run's files left alone."""

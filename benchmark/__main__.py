@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import BenchmarkError
+from benchmark import BenchmarkError, OtherRunError
 from benchmark.config import register_configs
 
 log = logging.getLogger("benchmark")
@@ -29,12 +29,13 @@ def main(cfg: DictConfig) -> dict:
     callback lists the failures and exits non-zero); a single run fails loudly.
     """
     from benchmark.rundir import RunDir
-    from benchmark.resume import completed_result
+    from benchmark.resume import check_same_run, completed_result
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     rundir = RunDir(run_dir)
     try:
+        check_same_run(run_dir, cfg)
         done = completed_result(run_dir, cfg)
         if done is not None:
             log.info("skipped: %s already completed (test_accuracy %.4f)", run_dir, done["test_accuracy"])
@@ -44,7 +45,8 @@ def main(cfg: DictConfig) -> dict:
 
         result = train_and_test(cfg, run_dir)
     except BenchmarkError as exc:
-        rundir.set_status("failed", reason=str(exc))
+        if not isinstance(exc, OtherRunError):  # never overwrite another run's status
+            rundir.set_status("failed", reason=str(exc))
         log.error("failed: %s", exc)
         if in_sweep:
             return {"state": "failed", "reason": str(exc)}

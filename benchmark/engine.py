@@ -28,6 +28,14 @@ def validate(cfg) -> None:
     """Checks the schema cannot express; raises BenchmarkError before any work."""
     if cfg.epochs < 1:
         raise BenchmarkError(f"epochs={cfg.epochs}: must be at least 1")
+    if cfg.batch_size < 1 or cfg.optim.lr_reference_batch < 1:
+        raise BenchmarkError(f"batch_size={cfg.batch_size}, optim.lr_reference_batch={cfg.optim.lr_reference_batch}: "
+                             "both must be at least 1")
+    if cfg.framework.device not in ("auto", "cpu", "cuda"):
+        raise BenchmarkError(f"framework.device={cfg.framework.device} is unknown; valid: auto, cpu, cuda")
+    if cfg.dataset.val_size < cfg.dataset.num_classes:
+        raise BenchmarkError(f"dataset.val_size={cfg.dataset.val_size}: a stratified split needs at least one "
+                             f"image per class ({cfg.dataset.num_classes})")
     if cfg.grad_accum_steps < 1 or cfg.batch_size % cfg.grad_accum_steps:
         raise BenchmarkError(
             f"batch_size={cfg.batch_size} is not divisible by grad_accum_steps={cfg.grad_accum_steps}; "
@@ -95,15 +103,17 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
-    write_json(rd.env, {**environment.collect(), **backend.environment()})
-
     trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
+    write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
     summary = run_summary(cfg, train_size, schedule, trainer.mode)
     write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
+    # The best checkpoint is saved before the last one: a run killed in between has a
+    # best newer than its last, and that file is what the test will evaluate.
+    best_meta = trainer.restore("best")
     resumed = trainer.restore("last")
     start_epoch = resumed["epoch"] if resumed else 0
-    best = resumed["best"] if resumed else {"val_accuracy": -1.0, "epoch": 0}
+    best = best_meta["best"] if best_meta and resumed else {"val_accuracy": -1.0, "epoch": 0}
     metrics = MetricsLog(rd.metrics)
     metrics.truncate(start_epoch)
     if resumed:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark import BenchmarkError
+from benchmark import OtherRunError
 from benchmark.config import FRAMEWORK_ONLY_OPTIONS
 from benchmark.rundir import RunDir
 
-# Settings that do not change what a run computes.
+# Settings that do not change what a run computes (and dataset.source, below).
 NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
 
 
@@ -27,6 +27,7 @@ def comparable_config(cfg) -> dict:
     framework = container["framework"]
     container["framework"] = {k: v for k, v in framework.items()
                               if FRAMEWORK_ONLY_OPTIONS.get(k, framework["name"]) == framework["name"]}
+    container["dataset"].pop("source", None)  # where the raw files are does not change the run
     return {k: v for k, v in container.items() if k not in NOT_COMPARED}
 
 
@@ -49,7 +50,7 @@ def check_same_run(run_dir: Path, cfg) -> None:
     diffs = _differences(summary["config"], comparable_config(cfg))
     if diffs:
         shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
-        raise BenchmarkError(
+        raise OtherRunError(
             f"{run_dir} holds a run started with other settings ({shown}); "
             "launch into another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it"
         )

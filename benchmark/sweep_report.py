@@ -10,29 +10,42 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from benchmark.rundir import RunDir, atomic_write_text
+from benchmark.rundir import RunDir, atomic_write_text, read_json
 
 log = logging.getLogger("benchmark.sweep")
 
 
+JOBS_FILE = "sweep_jobs.json"  # the run directories of the last sweep launched here
+
+
 def sweep_runs(sweep_dir: Path) -> list[dict]:
-    """One row per run directory below `sweep_dir` (found by their summary.json or status.json)."""
+    """One row per run of the sweep just launched (all runs below `sweep_dir` if unknown).
+
+    Only this sweep's jobs decide its exit status: a stale run of another sweep in a
+    shared directory (stage 1 and 2 share one) must not fail the next launch.
+    """
+    from benchmark.analysis.runs import find_run_dirs, run_state
+
+    jobs = read_json(sweep_dir / JOBS_FILE)
+    run_dirs = [Path(d) for d in jobs["run_dirs"]] if jobs else find_run_dirs(sweep_dir)
     rows = []
-    dirs = {p.parent for name in ("status.json", "summary.json") for p in sweep_dir.rglob(name)}
-    for run_dir in sorted(d for d in dirs if ".submitit" not in d.parts and "report" not in d.parts):
+    for run_dir in run_dirs:
         rd = RunDir(run_dir)
-        status, test = rd.read_status() or {}, rd.read_test() or {}
+        status, test = rd.read_status(), rd.read_test()
+        state = run_state(status, test) if status or test else "not started"
+        reason = (status or {}).get("reason") or ""
         rows.append({
-            "run": str(run_dir.relative_to(sweep_dir)),
-            "state": status.get("state", "unknown"),
-            "test_accuracy": test.get("test_accuracy", "") if status.get("state") == "completed" else "",
-            "reason": (status.get("reason") or "").splitlines()[0][:200] if status.get("reason") else "",
+            "run": os.path.relpath(run_dir, sweep_dir),
+            "state": state,
+            "test_accuracy": test.get("test_accuracy", "") if state == "completed" else "",
+            "reason": reason.splitlines()[0][:200] if reason else "",
         })
     return rows
 

@@ -47,12 +47,20 @@ def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_pat
     assert not (tmp_path / "data").exists()  # no data prepared: it failed before any work
 
 
-def test_inconsistent_batching_is_one_line_error(tmp_path):
-    result = run_cli("batch_size=30", "grad_accum_steps=4", f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize("overrides,named", [
+    (("batch_size=30", "grad_accum_steps=4"), "grad_accum_steps=4"),
+    (("batch_size=0",), "batch_size=0"),
+    (("framework.device=gpu",), "framework.device=gpu"),
+    (("dataset.val_size=3",), "dataset.val_size=3"),
+    (("epochs=0",), "epochs=0"),
+])
+def test_inconsistent_values_are_one_line_errors_before_any_work(tmp_path, overrides, named):
+    result = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and "grad_accum_steps=4" in last
-    assert '"failed"' in (tmp_path / "status.json").read_text()
+    assert last.startswith("error:") and named in last
+    assert '"failed"' in (tmp_path / "run" / "status.json").read_text()
+    assert not (tmp_path / "data").exists()
 
 
 def test_help_and_cfg_job():

@@ -12,6 +12,18 @@ ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5"
 
 
 
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    args = ("limit.train=64", "limit.val=32", "limit.test=32", "epochs=1", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert run_cli(*args).returncode == 0
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    (run_dir / "status.json").unlink()  # as if the node died before the run could finish
+    out = run_cli(*args)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "last.pt cannot be read" in last
+
+
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):
     reference = tmp_path / "reference"
     assert run_cli(*ARGS, f"hydra.run.dir={reference}", f"data_dir={data_dir}").returncode == 0

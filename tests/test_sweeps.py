@@ -94,6 +94,17 @@ def test_other_settings_in_a_run_directory_are_refused(tmp_path):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "optim.momentum: 0.8 -> 0.9" in last
+    # the refused run is left as it was
+    assert read_json(sweep / "pytorch_cifar10_resnet50_fp32_seed42" / "status.json")["state"] == "completed"
+
+
+def test_a_stale_run_of_another_sweep_does_not_fail_this_one(tmp_path):
+    sweep = tmp_path / "matrix"
+    write_completed_run(sweep, "pytorch", "cifar10", "resnet50", "fp32", 42)
+    RunDir(sweep / "pytorch_cifar10_resnet50_fp32_seed42" / "epochs=3").set_status("failed", reason="an old try")
+    out = multirun(sweep, "framework=pytorch", "dataset=cifar10", "model=resnet50", "seed=42")
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "1 runs, 1 already completed" in out.stdout + out.stderr
 
 
 def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir):

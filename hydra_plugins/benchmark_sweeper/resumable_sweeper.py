@@ -48,9 +48,11 @@ class _SkipCompleted(Launcher):
         loader, master = self.sweeper.hydra_context.config_loader, self.sweeper.config
         results: List[Optional[JobReturn]] = []
         pending: List[Sequence[str]] = []
+        run_dirs: List[str] = []
         for overrides in job_overrides:
             cfg = loader.load_sweep_config(master, list(overrides))
             run_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            run_dirs.append(str(run_dir.resolve()))
             try:
                 done = completed_result(run_dir, _task_config(cfg))
             except BenchmarkError as exc:  # nothing launched yet: stop the whole sweep here
@@ -62,6 +64,7 @@ class _SkipCompleted(Launcher):
             else:
                 results.append(JobReturn(overrides=list(overrides), working_dir=str(run_dir),
                                          status=JobStatus.COMPLETED, _return_value=done))
+        self.sweeper.record_jobs(run_dirs)
         skipped = len(job_overrides) - len(pending)
         log.info("sweep: %d runs, %d already completed (skipped, checked in %.1f s), %d to launch",
                  len(job_overrides), skipped, time.perf_counter() - tic, len(pending))
@@ -81,3 +84,12 @@ class ResumableSweeper(BasicSweeper):
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _SkipCompleted(self.launcher, self)
+        self.job_dirs: List[str] = []
+
+    def record_jobs(self, run_dirs: List[str]) -> None:
+        """The end-of-sweep report judges this sweep by these runs only (sweep_jobs.json)."""
+        from benchmark.rundir import write_json
+        from benchmark.sweep_report import JOBS_FILE
+
+        self.job_dirs += run_dirs
+        write_json(Path(self.config.hydra.sweep.dir) / JOBS_FILE, {"run_dirs": self.job_dirs})

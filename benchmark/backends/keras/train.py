@@ -15,7 +15,6 @@ Parity choices with the PyTorch backend, each deliberate:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,12 +23,13 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.env import select_device
 from benchmark.backends.keras.models import build_model
 from benchmark.backends.keras.schedule import build_lr_schedule
-from benchmark.rundir import read_json, write_json
+from benchmark.rundir import read_json, replace_durably, write_json
 from benchmark.schedule import Schedule
 
 # tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
@@ -157,7 +157,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
         k = self.accum_steps
         steps = self.schedule.steps_per_epoch
-        report_every = max(1, steps // max(1, self.cfg.progress_updates))
+        report_every = -(-steps // max(1, self.cfg.progress_updates))  # ceil: at most that many reads
         self.loss_sum.assign(0.0)
         self.correct.assign(0)
         images = 0
@@ -218,7 +218,7 @@ class Trainer:
             path = self.checkpoint_dir / "best.weights.h5"
             tmp = self.checkpoint_dir / ".best.tmp.weights.h5"  # Keras insists on the suffix
             self.model.save_weights(tmp)
-            os.replace(tmp, path)
+            replace_durably(tmp, path)
             write_json(self.checkpoint_dir / "best.json", {"meta": meta})
             return
         if kind != "last":
@@ -240,10 +240,19 @@ class Trainer:
             path, info = self.checkpoint_dir / "best.weights.h5", read_json(self.checkpoint_dir / "best.json")
             if not path.is_file() or info is None:
                 return None
-            self.model.load_weights(path)
+            try:
+                self.model.load_weights(path)
+            except Exception as exc:  # truncated or foreign file: one line, not a traceback
+                raise BenchmarkError(f"{path} cannot be read ({exc.__class__.__name__}); delete it to redo "
+                                     "the run from its start") from exc
             return info["meta"]
         info = read_json(self.checkpoint_dir / "last.json")
         if info is None:
             return None
-        self._state().read(str(self.checkpoint_dir / info["checkpoint"])).assert_consumed()
+        prefix = self.checkpoint_dir / info["checkpoint"]
+        try:
+            self._state().read(str(prefix)).assert_consumed()
+        except Exception as exc:
+            raise BenchmarkError(f"{prefix} cannot be restored ({exc.__class__.__name__}); delete "
+                                 f"{self.checkpoint_dir} to redo the run from its start") from exc
         return info["meta"]

@@ -18,6 +18,7 @@ from benchmark.backends import EpochStats, Progress
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.pytorch.models import build_model
 from benchmark.backends.pytorch.schedule import build_scheduler
+from benchmark.rundir import replace_durably
 from benchmark.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
         model, optimizer, scaler, k = self.model, self.optimizer, self.scaler, self.accum_steps
         steps = self.schedule.steps_per_epoch
-        report_every = max(1, steps // max(1, self.cfg.progress_updates))
+        report_every = -(-steps // max(1, self.cfg.progress_updates))  # ceil: at most that many reads
         model.train()
         # running sums stay on the device: no host sync per step
         loss_sum = torch.zeros((), device=self.device)
@@ -161,13 +162,17 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(state, tmp)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
 
     def restore(self, kind: str) -> dict | None:
         path = self._path(kind)
         if not path.is_file():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # truncated or foreign file: one line, not a traceback
+            raise BenchmarkError(f"{path} cannot be read ({exc.__class__.__name__}); delete it to redo "
+                                 "the run from its start") from exc
         self.module.load_state_dict(state["model"])
         if kind == "last":
             self.optimizer.load_state_dict(state["optimizer"])
