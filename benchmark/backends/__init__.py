@@ -49,4 +49,4 @@ def load_backend(name: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("benchmark"):
             raise BenchmarkError(f"framework={name} is not implemented in this version") from exc
-        raise BenchmarkError(f"framework={name} needs {exc.name}, which is not installed (see README: Set-up)") from exc
+        raise BenchmarkError(f"framework={name} needs {exc.name}, which is not installed (see README: Quick start)") from exc
