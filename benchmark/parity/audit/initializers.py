@@ -101,28 +101,24 @@ def _keras_init_config(layer, key: str) -> str:
     return name + (f"({', '.join(f'{k}={v}' for k, v in args.items())})" if args else "")
 
 
-def _torch_families(model) -> dict[str, list]:
+def _families(convs: list, conv_kind, denses: list) -> dict[str, list]:
+    """Layers grouped as the report names them: conv kinds, block denses, the head."""
     fams: dict[str, list] = {}
-    for _, m in _torch_convs(model):
-        fams.setdefault(_torch_conv_kind(m), []).append(m)
-    linears = [m for _, m in _torch_linears(model)]
-    for m in linears[:-1]:
-        fams.setdefault("dense (inside blocks)", []).append(m)
-    if linears:
-        fams.setdefault("dense (classifier head)", []).append(linears[-1])
-    return fams
-
-
-def _keras_families(model) -> dict[str, list]:
-    fams: dict[str, list] = {}
-    for layer in _keras_convs(model):
-        fams.setdefault(_keras_conv_kind(layer), []).append(layer)
-    denses = _keras_denses(model)
+    for layer in convs:
+        fams.setdefault(conv_kind(layer), []).append(layer)
     for layer in denses[:-1]:
         fams.setdefault("dense (inside blocks)", []).append(layer)
     if denses:
         fams.setdefault("dense (classifier head)", []).append(denses[-1])
     return fams
+
+
+def _torch_families(model) -> dict[str, list]:
+    return _families([m for _, m in _torch_convs(model)], _torch_conv_kind, [m for _, m in _torch_linears(model)])
+
+
+def _keras_families(model) -> dict[str, list]:
+    return _families(list(_keras_convs(model)), _keras_conv_kind, list(_keras_denses(model)))
 
 
 def _torch_bias_desc(mods) -> tuple[str, str]:
