@@ -7,6 +7,7 @@ step as a function, for the end-of-sweep callback and notebooks.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (run directories at any depth below it)")
     parser.add_argument("--no-plots", action="store_true", help="tables and text only (faster)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sanity verdict
     try:
         report = analyze(args.sweep_dir, plots=not args.no_plots)
     except BenchmarkError as exc:

@@ -132,9 +132,12 @@ def train_and_test(cfg, run_dir: Path) -> dict:
             log.info("%s  step %d/%d  train_loss %.4f", label, step, steps, loss)
 
         stats = trainer.train_epoch(epoch, progress)
-        if not math.isfinite(stats.loss):
-            raise BenchmarkError(f"training diverged: train_loss is {stats.loss} in epoch {epoch + 1}")
         val_loss, val_pred = trainer.predict(val_x, val_y)
+        # The train loss is taken before each update, so weights broken by the epoch's
+        # last step show first in the val loss.
+        for name, value in (("train_loss", stats.loss), ("val_loss", val_loss)):
+            if not math.isfinite(value):
+                raise BenchmarkError(f"training diverged: {name} is {value} in epoch {epoch + 1}")
         val_acc, val_f1 = classification_scores(val_y, val_pred, data.num_classes)
         row = {
             "epoch": epoch + 1,

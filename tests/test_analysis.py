@@ -231,6 +231,38 @@ def test_stage2_report(stage2, capsys):
     assert "Cohen, J. (1988)" in md and "Romano" in md
     assert "Runs that differ from the majority\n  none" in (report / "environment.txt").read_text()
 
+    sanity = pd.read_csv(report / "sanity.csv")
+    assert sanity["passed"].all()
+    # every run; completed cifar runs (floors exist for cifar only); framework arms; seed pairs
+    assert sanity["check"].value_counts().to_dict() == {
+        "finite": 180, "val_accuracy": 120, "seeds_differ": 36, "frameworks_agree": 90}
+    assert "Sanity checks (SPEC §6): all 426 passed" in md
+
+
+def test_sanity_checks_flag_each_failure(tmp_path):
+    """SPEC §6: a diverged run, a run under its accuracy floor, two seeds with identical
+    curves and a framework gap over 5 points are each named, and nothing else is."""
+    make_sweep(tmp_path, ["cifar10"], ["resnet50"], seeds=[42, 123, 456], epochs=12)
+    make_run(tmp_path, "keras", "cifar100", "resnet50", "fp32", 42, epochs=12, test_accuracy=0.40)  # under 55%
+    make_run(tmp_path, "pytorch", "cifar100", "resnet50", "fp32", 42, epochs=12, test_accuracy=0.74)  # 34 points apart
+    diverged = make_run(tmp_path, "pytorch", "cifar100", "resnet50", "fp32", 123, epochs=12, state="failed")
+    status = json.loads((diverged / "status.json").read_text())
+    (diverged / "status.json").write_text(json.dumps({**status, "reason": "training diverged: train_loss is nan"}))
+    runs = {seed: tmp_path / f"keras_cifar10_resnet50_fp32_seed{seed}" for seed in (42, 456)}
+    shutil.copy(runs[42] / "metrics.csv", runs[456] / "metrics.csv")  # seed 456 repeats seed 42
+    analyze(tmp_path, plots=False)
+
+    sanity = pd.read_csv(tmp_path / "report" / "sanity.csv")
+    failed = sanity[~sanity["passed"]].set_index("check")
+    assert sorted(failed.index) == ["finite", "frameworks_agree", "seeds_differ", "val_accuracy"]
+    assert failed.at["finite", "seed"] == 123 and "diverged" in failed.at["finite", "detail"]
+    assert failed.at["val_accuracy", "framework"] == "keras" and failed.at["val_accuracy", "value"] < 0.55
+    assert failed.at["seeds_differ", "framework"] == "keras"
+    assert failed.at["seeds_differ", "detail"] == "seeds 42, 456 identical"
+    assert failed.at["frameworks_agree", "value"] == pytest.approx(0.34)
+    md = (tmp_path / "report" / "significance_summary.md").read_text()
+    assert "FAILED: finite 1x, val_accuracy 1x, seeds_differ 1x, frameworks_agree 1x" in md
+
 
 # ------------------------------------------------------------------ degenerate cases
 
@@ -333,8 +365,9 @@ def test_cli_writes_the_report(tmp_path):
     proc = run_analyze(str(tmp_path), "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "environment.txt", "results.csv", "significance_summary.csv", "significance_summary.md",
-        "statistical_results.csv"]
+        "environment.txt", "results.csv", "sanity.csv", "sanity.md", "significance_summary.csv",
+        "significance_summary.md", "statistical_results.csv"]
+    assert "Sanity checks (SPEC §6): all 12 passed" in proc.stderr  # 4 runs, 4 floors, 2 arms, 2 pairs
 
 
 def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):

@@ -112,3 +112,23 @@ print("IMPORTED", bad)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "IMPORTED []" in out.stdout
+
+
+def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir):
+    """lr 1e30 breaks the weights in the first step; the train loss (taken before each
+    update) stays finite, so the val loss must catch it."""
+    from benchmark.analyze import analyze
+
+    run_dir = tmp_path / "sweep" / "diverged"
+    result = run_cli("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32", "optim.lr=1e30",
+                     f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "error: training diverged: val_loss is nan in epoch 1"
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "failed" and "training diverged" in status["reason"]
+    assert not (run_dir / "test.json").exists()
+
+    report = analyze(tmp_path / "sweep", plots=False)
+    assert "FAILED: finite 1x" in (report / "significance_summary.md").read_text()
+    sanity = (report / "sanity.csv").read_text().splitlines()
+    assert sanity[1].startswith("finite,pytorch,digits,mobilenetv2,fp32,42,1.0,0.0,False,training diverged")

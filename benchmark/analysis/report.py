@@ -8,6 +8,7 @@ again on a grown sweep simply replaces the report.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -16,8 +17,11 @@ from pathlib import Path
 from benchmark import BenchmarkError
 from benchmark.analysis.environment import environment_report
 from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
+from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
 from benchmark.analysis.stats import compare
 from benchmark.analysis.summary import markdown, significance_table
+
+log = logging.getLogger(__name__)
 
 
 class AnalysisError(BenchmarkError):
@@ -28,11 +32,15 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True) -> None:
     """Every report file into the (empty) directory `out`."""
     stats, pairs = compare(sweep.results)
     table = significance_table(stats)
+    sanity = sanity_checks(sweep.results, sweep.curves, sweep.root)
     title = sweep.root.resolve().name
     sweep.results.to_csv(out / "results.csv", index=False)
     stats.to_csv(out / "statistical_results.csv", index=False)
     table.to_csv(out / "significance_summary.csv", index=False)
-    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, title))
+    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, sanity, title))
+    sanity.to_csv(out / "sanity.csv", index=False)
+    (out / "sanity.md").write_text(sanity_markdown(sanity, title))
+    log.log(logging.WARNING if not failed_checks(sanity).empty else logging.INFO, "%s", verdict(sanity))
     (out / "environment.txt").write_text(environment_report(sweep.environments, sweep.results, title))
     if plots:
         from benchmark.analysis.plots import plot_all  # matplotlib only when drawing

@@ -29,7 +29,7 @@ Degenerate cases get documented finite values and a `note` (never inf, never a c
   t-test p is reported as 0.0 (its limit) and d_z as ±1e6 (D_Z_CAP, with the sign of
   delta); |d_z| is capped there in every case; the Wilcoxon test is unaffected;
 - several completed runs of one framework and seed: one is used (see
-  _one_run_per_seed) and the note says which;
+  one_run_per_seed) and the note says which;
 - a seed with only one arm completed (the other missing, failed or still running) or
   with a missing value is dropped, and named in the note.
 
@@ -215,7 +215,7 @@ def paired_statistics(keras: np.ndarray, pytorch: np.ndarray) -> dict:
 # ------------------------------------------------------------------ the whole sweep
 
 
-def _one_run_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def one_run_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Completed runs, one per (framework, seed). Of duplicates, the shallowest run
     directory wins (a run with extra overrides sits below its key's protocol run),
     then the one that sorts last (Hydra's timestamped sweep folders: the newest)."""
@@ -244,7 +244,7 @@ def _unpaired_reason(runs: pd.DataFrame, framework: str, seed: int) -> str:
 
 def pair_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
     """(seed, keras, pytorch) of one comparison's usable pairs, and notes on what was dropped."""
-    usable, notes = _one_run_per_seed(runs)
+    usable, notes = one_run_per_seed(runs)
     wide = (usable.pivot(index="seed", columns="framework", values=metric)
             .reindex(index=sorted(set(runs["seed"].dropna())), columns=list(FRAMEWORKS)).astype(float))
     missing = ~np.isfinite(wide)

@@ -17,6 +17,7 @@ import math
 
 import pandas as pd
 
+from benchmark.analysis.sanity import verdict
 from benchmark.analysis.stats import COMPARED_METRICS, GROUP, Metric
 
 ALPHA = 0.05
@@ -204,9 +205,9 @@ def _excluded_section(results: pd.DataFrame) -> str:
     return "## Excluded runs\n\nListed in results.csv, not used in any statistic.\n\n" + markdown_table(excluded)
 
 
-def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, title: str) -> str:
-    """significance_summary.md: methods, one section per metric, excluded runs, references."""
-    sections = [f"# Keras vs PyTorch: significance summary — {title}", _methods(stats, results)]
+def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sanity: pd.DataFrame, title: str) -> str:
+    """significance_summary.md: methods, sanity verdict, one section per metric, excluded runs, references."""
+    sections = [f"# Keras vs PyTorch: significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]
     for metric in COMPARED_METRICS.values():
         rows = table[table["metric"] == metric.name]
         if not rows.empty:
