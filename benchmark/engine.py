@@ -17,7 +17,7 @@ from benchmark import BenchmarkError, environment
 from benchmark.backends import load_backend
 from benchmark.data import prepare_dataset
 from benchmark.metrics import MetricsLog, classification_scores
-from benchmark.resume import check_same_run, comparable_config
+from benchmark.resume import check_same_data, check_same_run, comparable_config
 from benchmark.rundir import RunDir, write_json
 from benchmark.schedule import make_schedule
 
@@ -53,7 +53,7 @@ def _limited(n: int, limit: int | None) -> int:
     return n if limit is None else min(n, limit)
 
 
-def run_summary(cfg, train_size: int, schedule, mode: str) -> dict:
+def run_summary(cfg, data, train_size: int, schedule, mode: str) -> dict:
     """What identifies the run and what the analysis needs to turn epoch times into images/s."""
     return {
         "framework": cfg.framework.name,
@@ -65,6 +65,9 @@ def run_summary(cfg, train_size: int, schedule, mode: str) -> dict:
         "batch_size": cfg.batch_size,
         "grad_accum_steps": cfg.grad_accum_steps,
         "train_images": train_size,
+        # which prepared data the run saw (the analysis flags a dataset run on two)
+        "data_source": data.source,
+        "data_fingerprint": data.fingerprint,
         "steps_per_epoch": schedule.steps_per_epoch,
         "images_per_epoch": schedule.steps_per_epoch * cfg.batch_size,
         "warmup_steps": schedule.warmup_steps,
@@ -100,12 +103,13 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     rd = RunDir(run_dir)
     check_same_run(rd.root, cfg)
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
+    check_same_data(rd.root, data)
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
     trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
-    summary = run_summary(cfg, train_size, schedule, trainer.mode)
+    summary = run_summary(cfg, data, train_size, schedule, trainer.mode)
     write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a

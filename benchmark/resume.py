@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark import OtherRunError
+from benchmark import BenchmarkError, OtherRunError
 from benchmark.config import FRAMEWORK_ONLY_OPTIONS
 from benchmark.rundir import RunDir
 
@@ -53,6 +53,18 @@ def check_same_run(run_dir: Path, cfg) -> None:
         raise OtherRunError(
             f"{run_dir} holds a run started with other settings ({shown}); "
             "launch into another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it"
+        )
+
+
+def check_same_data(run_dir: Path, data) -> None:
+    """Refuse to resume a run on other prepared data than it started on (e.g. a cache
+    rebuilt from another source: other images order, other splits)."""
+    started = (RunDir(run_dir).read_summary() or {}).get("data_fingerprint")
+    if started and data.fingerprint and started != data.fingerprint:
+        raise BenchmarkError(
+            f"{run_dir} started on other {data.name} data (fingerprint {started}) than the cache now holds "
+            f"({data.fingerprint}, from {data.source}); resume it with the data it started on, or launch into "
+            "another directory"
         )
 
 

@@ -37,6 +37,7 @@ ACCURACY = {"cifar10": 0.94, "cifar100": 0.75, "tiny_imagenet": 0.58}
 MODEL_ACCURACY = {"resnet50": 0.0, "mobilenetv2": -0.02, "convnext_tiny": -0.04}
 SECONDS = {"resnet50": 60.0, "mobilenetv2": 25.0, "convnext_tiny": 45.0}  # per CIFAR epoch, fp32, PyTorch
 TEST_IMAGES = 10_000
+DATA_FINGERPRINT = {ds: f"{zlib.crc32(ds.encode()):016x}" for ds in EPOCHS}
 BATCH = 256
 PEAK_LR = 0.1
 WARMUP_EPOCHS = 5
@@ -129,6 +130,7 @@ def make_run(
     env: dict | None = None,
     name: str | None = None,
     execution_mode: str | None = None,
+    data_fingerprint: str | None = None,
 ) -> Path:
     """Write one run directory `root/<name>` and return it.
 
@@ -166,6 +168,7 @@ def make_run(
         "epochs": epochs, "batch_size": BATCH, "grad_accum_steps": 1, "train_images": TRAIN_IMAGES[dataset],
         "steps_per_epoch": steps, "images_per_epoch": steps * BATCH, "warmup_steps": WARMUP_EPOCHS * steps,
         "total_steps": epochs * steps, "peak_lr": PEAK_LR, "deterministic": True,
+        "data_source": f"{dataset} official archive", "data_fingerprint": data_fingerprint or DATA_FINGERPRINT[dataset],
         "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}[framework],
         "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
         "accelerator_peak_bytes": 5 << 30,

@@ -235,13 +235,14 @@ def test_stage2_report(stage2, capsys):
     assert sanity["passed"].all()
     # every run; completed cifar runs (floors exist for cifar only); framework arms; seed pairs
     assert sanity["check"].value_counts().to_dict() == {
-        "finite": 180, "val_accuracy": 120, "seeds_differ": 36, "frameworks_agree": 90}
-    assert "Sanity checks (SPEC §6): all 426 passed" in md
+        "finite": 180, "val_accuracy": 120, "seeds_differ": 36, "same_data": 3, "frameworks_agree": 90}
+    assert "Sanity checks (SPEC §6): all 429 passed" in md
 
 
 def test_sanity_checks_flag_each_failure(tmp_path):
     """SPEC §6: a diverged run, a run under its accuracy floor, two seeds with identical
-    curves and a framework gap over 5 points are each named, and nothing else is."""
+    curves, a run on other data and a framework gap over 5 points are each named, and
+    nothing else is."""
     make_sweep(tmp_path, ["cifar10"], ["resnet50"], seeds=[42, 123, 456], epochs=12)
     make_run(tmp_path, "keras", "cifar100", "resnet50", "fp32", 42, epochs=12, test_accuracy=0.40)  # under 55%
     make_run(tmp_path, "pytorch", "cifar100", "resnet50", "fp32", 42, epochs=12, test_accuracy=0.74)  # 34 points apart
@@ -250,18 +251,22 @@ def test_sanity_checks_flag_each_failure(tmp_path):
     (diverged / "status.json").write_text(json.dumps({**status, "reason": "training diverged: train_loss is nan"}))
     runs = {seed: tmp_path / f"keras_cifar10_resnet50_fp32_seed{seed}" for seed in (42, 456)}
     shutil.copy(runs[42] / "metrics.csv", runs[456] / "metrics.csv")  # seed 456 repeats seed 42
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=12, data_fingerprint="0123456789abcdef")
+    make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 789, epochs=12)
     analyze(tmp_path, plots=False)
 
     sanity = pd.read_csv(tmp_path / "report" / "sanity.csv")
     failed = sanity[~sanity["passed"]].set_index("check")
-    assert sorted(failed.index) == ["finite", "frameworks_agree", "seeds_differ", "val_accuracy"]
+    assert sorted(failed.index) == ["finite", "frameworks_agree", "same_data", "seeds_differ", "val_accuracy"]
     assert failed.at["finite", "seed"] == 123 and "diverged" in failed.at["finite", "detail"]
     assert failed.at["val_accuracy", "framework"] == "keras" and failed.at["val_accuracy", "value"] < 0.55
     assert failed.at["seeds_differ", "framework"] == "keras"
     assert failed.at["seeds_differ", "detail"] == "seeds 42, 456 identical"
     assert failed.at["frameworks_agree", "value"] == pytest.approx(0.34)
+    assert failed.at["same_data", "dataset"] == "cifar10" and failed.at["same_data", "value"] == 2
+    assert "other data: keras_cifar10_resnet50_fp32_seed789" in failed.at["same_data", "detail"]
     md = (tmp_path / "report" / "significance_summary.md").read_text()
-    assert "FAILED: finite 1x, val_accuracy 1x, seeds_differ 1x, frameworks_agree 1x" in md
+    assert "FAILED: finite 1x, val_accuracy 1x, seeds_differ 1x, same_data 1x, frameworks_agree 1x" in md
 
 
 # ------------------------------------------------------------------ degenerate cases
@@ -367,7 +372,8 @@ def test_cli_writes_the_report(tmp_path):
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
         "environment.txt", "results.csv", "sanity.csv", "sanity.md", "significance_summary.csv",
         "significance_summary.md", "statistical_results.csv"]
-    assert "Sanity checks (SPEC §6): all 12 passed" in proc.stderr  # 4 runs, 4 floors, 2 arms, 2 pairs
+    # 4 runs finite, 4 above the floor, 2 arms with distinct seeds, 1 dataset, 2 seed pairs
+    assert "Sanity checks (SPEC §6): all 13 passed" in proc.stderr
 
 
 def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):

@@ -27,7 +27,7 @@ import formats
 from benchmark import BenchmarkError
 from benchmark.config import DatasetConfig, register_configs
 from benchmark.data import prepare_dataset, sources
-from benchmark.data.cache import cache_dir
+from benchmark.data.cache import CACHE_VERSION, cache_dir, data_fingerprint
 from benchmark.data.splits import stratified_holdout
 from benchmark.data.stats import channel_stats, normalize_reference
 
@@ -231,6 +231,13 @@ def check_prepared(data, exp: formats.Expected, ds, data_dir: Path) -> None:
     meta = json.loads((target / "meta.json").read_text())
     assert meta["sizes"] == {"train": n_train - ds.val_size, "val": ds.val_size, "test": len(exp.test_y)}
     assert meta["split_seed"] == 42
+    # the fingerprint covers images, labels and splits: recomputed here, and changed by one pixel
+    arrays = {k: np.asarray(getattr(data, k)) for k in ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")}
+    assert data.fingerprint == meta["fingerprint"] == data_fingerprint(arrays) and len(data.fingerprint) == 16
+    arrays["test_x"] = arrays["test_x"].copy()
+    arrays["test_x"][0, 0, 0, 0] ^= 1
+    assert data_fingerprint(arrays) != data.fingerprint
+    assert data.source == meta["source"] and data.source
     x, y = data.split("val")
     assert np.array_equal(y, exp.train_y[ref_val]) and len(x) == ds.val_size
     x, y = data.split("train", limit=5)
@@ -575,7 +582,7 @@ def test_outdated_cache_is_rebuilt_whole(tmp_path):
     (target / "stale.npy").write_bytes(b"old")
     data = prepare_dataset(ds, data_dir)
     assert not (target / "stale.npy").exists()
-    assert json.loads((target / "meta.json").read_text())["version"] == 1
+    assert json.loads((target / "meta.json").read_text())["version"] == CACHE_VERSION
     assert np.array_equal(data.train_y, exp.train_y)
     assert sorted(p.name for p in (data_dir / "cache").iterdir()) == ["cifar10"]
 

@@ -1,5 +1,6 @@
 """A run killed mid-epoch and launched again into its directory ends as if never stopped."""
 
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,23 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "last.pt cannot be read" in last
+
+
+def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir):
+    """A run that started on one cache (say the Tiny-ImageNet zip) is not continued on a
+    cache rebuilt from another source: other image order, other splits."""
+    run_dir = tmp_path / "run"
+    args = ("limit.train=64", "limit.val=32", "limit.test=32", "epochs=1", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert run_cli(*args).returncode == 0
+    summary = read_json(run_dir / "summary.json")
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "data_fingerprint": "0123456789abcdef"}))
+    (run_dir / "status.json").unlink()  # unfinished, so it would resume
+    out = run_cli(*args)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "started on other digits data (fingerprint 0123456789abcdef)" in last
+    assert summary["data_fingerprint"] in last
+    assert read_json(run_dir / "status.json")["state"] == "failed"
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):

@@ -58,6 +58,8 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert summary["images_per_epoch"] == 128 and summary["steps_per_epoch"] == 4 and summary["seed"] == 42
     assert summary["execution_mode"] == "eager+channels_last" and summary["startup_seconds"] > 0
     assert summary["first_epoch_overhead_seconds"] is not None and summary["peak_host_rss_bytes"] > 0
+    meta = read_json(data_dir / "cache" / "digits" / "meta.json")
+    assert summary["data_fingerprint"] == meta["fingerprint"] and summary["data_source"] == meta["source"]
     assert "accelerator_peak_bytes" in summary
 
 

@@ -38,6 +38,7 @@ RESULTS_COLUMNS = (
     "state",
     "epochs_done",
     "run_dir",
+    "data_fingerprint",  # of the prepared data the run saw (summary.json)
     # performance facts of the run (summary.json): results of different execution modes
     # (eager, torch.compile, tf.function, XLA) are compared separately, never pooled
     "execution_mode",
@@ -191,6 +192,7 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
         "state": run_state(read_json(run_dir / "status.json"), test),
         "epochs_done": len(metrics),
         "run_dir": run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else ".",
+        "data_fingerprint": summary.get("data_fingerprint") or "",
         **{name: summary.get(name, np.nan) for name in PERFORMANCE_COLUMNS},
     }
     row["execution_mode"] = summary.get("execution_mode") or "unknown"

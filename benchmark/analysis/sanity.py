@@ -1,6 +1,6 @@
 """The sanity checks of SPEC §6: does the protocol behave, before anyone reads a p-value?
 
-Four checks, each a set of rows in sanity.csv (one per subject it applies to) and a
+Five checks, each a set of rows in sanity.csv (one per subject it applies to) and a
 section of sanity.md:
 
 - finite: no run diverged. A run fails it when its metrics.csv holds a non-finite
@@ -17,6 +17,11 @@ section of sanity.md:
 - frameworks_agree: Keras and PyTorch runs of the same dataset, model, precision and
   seed end within MAX_FRAMEWORK_GAP of each other in test accuracy (5 points). A
   larger gap points at a protocol difference rather than at seed noise.
+- same_data: all runs of one dataset saw the same prepared data (images, labels and
+  splits: the data_fingerprint of summary.json). Caches built from different sources
+  (the Tiny-ImageNet zip and its parquet mirror order images differently) give other
+  splits, and runs on them must not be compared. Runs without a fingerprint (written
+  by an older version) are left out of this check.
 
 Runs are taken as the statistics take them: completed runs only (for the last three
 checks), one per framework and seed (stats.one_run_per_seed). A check that has no
@@ -43,6 +48,7 @@ CHECKS = {
     "val_accuracy": "best val accuracy above the dataset's floor ("
     + ", ".join(f"{ds} > {floor:.0%}" for ds, floor in MIN_VAL_ACCURACY.items()) + ")",
     "seeds_differ": "different seeds give different training curves",
+    "same_data": "every run of a dataset saw the same images, labels and splits (data fingerprint)",
     "frameworks_agree": f"Keras and PyTorch within {MAX_FRAMEWORK_GAP * 100:g} points of test accuracy on the same "
     "dataset, model, precision and seed",
 }
@@ -95,6 +101,19 @@ def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _same_data(results: pd.DataFrame) -> list[dict]:
+    rows = []
+    known = results[results["data_fingerprint"].fillna("").astype(str) != ""]
+    for dataset, runs in known.groupby("dataset", sort=True):
+        counts = runs["data_fingerprint"].value_counts()
+        detail = "; ".join(f"{fingerprint}: {n} runs" for fingerprint, n in counts.items())
+        if len(counts) > 1:  # name the runs of the minority data
+            minority = runs[runs["data_fingerprint"] != counts.index[0]]["run_dir"]
+            detail += f" (other data: {', '.join(minority.head(5))}{', ...' if len(minority) > 5 else ''})"
+        rows.append(_row("same_data", {"dataset": dataset}, float(len(counts)), 1.0, len(counts) == 1, detail))
+    return rows
+
+
 def _frameworks_agree(results: pd.DataFrame) -> list[dict]:
     rows = []
     for group, runs in results.dropna(subset=list(KEY)).groupby(list(GROUP), sort=True):
@@ -116,6 +135,7 @@ def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, root) -> pd.DataF
         *_finite(results, curves, root),
         *_val_accuracy(completed),
         *_seeds_differ(completed, curves),
+        *_same_data(results),
         *_frameworks_agree(results),
     ]
     sanity = pd.DataFrame(rows, columns=list(SANITY_COLUMNS))

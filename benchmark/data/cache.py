@@ -5,7 +5,7 @@ Layout of ``<data_dir>/cache/<name>/``::
     train_x.npy train_y.npy   full official training set, uint8 NHWC / int64
     test_x.npy  test_y.npy    official test set (digits: a stratified hold-out)
     train_idx.npy val_idx.npy fixed stratified split of the training set (seed 42)
-    meta.json                 source, sizes, train-split mean/std
+    meta.json                 source, sizes, train-split mean/std, fingerprint
 
 The folder is built under a temporary name and renamed into place, so a cache
 either exists whole or not at all.
@@ -14,6 +14,7 @@ either exists whole or not at all.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +31,8 @@ from benchmark.data.splits import SPLIT_SEED, stratified_holdout
 from benchmark.data.stats import channel_stats
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json holds the fingerprint
+FINGERPRINT_ORDER = ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")
 STATS_TOLERANCE = 2e-3  # config constants vs statistics recomputed from the cache
 
 
@@ -47,6 +49,8 @@ class PreparedData:
     val_idx: np.ndarray
     mean: list[float]
     std: list[float]
+    source: str = ""  # where the cache was prepared from (meta.json)
+    fingerprint: str = ""  # of images, labels and split indices (data_fingerprint)
 
     def split(self, name: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """In-memory (images, labels) of 'train', 'val' or 'test', optionally the first `limit`."""
@@ -55,6 +59,23 @@ class PreparedData:
             return np.array(self.test_x[:stop]), np.array(self.test_y[:stop])
         idx = {"train": self.train_idx, "val": self.val_idx}[name][:limit]
         return self.train_x[idx], self.train_y[idx]
+
+
+def data_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 (first 16 hex digits) of every image, label and split index, in a fixed order.
+
+    Two caches with the same fingerprint give every run the same samples in the same
+    splits. The zip and the parquet mirror of Tiny-ImageNet order their images
+    differently, so caches built from them differ (and so do their splits): the
+    fingerprint, written into each run's summary.json, lets the analysis flag a sweep
+    whose runs of one dataset saw different data.
+    """
+    digest = hashlib.sha256()
+    for key in FINGERPRINT_ORDER:
+        arr = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _locate_source(ds, data_dir: Path) -> Path:
@@ -127,6 +148,7 @@ def _build(ds, data_dir: Path, target: Path) -> None:
             "split_seed": SPLIT_SEED,
             "train_mean": mean,
             "train_std": std,
+            "fingerprint": data_fingerprint(arrays),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         if target.exists():  # an outdated cache (other version): replace it whole
@@ -185,5 +207,7 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
         val_idx=np.load(target / "val_idx.npy"),
         mean=mean,
         std=std,
+        source=meta["source"],
+        fingerprint=meta["fingerprint"],
         **arrays,
     )
