@@ -58,9 +58,12 @@ def check_same_run(run_dir: Path, cfg) -> None:
 
 def check_same_data(run_dir: Path, data) -> None:
     """Refuse to resume a run on other prepared data than it started on (e.g. a cache
-    rebuilt from another source: other images order, other splits)."""
-    started = (RunDir(run_dir).read_summary() or {}).get("data_fingerprint")
-    if started and data.fingerprint and started != data.fingerprint:
+    rebuilt from another source: other images order, other splits). A run without a
+    last checkpoint starts from scratch anyway, so it may."""
+    rd = RunDir(run_dir)
+    started = (rd.read_summary() or {}).get("data_fingerprint")
+    resumable = any(rd.checkpoints.glob("last*"))  # last.pt; Keras: last.json, last/
+    if resumable and started and data.fingerprint and started != data.fingerprint:
         raise BenchmarkError(
             f"{run_dir} started on other {data.name} data (fingerprint {started}) than the cache now holds "
             f"({data.fingerprint}, from {data.source}); resume it with the data it started on, or launch into "

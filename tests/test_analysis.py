@@ -239,6 +239,16 @@ def test_stage2_report(stage2, capsys):
     assert "Sanity checks (SPEC §6): all 429 passed" in md
 
 
+def test_runs_without_curves_are_not_identical_seeds(tmp_path):
+    for run in make_sweep(tmp_path, ["cifar10"], ["mobilenetv2"], seeds=[42, 123], frameworks=["keras"], epochs=12):
+        (run / "metrics.csv").unlink()
+    analyze(tmp_path, plots=False)
+    sanity = pd.read_csv(tmp_path / "report" / "sanity.csv")
+    assert "seeds_differ" not in set(sanity["check"])
+    # no curve, no best val accuracy: the floor is not confirmed
+    assert list(sanity.loc[sanity["check"] == "val_accuracy", "passed"]) == [False, False]
+
+
 def test_sanity_checks_flag_each_failure(tmp_path):
     """SPEC §6: a diverged run, a run under its accuracy floor, two seeds with identical
     curves, a run on other data and a framework gap over 5 points are each named, and
@@ -251,7 +261,7 @@ def test_sanity_checks_flag_each_failure(tmp_path):
     (diverged / "status.json").write_text(json.dumps({**status, "reason": "training diverged: train_loss is nan"}))
     runs = {seed: tmp_path / f"keras_cifar10_resnet50_fp32_seed{seed}" for seed in (42, 456)}
     shutil.copy(runs[42] / "metrics.csv", runs[456] / "metrics.csv")  # seed 456 repeats seed 42
-    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=12, data_fingerprint="0123456789abcdef")
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=12, data_fingerprint="sha256:0123456789abcdef")
     make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 789, epochs=12)
     analyze(tmp_path, plots=False)
 

@@ -214,6 +214,23 @@ def test_tiny_imagenet_wrong_image_size(tmp_path):
 # ---------------------------------------------------------------- prepare_dataset
 
 
+def test_cache_without_fingerprint_gets_one_in_place(tmp_path):
+    """A cache prepared before fingerprints existed is fingerprinted, not rebuilt: the raw
+    archive may be gone (offline clusters)."""
+    data_dir = tmp_path / "data"
+    exp = formats.make_cifar10(data_dir / "raw")
+    ds = small_config("cifar10")
+    fingerprint = prepare_dataset(ds, data_dir).fingerprint
+    meta_path = cache_dir(ds, data_dir) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["fingerprint"]
+    meta_path.write_text(json.dumps(meta))
+    exp.path.unlink()
+    data = prepare_dataset(ds, data_dir)
+    assert data.fingerprint == fingerprint == json.loads(meta_path.read_text())["fingerprint"]
+    assert_no_temp_dirs(data_dir)
+
+
 def check_prepared(data, exp: formats.Expected, ds, data_dir: Path) -> None:
     n_train = len(exp.train_y)
     assert np.array_equal(data.train_y, exp.train_y) and np.array_equal(data.test_y, exp.test_y)
@@ -233,7 +250,8 @@ def check_prepared(data, exp: formats.Expected, ds, data_dir: Path) -> None:
     assert meta["split_seed"] == 42
     # the fingerprint covers images, labels and splits: recomputed here, and changed by one pixel
     arrays = {k: np.asarray(getattr(data, k)) for k in ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")}
-    assert data.fingerprint == meta["fingerprint"] == data_fingerprint(arrays) and len(data.fingerprint) == 16
+    assert data.fingerprint == meta["fingerprint"] == data_fingerprint(arrays)
+    assert data.fingerprint.startswith("sha256:") and len(data.fingerprint) == len("sha256:") + 16
     arrays["test_x"] = arrays["test_x"].copy()
     arrays["test_x"][0, 0, 0, 0] ^= 1
     assert data_fingerprint(arrays) != data.fingerprint

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,14 +33,18 @@ def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir):
     args = ("limit.train=64", "limit.val=32", "limit.test=32", "epochs=1", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
     assert run_cli(*args).returncode == 0
     summary = read_json(run_dir / "summary.json")
-    (run_dir / "summary.json").write_text(json.dumps({**summary, "data_fingerprint": "0123456789abcdef"}))
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "data_fingerprint": "sha256:0123456789abcdef"}))
     (run_dir / "status.json").unlink()  # unfinished, so it would resume
     out = run_cli(*args)
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and "started on other digits data (fingerprint 0123456789abcdef)" in last
+    assert last.startswith("error:") and "started on other digits data (fingerprint sha256:0123456789abcdef)" in last
     assert summary["data_fingerprint"] in last
     assert read_json(run_dir / "status.json")["state"] == "failed"
+    # with no checkpoint to resume from, the run starts afresh on the data there is
+    shutil.rmtree(run_dir / "checkpoints")
+    assert run_cli(*args).returncode == 0
+    assert read_json(run_dir / "summary.json")["data_fingerprint"] == summary["data_fingerprint"]
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):

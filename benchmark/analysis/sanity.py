@@ -23,9 +23,12 @@ section of sanity.md:
   splits, and runs on them must not be compared. Runs without a fingerprint (written
   by an older version) are left out of this check.
 
-Runs are taken as the statistics take them: completed runs only (for the last three
-checks), one per framework and seed (stats.one_run_per_seed). A check that has no
-subject (e.g. one seed only) has no rows; the Markdown says so.
+Except for `finite`, which looks at every run whatever its state, runs are taken as
+the statistics take them: completed runs, one per framework and seed
+(stats.one_run_per_seed), and Keras and PyTorch paired within one execution mode
+each (stats.by_execution_mode). A completed run without metrics.csv has no curves to
+compare and is left out of seeds_differ. A check that has no subject (e.g. one seed
+only) has no rows; the Markdown says so.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.runs import KEY
-from benchmark.analysis.stats import FRAMEWORKS, GROUP, one_run_per_seed, pair_values
+from benchmark.analysis.stats import FRAMEWORKS, GROUP, by_execution_mode, one_run_per_seed, pair_values
 from benchmark.rundir import read_json
 
 MIN_VAL_ACCURACY = {"cifar10": 0.85, "cifar100": 0.55}
@@ -85,7 +88,8 @@ def _val_accuracy(completed: pd.DataFrame) -> list[dict]:
 
 def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     rows = []
-    for key, runs in completed.groupby(["framework", *GROUP], sort=True):
+    with_curves = completed[completed["run_dir"].isin(set(curves["run_dir"]))]
+    for key, runs in with_curves.groupby(["framework", *GROUP], sort=True):
         if runs["seed"].nunique() < 2:
             continue
         fingerprints = {}
@@ -101,9 +105,9 @@ def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _same_data(results: pd.DataFrame) -> list[dict]:
+def _same_data(completed: pd.DataFrame) -> list[dict]:
     rows = []
-    known = results[results["data_fingerprint"].fillna("").astype(str) != ""]
+    known = completed[completed["data_fingerprint"].fillna("").astype(str) != ""]
     for dataset, runs in known.groupby("dataset", sort=True):
         counts = runs["data_fingerprint"].value_counts()
         detail = "; ".join(f"{fingerprint}: {n} runs" for fingerprint, n in counts.items())
@@ -116,13 +120,15 @@ def _same_data(results: pd.DataFrame) -> list[dict]:
 
 def _frameworks_agree(results: pd.DataFrame) -> list[dict]:
     rows = []
-    for group, runs in results.dropna(subset=list(KEY)).groupby(list(GROUP), sort=True):
-        pairs, _ = pair_values(runs, "test_accuracy")
-        for pair in pairs.itertuples(index=False):
-            gap = abs(pair.pytorch - pair.keras)
-            detail = f"keras {pair.keras:.4f}, pytorch {pair.pytorch:.4f}"
-            rows.append(_row("frameworks_agree", {**dict(zip(GROUP, group)), "seed": int(pair.seed)}, gap,
-                             MAX_FRAMEWORK_GAP, gap <= MAX_FRAMEWORK_GAP, detail))
+    for group, group_runs in results.dropna(subset=list(KEY)).groupby(list(GROUP), sort=True):
+        for modes, runs in by_execution_mode(group_runs):
+            pairs, _ = pair_values(runs, "test_accuracy")
+            for pair in pairs.itertuples(index=False):
+                gap = abs(pair.pytorch - pair.keras)
+                detail = (f"keras {pair.keras:.4f} ({modes['keras_mode']}), "
+                          f"pytorch {pair.pytorch:.4f} ({modes['pytorch_mode']})")
+                rows.append(_row("frameworks_agree", {**dict(zip(GROUP, group)), "seed": int(pair.seed)}, gap,
+                                 MAX_FRAMEWORK_GAP, gap <= MAX_FRAMEWORK_GAP, detail))
     return rows
 
 
@@ -135,7 +141,7 @@ def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, root) -> pd.DataF
         *_finite(results, curves, root),
         *_val_accuracy(completed),
         *_seeds_differ(completed, curves),
-        *_same_data(results),
+        *_same_data(completed),
         *_frameworks_agree(results),
     ]
     sanity = pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
@@ -177,7 +183,8 @@ def sanity_markdown(sanity: pd.DataFrame, title: str) -> str:
         lines += ["", "No failures."]
     else:
         shown = failures[["check", *KEY, "value", "limit", "detail"]].astype(object)
-        shown[["value", "limit"]] = shown[["value", "limit"]].map(lambda v: f"{v:.4g}")
+        for column in ("value", "limit"):
+            shown[column] = shown[column].map(lambda v: f"{v:.4g}")
         shown = shown.where(shown.notna(), "")
         lines += ["", "## Failures", "", markdown_table(shown)]
     lines += ["", f"Keras and PyTorch are the arms ({', '.join(FRAMEWORKS)}); every row, passed or not, is in "

@@ -259,7 +259,7 @@ def pair_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str
     return pairs, notes
 
 
-def _by_execution_mode(runs: pd.DataFrame):
+def by_execution_mode(runs: pd.DataFrame):
     """One comparison per (Keras mode, PyTorch mode) present: runs of different
     execution modes (eager / torch.compile / tf.function / XLA) are never pooled."""
     runs = runs.copy()
@@ -283,7 +283,7 @@ def compare(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, pair_tables = [], []
     keyed = results.dropna(subset=list(KEY))
     for group, group_runs in keyed.groupby(list(GROUP), sort=True):
-        for modes, runs in _by_execution_mode(group_runs):
+        for modes, runs in by_execution_mode(group_runs):
             for metric in COMPARED_METRICS:
                 pairs, notes = pair_values(runs, metric)
                 row = paired_statistics(pairs["keras"].to_numpy(), pairs["pytorch"].to_numpy())

@@ -29,9 +29,10 @@ from benchmark import BenchmarkError
 from benchmark.data import sources
 from benchmark.data.splits import SPLIT_SEED, stratified_holdout
 from benchmark.data.stats import channel_stats
+from benchmark.rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: meta.json holds the fingerprint
+CACHE_VERSION = 1
 FINGERPRINT_ORDER = ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")
 STATS_TOLERANCE = 2e-3  # config constants vs statistics recomputed from the cache
 
@@ -62,7 +63,8 @@ class PreparedData:
 
 
 def data_fingerprint(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 (first 16 hex digits) of every image, label and split index, in a fixed order.
+    """``sha256:`` and the first 16 hex digits of the SHA-256 of every image, label and
+    split index, in a fixed order (the prefix keeps CSV readers from taking it for a number).
 
     Two caches with the same fingerprint give every run the same samples in the same
     splits. The zip and the parquet mirror of Tiny-ImageNet order their images
@@ -75,7 +77,16 @@ def data_fingerprint(arrays: dict[str, np.ndarray]) -> str:
         arr = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
         digest.update(arr.tobytes())
-    return digest.hexdigest()[:16]
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _add_fingerprint(target: Path, meta: dict) -> dict:
+    """Fingerprint a cache prepared before fingerprints existed, in place: its arrays
+    are valid, and rebuilding could need a raw archive that is gone."""
+    arrays = {key: np.load(target / f"{key}.npy", mmap_mode="r") for key in FINGERPRINT_ORDER}
+    meta = {**meta, "fingerprint": data_fingerprint(arrays)}
+    atomic_write_text(target / "meta.json", json.dumps(meta, indent=2) + "\n")
+    return meta
 
 
 def _locate_source(ds, data_dir: Path) -> Path:
@@ -178,6 +189,8 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
         if meta is None or meta.get("version") != CACHE_VERSION:
             _build(ds, Path(data_dir), target)
             meta = json.loads(meta_path.read_text())
+        elif "fingerprint" not in meta:
+            meta = _add_fingerprint(target, meta)
     if meta["num_classes"] != ds.num_classes or meta["image_size"] != ds.image_size or meta["sizes"]["val"] != ds.val_size:
         raise BenchmarkError(
             f"the cache {target} was built with other settings (classes, size or val_size); delete it to rebuild"
