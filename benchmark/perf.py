@@ -8,7 +8,10 @@ Per backend, in a fresh process each (a backend never shares a process with the 
 - harness_ips / bare_ips / harness_bare_ratio: training images/s of the benchmark's
   own training epoch (pipeline, metrics, LR schedule and progress included) against a
   bare loop of the same framework, model, batch, precision and device that only
-  steps the optimizer on one fixed batch, alternated in the same process;
+  steps the optimizer on one fixed batch, alternated in the same process; the ratio
+  is the median of the per-round ratios (each round times both, in alternating
+  order, so a slow spell of a shared machine hits both sides of a ratio alike), and
+  ratio_min / ratio_max show how much the rounds disagreed;
 - startup_seconds, first_epoch_overhead_seconds, steady_ips: from a real run
   (`python -m benchmark` on digits, 3 epochs) as recorded in its summary.json.
 
@@ -35,7 +38,7 @@ from benchmark.rundir import atomic_write_text, read_json
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ("backend", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
-           "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "startup_seconds",
+           "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "ratio_min", "ratio_max", "startup_seconds",
            "first_epoch_overhead_seconds", "steady_ips")
 PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding, images
 
@@ -178,15 +181,27 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
         trainer.train_epoch(0, lambda *a: None)  # tracing / warm-up, both sides
         bare(3)
         harness_ips, bare_ips = [], []
-        for r in range(rounds):  # alternate, so drifts of the machine hit both alike
-            stats = trainer.train_epoch(r + 1, lambda *a: None)
+
+        def time_harness(epoch: int) -> None:
+            stats = trainer.train_epoch(epoch, lambda *a: None)
             harness_ips.append(stats.images / stats.seconds)
+
+        def time_bare() -> None:
             start = time.perf_counter()
             bare(steps)
             bare_ips.append(steps * batch / (time.perf_counter() - start))
+
+        for r in range(rounds):  # ABBA order: neither side always runs first
+            if r % 2 == 0:
+                time_harness(r + 1)
+                time_bare()
+            else:
+                time_bare()
+                time_harness(r + 1)
+    ratios = [h / b for h, b in zip(harness_ips, bare_ips)]
     result.update(harness_ips=statistics.median(harness_ips), bare_ips=statistics.median(bare_ips),
+                  harness_bare_ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
                   execution_mode=trainer.mode, device=str(getattr(trainer, "device", "cpu")))
-    result["harness_bare_ratio"] = result["harness_ips"] / result["bare_ips"]
     return result
 
 
@@ -213,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds of each side (odd: a true median)")
     parser.add_argument("--out", default="perf.csv")
     parser.add_argument("--override", action="append", default=[], help="extra config override, e.g. framework.compile=true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one backend in this process

@@ -12,7 +12,7 @@ from helpers import REPO
 def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
     out_csv = tmp_path / "perf.csv"
     out = subprocess.run(
-        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "1", "--out", str(out_csv)],
+        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "2", "--out", str(out_csv)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -23,9 +23,10 @@ def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
     for row in rows:
         assert tuple(row) == COLUMNS
         for key in ("pipeline_ips_32", "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio",
-                    "startup_seconds", "steady_ips"):
+                    "ratio_min", "ratio_max", "startup_seconds", "steady_ips"):
             assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
         assert math.isfinite(float(row["first_epoch_overhead_seconds"]))
+        assert float(row["ratio_min"]) <= float(row["harness_bare_ratio"]) <= float(row["ratio_max"])
     assert {r["execution_mode"] for r in rows} == {"eager+channels_last", "tf.function"}
 
 
