@@ -67,7 +67,6 @@ def test_model_head_stem_and_final_map(name, size, classes):
 @pytest.mark.parametrize("size,classes", [(32, 100), (64, 200)])
 @pytest.mark.parametrize("name", MODELS)
 def test_parameter_parity_with_torchvision(name, size, classes):
-    pytest.importorskip("torchvision")
     from benchmark.backends.pytorch.models import build_model as torch_model
     from benchmark.backends.pytorch.models import parameter_counts as torch_counts
 
@@ -146,7 +145,8 @@ def test_eval_pipeline_normalizes_like_the_reference(data_dir):
 
 
 def test_eval_pipeline_matches_the_torch_normalizer(data_dir):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from benchmark.backends.pytorch.data import Normalizer as TorchNormalizer
 
     cfg = compose("framework=keras", f"data_dir={data_dir}")
