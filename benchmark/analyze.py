@@ -11,8 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from benchmark import BenchmarkError
 from benchmark.analysis.report import analyze
+from benchmark.analysis.sanity import failed_checks
 
 __all__ = ["analyze", "main"]
 
@@ -25,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (run directories at any depth below it)")
     parser.add_argument("--no-plots", action="store_true", help="tables and text only (faster)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when a sanity check fails (a go/no-go, e.g. between stage 1 and stage 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sanity verdict
     try:
@@ -33,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report written to {report}")
+    if args.strict:
+        failed = failed_checks(pd.read_csv(report / "sanity.csv"))
+        if not failed.empty:
+            print(f"error: {len(failed)} sanity check(s) failed; see {report / 'sanity.md'}", file=sys.stderr)
+            return 1
     return 0
 
 

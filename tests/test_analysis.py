@@ -384,6 +384,14 @@ def test_cli_writes_the_report(tmp_path):
         "significance_summary.md", "statistical_results.csv"]
     # 4 runs finite, 4 above the floor, 2 arms with distinct seeds, 1 dataset, 2 seed pairs
     assert "Sanity checks (SPEC §6): all 13 passed" in proc.stderr
+    assert run_analyze(str(tmp_path), "--no-plots", "--strict").returncode == 0
+
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 7, epochs=3, test_accuracy=0.5)
+    make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 7, epochs=3, test_accuracy=0.9)
+    assert run_analyze(str(tmp_path), "--no-plots").returncode == 0  # reported, not a failure ...
+    strict = run_analyze(str(tmp_path), "--no-plots", "--strict")  # ... unless asked
+    assert strict.returncode == 1
+    assert strict.stderr.strip().splitlines()[-1].startswith("error: 2 sanity check(s) failed; see ")  # floor, gap
 
 
 def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):
