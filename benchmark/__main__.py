@@ -29,11 +29,29 @@ def main(cfg: DictConfig) -> dict:
     callback lists the failures and exits non-zero); a single run fails loudly.
     """
     from benchmark.rundir import RunDir
-    from benchmark.resume import check_same_run, completed_result
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     rundir = RunDir(run_dir)
+    try:
+        with rundir.exclusive():  # held until the run's final status is written
+            return _run(cfg, rundir, in_sweep)
+    except OtherRunError as exc:  # another live process has the run: leave its files alone
+        return _refuse(exc, in_sweep)
+
+
+def _refuse(exc: BenchmarkError, in_sweep: bool) -> dict:
+    log.error("failed: %s", exc)
+    if in_sweep:
+        return {"state": "failed", "reason": str(exc)}
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _run(cfg: DictConfig, rundir, in_sweep: bool) -> dict:
+    from benchmark.resume import check_same_run, completed_result
+
+    run_dir = rundir.root
     try:
         check_same_run(run_dir, cfg)
         done = completed_result(run_dir, cfg)
@@ -47,11 +65,7 @@ def main(cfg: DictConfig) -> dict:
     except BenchmarkError as exc:
         if not isinstance(exc, OtherRunError):  # never overwrite another run's status
             rundir.set_status("failed", reason=str(exc))
-        log.error("failed: %s", exc)
-        if in_sweep:
-            return {"state": "failed", "reason": str(exc)}
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return _refuse(exc, in_sweep)
     except Exception as exc:
         reason = f"{exc.__class__.__name__}: {exc}"
         rundir.set_status("failed", reason=reason, traceback=traceback.format_exc())

@@ -9,7 +9,10 @@ killed mid-write) never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -49,6 +52,13 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+log = logging.getLogger(__name__)
+LOCK_NAME = ".run.lock"
+# How long a launch waits for another live process on the same run before refusing:
+# long enough for a node's NFS lock of a killed job to lapse, or a duplicate to finish.
+LOCK_WAIT_SECONDS = float(os.environ.get("BENCHMARK_RUN_LOCK_WAIT", "120"))
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -81,3 +91,31 @@ class RunDir:
             **details,
         }
         write_json(self.status, status)
+
+    @contextlib.contextmanager
+    def exclusive(self, wait_s: float | None = None):
+        """Hold the run for this process. A second launch of the same run (a sweep
+        launched again while its jobs still run) waits for the first, then refuses,
+        instead of writing the same checkpoints and metrics. The kernel (or the NFS
+        server) drops the lock when its holder dies."""
+        from benchmark import OtherRunError
+
+        wait_s = LOCK_WAIT_SECONDS if wait_s is None else wait_s
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as fh:
+            deadline, told = time.monotonic() + wait_s, False
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = self.read_status() or {}
+                    who = f"pid {holder.get('pid')} on {holder.get('hostname')}"
+                    if time.monotonic() >= deadline:
+                        raise OtherRunError(f"{self.root} is being trained by another process ({who}); "
+                                            "wait for it to end or stop it, then launch again") from None
+                    if not told:
+                        log.info("waiting up to %.0f s for the other process on %s (%s)", wait_s, self.root, who)
+                        told = True
+                    time.sleep(1.0)
+            yield

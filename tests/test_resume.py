@@ -74,3 +74,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     ref_test.pop("finished_at"), test.pop("finished_at")
     assert test == ref_test
     assert read_json(run_dir / "status.json")["state"] == "completed"
+
+
+def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_dir):
+    """A run launched again while its first process still trains (a sweep relaunched while
+    its SLURM jobs run) never trains alongside it: it waits, then skips the finished run,
+    or refuses when the wait runs out."""
+    run_dir = tmp_path / "run"
+    args = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=2", f"hydra.run.dir={run_dir}",
+            f"data_dir={data_dir}")
+    first = subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run_dir / "run.log").exists()
+                                          and "epoch 1/2  step" in (run_dir / "run.log").read_text()):
+        time.sleep(0.05)
+
+    refused = run_cli(*args, env={"BENCHMARK_RUN_LOCK_WAIT": "1"})
+    assert refused.returncode == 2
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and f"is being trained by another process (pid {first.pid} on " in last
+
+    waited = run_cli(*args)  # the default wait outlasts the first run
+    assert waited.returncode == 0, waited.stderr[-2000:]
+    assert "waiting up to" in waited.stdout and "skipped:" in waited.stdout
+    assert first.wait(timeout=300) == 0
+    assert [row["epoch"] for row in read_metrics(run_dir)] == ["1", "2"]
+    assert read_json(run_dir / "status.json")["state"] == "completed"

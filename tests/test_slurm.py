@@ -97,3 +97,28 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, 
     ref_test, test = read_json(ref_dir / "test.json"), read_json(run_dir / "test.json")
     ref_test.pop("finished_at"), test.pop("finished_at")
     assert test == ref_test
+
+
+def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
+    """SIGKILL to one job (as an out-of-memory kill or a lost node would do): that run is
+    marked failed, the other run finishes, the sweep ends with its report and exit 1."""
+    sweep = tmp_path / "sweep"
+    args = ("seed=1,2", "epochs=3", "limit.train=512", "limit.val=64", "limit.test=64")
+    sub = "epochs=3,limit.test=64,limit.train=512,limit.val=64"
+    victim = sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / sub
+    proc = subprocess.Popen(sweep_cmd(sweep, data_dir, *args), cwd=REPO, env=sweep_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((victim / "run.log").exists() and "epoch 1/3  step" in (victim / "run.log").read_text()):
+        time.sleep(0.1)
+    job_id = read_json(victim / "env.json")["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=KILL", job_id], check=True, timeout=30)
+
+    out, _ = proc.communicate(timeout=SWEEP_TIMEOUT)
+    assert proc.returncode == 1, out[-3000:]
+    status = read_json(victim / "status.json")
+    assert status["state"] == "failed" and "ended without reporting" in status["reason"]  # submitit's array id
+    other = sweep / "pytorch_digits_mobilenetv2_fp32_seed2" / sub
+    assert read_json(other / "status.json")["state"] == "completed"
+    assert "1 run(s) of the sweep did not complete" in out and "seed1" in out
+    assert (sweep / "report" / "results.csv").is_file()  # the end-of-sweep report still ran

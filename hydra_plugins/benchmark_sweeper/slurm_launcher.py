@@ -1,0 +1,68 @@
+"""hydra-submitit-launcher's ``submitit_slurm``, with one job's hard death isolated.
+
+A run that fails in Python reports itself (status.json) and returns normally. A job
+that dies without returning (killed for memory, node lost, cancelled, requeued more
+often than ``max_num_timeout``) makes submitit's ``Job.results()`` raise, and the
+plugin collects results with a plain list comprehension, so that one job would end
+the launching process: no sweep_status.csv, no report, no list of failed runs, while
+the other jobs keep running unobserved. Here each job's result is taken on its own;
+a dead job's run is marked failed with submitit's reason and the sweep goes on
+waiting for the rest, as the local launcher does (process_launcher.py).
+
+The plugin exposes no hook between submitting and collecting, so the executor's
+``map_array`` is wrapped for the duration of one ``launch`` call (single-threaded: the
+launching process waits in it).
+"""
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+log = logging.getLogger("benchmark.sweep")
+
+
+class _IsolatedJob:
+    """A submitit job whose ``results()`` reports a death instead of raising."""
+
+    def __init__(self, job, overrides: Sequence[str], run_dir: Path):
+        self.job, self.overrides, self.run_dir = job, list(overrides), run_dir
+
+    def results(self):
+        from benchmark.rundir import RunDir
+
+        try:
+            return self.job.results()
+        except Exception as exc:  # submitit: UncompletedJobError / FailedJobError, job state in the text
+            rd = RunDir(self.run_dir)
+            status = rd.read_status() or {}
+            if status.get("state") != "failed":  # the run could not say why itself
+                reason = " ".join(str(exc).split())[:500]
+                rd.set_status("failed", reason=f"SLURM job {self.job.job_id} ended without reporting: {reason}")
+            log.error("SLURM job %s (%s) ended without reporting", self.job.job_id, self.run_dir)
+            return [JobReturn(overrides=self.overrides, working_dir=str(self.run_dir), status=JobStatus.COMPLETED,
+                              _return_value=rd.read_status())]
+
+
+class IsolatingSlurmLauncher(SlurmLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        loader = self.hydra_context.config_loader
+        run_dirs = []
+        for overrides in job_overrides:
+            cfg = loader.load_sweep_config(self.config, list(overrides))
+            run_dirs.append(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+        submit = submitit.AutoExecutor.map_array
+
+        def map_array(executor, fn, *iterables):
+            jobs = submit(executor, fn, *iterables)
+            return [_IsolatedJob(job, overrides, run_dir) for job, overrides, run_dir in zip(jobs, job_overrides, run_dirs)]
+
+        submitit.AutoExecutor.map_array = map_array
+        try:
+            return super().launch(job_overrides, initial_job_idx)
+        finally:
+            submitit.AutoExecutor.map_array = submit
