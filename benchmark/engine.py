@@ -113,9 +113,14 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a
-    # best newer than its last, and that file is what the test will evaluate.
-    best_meta = trainer.restore("best")
+    # best newer than its last, and that file is what the test will evaluate. `best` is
+    # read for its record only when there is a `last` to resume from (killed between
+    # the two saves of epoch 1, a run starts afresh), and loading it puts the best
+    # weights into the model, so `last` is loaded after it once more.
     resumed = trainer.restore("last")
+    best_meta = trainer.restore("best") if resumed else None
+    if best_meta:
+        trainer.restore("last")
     start_epoch = resumed["epoch"] if resumed else 0
     best = best_meta["best"] if best_meta and resumed else {"val_accuracy": -1.0, "epoch": 0}
     metrics = MetricsLog(rd.metrics)

@@ -101,3 +101,16 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     assert first.wait(timeout=300) == 0
     assert [row["epoch"] for row in read_metrics(run_dir)] == ["1", "2"]
     assert read_json(run_dir / "status.json")["state"] == "completed"
+
+
+def test_killed_between_the_first_best_and_last_saves_starts_afresh(tmp_path, data_dir):
+    """Epoch 1 saves `best`, then `last`; killed in between, the run has nothing to resume
+    and must not start from the best weights with a fresh optimizer."""
+    args = ("limit.train=128", "limit.val=32", "limit.test=32", "epochs=2", f"data_dir={data_dir}")
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    for d in (reference, run_dir):
+        assert run_cli(*args, f"hydra.run.dir={d}").returncode == 0
+    for name in ("checkpoints/last.pt", "metrics.csv", "test.json", "status.json"):
+        (run_dir / name).unlink()  # what a kill right after the first best save leaves
+    assert run_cli(*args, f"hydra.run.dir={run_dir}").returncode == 0
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
