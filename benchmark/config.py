@@ -7,11 +7,12 @@ value of the wrong type or an unknown group option fails before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -108,3 +109,19 @@ class BenchmarkConfig:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="benchmark_schema", node=BenchmarkConfig)
+
+
+def keys_outside_schema(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Keys the schema does not define. Hydra lets ``+key=value`` add them to a
+    structured config (the schema only rejects plain ``key=value``), so a typo
+    written with ``+`` would otherwise be ignored without a word."""
+    schema = OmegaConf.get_type(cfg)
+    if not dataclasses.is_dataclass(schema):
+        return []
+    fields = {f.name for f in dataclasses.fields(schema)}
+    extra = [f"{prefix}{key}" for key in cfg.keys() if key not in fields]
+    for name in sorted(fields & set(cfg.keys())):
+        node = cfg._get_node(name)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            extra += keys_outside_schema(node, f"{prefix}{name}.")
+    return extra

@@ -13,12 +13,15 @@ import statistics
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from benchmark import BenchmarkError, environment
 from benchmark.backends import load_backend
+from benchmark.config import keys_outside_schema
 from benchmark.data import prepare_dataset
 from benchmark.metrics import MetricsLog, classification_scores
 from benchmark.resume import check_same_data, check_same_run, comparable_config
-from benchmark.rundir import RunDir, write_json
+from benchmark.rundir import RunDir, atomic_write_text, write_json
 from benchmark.schedule import make_schedule
 
 log = logging.getLogger("benchmark")
@@ -26,6 +29,10 @@ log = logging.getLogger("benchmark")
 
 def validate(cfg) -> None:
     """Checks the schema cannot express; raises BenchmarkError before any work."""
+    extra = keys_outside_schema(cfg)
+    if extra:
+        raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
+                             "benchmark/config.py lists the valid ones: fix the name or drop the override")
     if cfg.epochs < 1:
         raise BenchmarkError(f"epochs={cfg.epochs}: must be at least 1")
     if cfg.batch_size < 1 or cfg.optim.lr_reference_batch < 1:
@@ -109,6 +116,9 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     backend = load_backend(cfg.framework.name)
     trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
+    # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
+    # every value as the run used it
+    atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     summary = run_summary(cfg, data, train_size, schedule, trainer.mode)
     write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)

@@ -53,6 +53,8 @@ def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_pat
     (("framework.device=gpu",), "framework.device=gpu"),
     (("dataset.val_size=3",), "dataset.val_size=3"),
     (("epochs=0",), "epochs=0"),
+    (("+optim.momentm=0.5",), "unknown config key(s) optim.momentm (added with '+')"),  # a typo
+    (("+foo=1", "+limit.tset=3"), "foo, limit.tset"),
 ])
 def test_inconsistent_values_are_one_line_errors_before_any_work(tmp_path, overrides, named):
     result = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from benchmark.metrics import METRICS_COLUMNS
 from benchmark.schedule import make_schedule
@@ -28,6 +29,9 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
 
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
         assert (run_dir / ".hydra" / name).is_file()
+    resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    assert resolved["epochs"] == 2 and resolved["optim"]["warmup_epochs"] == 1  # from conf/dataset/digits.yaml
+    assert resolved["data_dir"] == str(data_dir) and "${" not in (run_dir / "config_resolved.yaml").read_text()
     assert "test_accuracy" in (run_dir / "run.log").read_text()
     assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
 
