@@ -422,3 +422,23 @@ def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
     eager = rows[rows["pytorch_mode"] == "eager"].iloc[0]
     assert compiled["n_pairs"] == eager["n_pairs"] == 3
     assert compiled["mean_pytorch"] == pytest.approx(0.99) and eager["mean_pytorch"] < 0.99
+
+    # nor in the figures: each PyTorch mode is its own arm
+    from benchmark.analysis.plots import bars_figure, curves_figure, diff_figure, with_arms
+    from benchmark.analysis.runs import collect
+    from benchmark.analysis.stats import compare
+
+    sweep = collect(tmp_path)
+    curves = with_arms(sweep.curves.merge(sweep.results[["run_dir", "execution_mode"]], on="run_dir"))
+    arms = ["keras (mean over 3 seeds)", "pytorch (eager) (mean over 3 seeds)",
+            "pytorch (torch.compile) (mean over 3 seeds)", "one seed"]
+    assert [t.get_text() for t in curves_figure(curves, "t").legends[0].get_texts()] == arms
+    bars = bars_figure(sweep.results, "test_accuracy", "acc", 100.0, "t")
+    assert [t.get_text() for t in bars.axes[0].get_legend().get_texts()] == [
+        "keras", "pytorch (eager)", "pytorch (torch.compile)"]
+    stats, pairs = compare(sweep.results)
+    rows = stats[stats["metric"] == "test_accuracy"]
+    labels = [t.get_text() for t in diff_figure(pairs[pairs["metric"] == "test_accuracy"], rows,
+                                                "test_accuracy").axes[0].get_yticklabels()]
+    assert labels == ["cifar10 / resnet50 / fp32 [tf.function vs eager]",
+                      "cifar10 / resnet50 / fp32 [tf.function vs torch.compile]"]
