@@ -140,7 +140,11 @@ def _keras_bare_loop(trainer, x, y):
             logits = tf.cast(model(xb, training=True), tf.float32)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
             scaled = opt.scale_loss(loss) if trainer.loss_scaling else loss
-        opt.apply(tape.gradient(scaled, model.trainable_variables), model.trainable_variables)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
+        decay = 1e-4 * (tf.cast(opt.dynamic_scale, tf.float32) if trainer.loss_scaling else 1.0)
+        grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, model.trainable_variables)]
+        opt.apply(grads, model.trainable_variables)
         return loss
 
     def run(steps: int) -> None:

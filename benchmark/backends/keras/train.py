@@ -56,8 +56,9 @@ def set_precision(mixed: bool, dtype: str, device: str) -> str | None:
 class Trainer:
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
-        # a --multirun sweep runs its jobs one after another in one process: start each
-        # from a fresh Keras state (layer names, cached graphs) rather than the last run's
+        # sweeps give every run its own process, but tests, notebooks and benchmark.perf
+        # build several trainers in one: start each from a fresh Keras state (layer
+        # names, cached graphs) rather than the previous one's
         keras.backend.clear_session()
         self.device = select_device(cfg.framework.device)
         seed_everything(cfg.seed, cfg.framework.deterministic)
