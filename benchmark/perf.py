@@ -11,7 +11,8 @@ Per backend, in a fresh process each (a backend never shares a process with the 
   steps the optimizer on one fixed batch, alternated in the same process; the ratio
   is the median of the per-round ratios (each round times both, in alternating
   order, so a slow spell of a shared machine hits both sides of a ratio alike), and
-  ratio_min / ratio_max show how much the rounds disagreed;
+  ratio_min / ratio_max show how much the rounds disagreed (rounds of 60 steps,
+  about 9 s on a CPU: shorter ones scattered by several percent on a shared machine);
 - startup_seconds, first_epoch_overhead_seconds, steady_ips: from a real run
   (`python -m benchmark` on digits, 3 epochs) as recorded in its summary.json.
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mobilenetv2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--steps", type=int, default=20, help="training steps per timed round")
+    parser.add_argument("--steps", type=int, default=60, help="training steps per timed round (60: about 9 s on a CPU)")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds of each side (odd: a true median)")
     parser.add_argument("--out", default="perf.csv")
     parser.add_argument("--override", action="append", default=[], help="extra config override, e.g. framework.compile=true")
