@@ -19,7 +19,7 @@ from benchmark import BenchmarkError, environment
 from benchmark.backends import load_backend
 from benchmark.config import keys_outside_schema
 from benchmark.data import prepare_dataset
-from benchmark.metrics import MetricsLog, classification_scores
+from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
 from benchmark.resume import check_same_data, check_same_run, comparable_config
 from benchmark.rundir import RunDir, atomic_write_text, write_json
 from benchmark.schedule import make_schedule
@@ -156,7 +156,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
         # last step show first in the val loss.
         for name, value in (("train_loss", stats.loss), ("val_loss", val_loss)):
             if not math.isfinite(value):
-                raise BenchmarkError(f"training diverged: {name} is {value} in epoch {epoch + 1}")
+                raise BenchmarkError(f"{DIVERGED}: {name} is {value} in epoch {epoch + 1}")
         val_acc, val_f1 = classification_scores(val_y, val_pred, data.num_classes)
         row = {
             "epoch": epoch + 1,

@@ -128,6 +128,7 @@ def _keras_bare_loop(trainer, x, y):
     import tensorflow as tf
 
     from benchmark.backends.keras.models import build_model
+    from benchmark.backends.keras.train import coupled_l2
 
     model = build_model(trainer.cfg.model.name, trainer.num_classes, x.shape[1])
     opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)
@@ -143,8 +144,7 @@ def _keras_bare_loop(trainer, x, y):
             scaled = opt.scale_loss(loss) if trainer.loss_scaling else loss
         grads = tape.gradient(scaled, model.trainable_variables)
         # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
-        decay = 1e-4 * (tf.cast(opt.dynamic_scale, tf.float32) if trainer.loss_scaling else 1.0)
-        grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, model.trainable_variables)]
+        grads = coupled_l2(grads, model.trainable_variables, trainer.weight_decay, opt if trainer.loss_scaling else None)
         opt.apply(grads, model.trainable_variables)
         return loss
 

@@ -92,6 +92,13 @@ class RunDir:
         }
         write_json(self.status, status)
 
+    def fail_unreported(self, reason: str) -> dict:
+        """Mark failed a run whose process ended without saying why (a signal, a killed
+        SLURM job), unless it recorded its own failure; its status.json afterwards."""
+        if (self.read_status() or {}).get("state") != "failed":
+            self.set_status("failed", reason=reason)
+        return self.read_status()
+
     @contextlib.contextmanager
     def exclusive(self, wait_s: float | None = None):
         """Hold the run for this process. A second launch of the same run (a sweep

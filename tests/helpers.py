@@ -46,3 +46,20 @@ def read_json(path: Path) -> dict:
 def without_timing(rows: list[dict]) -> list[dict]:
     """metrics.csv rows without the one column that may differ between identical runs."""
     return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
+
+
+def torch_lrs(schedule) -> list[float]:
+    """The LR of each optimizer step of the PyTorch backend's scheduler, stepped once per
+    step as its training loop steps it."""
+    import torch
+
+    from benchmark.backends.pytorch.schedule import build_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=schedule.base_lr, momentum=0.9, nesterov=True)
+    scheduler = build_scheduler(optimizer, schedule)
+    lrs = []
+    for _ in range(schedule.total_steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs

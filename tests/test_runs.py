@@ -138,3 +138,12 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
     assert "FAILED: finite 1x" in (report / "significance_summary.md").read_text()
     sanity = (report / "sanity.csv").read_text().splitlines()
     assert sanity[1].startswith("finite,pytorch,digits,mobilenetv2,fp32,42,1.0,0.0,False,training diverged")
+
+
+def test_progress_reads_the_loss_at_most_progress_updates_times_per_epoch():
+    from benchmark.backends import report_every
+
+    for steps, updates in ((175, 10), (5, 10), (7, 0), (351, 3)):
+        every = report_every(steps, updates)
+        reads = len([s for s in range(1, steps + 1) if s % every == 0 or s == steps])
+        assert 1 <= reads <= max(1, updates), (steps, updates, reads)

@@ -3,25 +3,11 @@
 import math
 
 import pytest
-import torch
 
-from benchmark.backends.pytorch.schedule import build_scheduler
 from benchmark.schedule import Schedule, make_schedule
-from helpers import compose
+from helpers import compose, torch_lrs
 
 BASE = 0.1
-
-
-def torch_lrs(schedule: Schedule) -> list[float]:
-    """The LR each optimizer step uses when the scheduler is stepped once per step."""
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=schedule.base_lr, momentum=0.9, nesterov=True)
-    scheduler = build_scheduler(optimizer, schedule)
-    lrs = []
-    for _ in range(schedule.total_steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
 
 
 def test_closed_form_landmarks():

@@ -32,7 +32,7 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True) -> None:
     """Every report file into the (empty) directory `out`."""
     stats, pairs = compare(sweep.results)
     table = significance_table(stats)
-    sanity = sanity_checks(sweep.results, sweep.curves, sweep.root)
+    sanity = sanity_checks(sweep.results, sweep.curves, pairs, sweep.root)
     title = sweep.root.resolve().name
     sweep.results.to_csv(out / "results.csv", index=False)
     stats.to_csv(out / "statistical_results.csv", index=False)

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.runs import KEY
-from benchmark.analysis.stats import FRAMEWORKS, GROUP, by_execution_mode, one_run_per_seed, pair_values
+from benchmark.analysis.stats import FRAMEWORKS, GROUP, one_run_per_seed
+from benchmark.metrics import DIVERGED
 from benchmark.rundir import read_json
 
 MIN_VAL_ACCURACY = {"cifar10": 0.85, "cifar100": 0.55}
@@ -45,7 +46,6 @@ MAX_FRAMEWORK_GAP = 0.05
 LOSS_COLUMNS = ("train_loss", "val_loss")
 # The per-epoch columns that a seed changes; time and learning rate do not depend on it.
 SEEDED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1")
-DIVERGED = "diverged"  # engine.py: "training diverged: train_loss is nan in epoch N"
 CHECKS = {
     "finite": "no NaN or Inf loss in any run",
     "val_accuracy": "best val accuracy above the dataset's floor ("
@@ -88,14 +88,14 @@ def _val_accuracy(completed: pd.DataFrame) -> list[dict]:
 
 def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     rows = []
-    with_curves = completed[completed["run_dir"].isin(set(curves["run_dir"]))]
+    by_run = {run_dir: curve[list(SEEDED_COLUMNS)] for run_dir, curve in curves.groupby("run_dir")}
+    with_curves = completed[completed["run_dir"].isin(set(by_run))]
     for key, runs in with_curves.groupby(["framework", *GROUP], sort=True):
         if runs["seed"].nunique() < 2:
             continue
         fingerprints = {}
         for run in runs.itertuples(index=False):
-            curve = curves.loc[curves["run_dir"] == run.run_dir, list(SEEDED_COLUMNS)]
-            fingerprints.setdefault(curve.round(12).to_numpy().tobytes(), []).append(int(run.seed))
+            fingerprints.setdefault(by_run[run.run_dir].round(12).to_numpy().tobytes(), []).append(int(run.seed))
         same = [seeds for seeds in fingerprints.values() if len(seeds) > 1]
         scope = dict(zip(("framework", *GROUP), key))
         detail = "; ".join("seeds " + ", ".join(map(str, sorted(s))) + " identical" for s in same) or (
@@ -118,22 +118,18 @@ def _same_data(completed: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _frameworks_agree(results: pd.DataFrame) -> list[dict]:
+def _frameworks_agree(pairs: pd.DataFrame) -> list[dict]:
     rows = []
-    for group, group_runs in results.dropna(subset=list(KEY)).groupby(list(GROUP), sort=True):
-        for modes, runs in by_execution_mode(group_runs):
-            pairs, _ = pair_values(runs, "test_accuracy")
-            for pair in pairs.itertuples(index=False):
-                gap = abs(pair.pytorch - pair.keras)
-                detail = (f"keras {pair.keras:.4f} ({modes['keras_mode']}), "
-                          f"pytorch {pair.pytorch:.4f} ({modes['pytorch_mode']})")
-                rows.append(_row("frameworks_agree", {**dict(zip(GROUP, group)), "seed": int(pair.seed)}, gap,
-                                 MAX_FRAMEWORK_GAP, gap <= MAX_FRAMEWORK_GAP, detail))
+    for pair in pairs[pairs["metric"] == "test_accuracy"].itertuples(index=False):
+        gap = abs(pair.pytorch - pair.keras)
+        detail = f"keras {pair.keras:.4f} ({pair.keras_mode}), pytorch {pair.pytorch:.4f} ({pair.pytorch_mode})"
+        rows.append(_row("frameworks_agree", pair._asdict(), gap, MAX_FRAMEWORK_GAP, gap <= MAX_FRAMEWORK_GAP, detail))
     return rows
 
 
-def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, root) -> pd.DataFrame:
-    """sanity.csv: one row per check and subject (run, seed pair or framework arm)."""
+def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, pairs: pd.DataFrame, root) -> pd.DataFrame:
+    """sanity.csv: one row per check and subject (run, seed pair or framework arm);
+    `pairs` are the statistics' seed pairs (stats.compare)."""
     keyed = results.dropna(subset=list(KEY))
     chosen = [one_run_per_seed(runs)[0] for _, runs in keyed.groupby(list(GROUP))]
     completed = pd.concat(chosen, ignore_index=True) if chosen else keyed.iloc[0:0]
@@ -142,7 +138,7 @@ def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, root) -> pd.DataF
         *_val_accuracy(completed),
         *_seeds_differ(completed, curves),
         *_same_data(completed),
-        *_frameworks_agree(results),
+        *_frameworks_agree(pairs),
     ]
     sanity = pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
     sanity["seed"] = sanity["seed"].astype("Int64")

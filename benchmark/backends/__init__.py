@@ -41,6 +41,12 @@ class EpochStats:
     steps: int  # optimizer steps
 
 
+def report_every(steps: int, updates: int) -> int:
+    """Steps between progress reads, so an epoch reads its running loss from the device
+    at most `updates` times (each read waits for the device)."""
+    return -(-steps // max(1, updates))
+
+
 def load_backend(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise BenchmarkError(f"framework={name} is unknown; valid: {', '.join(BACKENDS)}")

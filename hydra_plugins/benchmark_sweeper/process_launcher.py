@@ -12,12 +12,13 @@ import logging
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
+
+from hydra_plugins.benchmark_sweeper import job_run_dir
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -50,18 +51,15 @@ class ProcessLauncher(Launcher):
 
         returns = []
         for offset, overrides in enumerate(job_overrides):
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            run_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            run_dir = job_run_dir(self.hydra_context, self.config, overrides)
             log.info("#%d : %s", initial_job_idx + offset, " ".join(overrides))
             cmd = [sys.executable, "-m", self.module, *overrides, f"hydra.run.dir={_quoted(str(run_dir))}"]
             code = subprocess.call(cmd)
             rd = RunDir(run_dir)
             status: Optional[dict] = rd.read_status()
-            if code != 0 and (status is None or status.get("state") != "failed"):
-                # died without reporting (a signal, a failed start): say so for the sweep report
+            if code != 0:  # a signal or a failed start: say so for the sweep report
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                rd.set_status("failed", reason=f"the run's process ended with {how} without reporting")
-                status = rd.read_status()
+                status = rd.fail_unreported(f"the run's process ended with {how} without reporting")
             value = rd.read_test() if status and status.get("state") == "completed" else status
             returns.append(JobReturn(overrides=list(overrides), working_dir=str(run_dir),
                                      status=JobStatus.COMPLETED, _return_value=value))

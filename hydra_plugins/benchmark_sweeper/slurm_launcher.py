@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.benchmark_sweeper import job_run_dir
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
 log = logging.getLogger("benchmark.sweep")
@@ -36,25 +37,19 @@ class _IsolatedJob:
         try:
             return self.job.results()
         except Exception as exc:  # submitit: UncompletedJobError / FailedJobError, job state in the text
-            rd = RunDir(self.run_dir)
-            status = rd.read_status() or {}
-            if status.get("state") != "failed":  # the run could not say why itself
-                reason = " ".join(str(exc).split())[:500]
-                rd.set_status("failed", reason=f"SLURM job {self.job.job_id} ended without reporting: {reason}")
+            reason = " ".join(str(exc).split())[:500]
+            status = RunDir(self.run_dir).fail_unreported(
+                f"SLURM job {self.job.job_id} ended without reporting: {reason}")
             log.error("SLURM job %s (%s) ended without reporting", self.job.job_id, self.run_dir)
             return [JobReturn(overrides=self.overrides, working_dir=str(self.run_dir), status=JobStatus.COMPLETED,
-                              _return_value=rd.read_status())]
+                              _return_value=status)]
 
 
 class IsolatingSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
 
-        loader = self.hydra_context.config_loader
-        run_dirs = []
-        for overrides in job_overrides:
-            cfg = loader.load_sweep_config(self.config, list(overrides))
-            run_dirs.append(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+        run_dirs = [job_run_dir(self.hydra_context, self.config, overrides) for overrides in job_overrides]
         submit = submitit.AutoExecutor.map_array
 
         def map_array(executor, fn, *iterables):

@@ -24,7 +24,7 @@ import tensorflow as tf
 import keras
 
 from benchmark import BenchmarkError
-from benchmark.backends import EpochStats, Progress
+from benchmark.backends import EpochStats, Progress, report_every
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.env import select_device
 from benchmark.backends.keras.models import build_model
@@ -51,6 +51,17 @@ def set_precision(mixed: bool, dtype: str, device: str) -> str | None:
     reduced = dtype if device == "cuda" else "bfloat16"
     keras.mixed_precision.set_global_policy(f"mixed_{reduced}")
     return reduced
+
+
+def coupled_l2(grads, variables, weight_decay: float, loss_scale_optimizer=None):
+    """grads + weight_decay * w: torch.optim.SGD(weight_decay=...)'s coupled L2. Under
+    loss scaling the gradients are still multiplied by the scale here (the
+    LossScaleOptimizer divides it out), so the decay term is scaled too: exact, as
+    the scale is a power of two."""
+    decay = tf.constant(weight_decay, tf.float32)
+    if loss_scale_optimizer is not None:
+        decay = decay * tf.cast(loss_scale_optimizer.dynamic_scale, tf.float32)
+    return [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
 
 
 class Trainer:
@@ -126,13 +137,7 @@ class Trainer:
         return grads
 
     def _apply(self, grads):
-        # coupled L2 as in torch.optim.SGD(weight_decay=...). The gradients are still
-        # multiplied by the loss scale here (the LossScaleOptimizer divides it out), so
-        # the decay term is scaled too: exact, as the scale is a power of two.
-        decay = tf.constant(self.weight_decay, tf.float32)
-        if self.loss_scaling:
-            decay = decay * tf.cast(self.optimizer.dynamic_scale, tf.float32)
-        grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, self.variables)]
+        grads = coupled_l2(grads, self.variables, self.weight_decay, self.optimizer if self.loss_scaling else None)
         self.optimizer.apply(grads, self.variables)
         self.step.assign_add(1)
 
@@ -158,7 +163,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
         k = self.accum_steps
         steps = self.schedule.steps_per_epoch
-        report_every = -(-steps // max(1, self.cfg.progress_updates))  # ceil: at most that many reads
+        every = report_every(steps, self.cfg.progress_updates)
         self.loss_sum.assign(0.0)
         self.correct.assign(0)
         images = 0
@@ -175,7 +180,7 @@ class Trainer:
                     self._accumulate(x, y)
                     images += int(y.shape[0])
                 self._apply_accumulated()
-            if (step + 1) % report_every == 0 or step + 1 == steps:
+            if (step + 1) % every == 0 or step + 1 == steps:
                 progress(step + 1, steps, float(self.loss_sum.numpy()) / images)
         # reading the sums waits for the accelerator: the time includes all its work
         loss_sum, correct = float(self.loss_sum.numpy()), int(self.correct.numpy())

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark import BenchmarkError
-from benchmark.backends import EpochStats, Progress
+from benchmark.backends import EpochStats, Progress, report_every
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.pytorch.models import build_model
 from benchmark.backends.pytorch.schedule import build_scheduler
@@ -86,7 +86,6 @@ class Trainer:
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = TrainBatches(train_x, train_y, self.micro_batch, cfg.dataset.crop_padding,
                                           self.normalize, seed=cfg.seed)
-        self.last_lr = 0.0
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
@@ -94,7 +93,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
         model, optimizer, scaler, k = self.model, self.optimizer, self.scaler, self.accum_steps
         steps = self.schedule.steps_per_epoch
-        report_every = -(-steps // max(1, self.cfg.progress_updates))  # ceil: at most that many reads
+        every = report_every(steps, self.cfg.progress_updates)
         model.train()
         # running sums stay on the device: no host sync per step
         loss_sum = torch.zeros((), device=self.device)
@@ -115,9 +114,8 @@ class Trainer:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            self.last_lr = optimizer.param_groups[0]["lr"]  # the LR this step used
             self.scheduler.step()
-            if (step + 1) % report_every == 0 or step + 1 == steps:
+            if (step + 1) % every == 0 or step + 1 == steps:
                 progress(step + 1, steps, loss_sum.item() / images)
         synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -182,5 +180,4 @@ class Trainer:
             if state["cuda_rng"]:
                 torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
             self.train_batches.generator.set_state(state["data_rng"].cpu())
-            self.last_lr = state["meta"].get("learning_rate", 0.0)
         return state["meta"]
