@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> dict:
     rundir = RunDir(run_dir)
     try:
         with rundir.exclusive():  # held until the run's final status is written
-            return _run(cfg, rundir, in_sweep)
+            return _run(cfg, rundir, in_sweep, str(HydraConfig.get().job.override_dirname or ""))
     except OtherRunError as exc:  # another live process has the run: leave its files alone
         return _refuse(exc, in_sweep)
 
@@ -48,7 +48,7 @@ def _refuse(exc: BenchmarkError, in_sweep: bool) -> dict:
     raise SystemExit(2) from None
 
 
-def _run(cfg: DictConfig, rundir, in_sweep: bool) -> dict:
+def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
     from benchmark.resume import check_same_run, completed_result
 
     run_dir = rundir.root
@@ -61,7 +61,7 @@ def _run(cfg: DictConfig, rundir, in_sweep: bool) -> dict:
         rundir.set_status("running")
         from benchmark.engine import train_and_test
 
-        result = train_and_test(cfg, run_dir)
+        result = train_and_test(cfg, run_dir, variant)
     except BenchmarkError as exc:
         if not isinstance(exc, OtherRunError):  # never overwrite another run's status
             rundir.set_status("failed", reason=str(exc))

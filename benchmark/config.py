@@ -42,7 +42,7 @@ class DatasetConfig:
     name: str = MISSING
     num_classes: int = MISSING
     image_size: int = MISSING  # square inputs: 32 (CIFAR, digits) or 64 (Tiny-ImageNet)
-    crop_padding: int = MISSING  # zero padding of the random crop (SPEC §3)
+    crop_padding: int = MISSING  # zero padding of the random crop (docs/protocol.md §3)
     val_size: int = MISSING  # images held out of the training set, stratified, seed 42
     # Only for datasets without an official test split (digits): stratified test size.
     test_size: Optional[int] = None
@@ -50,7 +50,7 @@ class DatasetConfig:
     # Protocol defaults of this dataset; the top-level keys of the same name use them.
     batch_size: int = 256
     warmup_epochs: int = 5
-    # Per-channel statistics of the train split on [0, 1] pixels (SPEC §3). null takes
+    # Per-channel statistics of the train split on [0, 1] pixels (docs/protocol.md §3). null takes
     # them from the prepared cache; constants are checked against it at every run.
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
@@ -107,6 +107,9 @@ class BenchmarkConfig:
 
 
 def register_configs() -> None:
+    from benchmark.runkey import register_resolvers
+
+    register_resolvers()  # ${run_key:} in conf/config.yaml
     cs = ConfigStore.instance()
     cs.store(name="benchmark_schema", node=BenchmarkConfig)
 

@@ -22,6 +22,7 @@ from benchmark.data import prepare_dataset
 from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
 from benchmark.resume import check_same_data, check_same_run, comparable_config
 from benchmark.rundir import RunDir, atomic_write_text, write_json
+from benchmark.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
 from benchmark.schedule import make_schedule
 
 log = logging.getLogger("benchmark")
@@ -60,14 +61,12 @@ def _limited(n: int, limit: int | None) -> int:
     return n if limit is None else min(n, limit)
 
 
-def run_summary(cfg, data, train_size: int, schedule, mode: str) -> dict:
+def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -> dict:
     """What identifies the run and what the analysis needs to turn epoch times into images/s."""
     return {
-        "framework": cfg.framework.name,
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "precision": cfg.precision.name,
-        "seed": cfg.seed,
+        **key_of_config(cfg),
+        # the overrides outside the key that this run was launched with ("" for none)
+        VARIANT_FIELD: variant,
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "grad_accum_steps": cfg.grad_accum_steps,
@@ -82,7 +81,7 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str) -> dict:
         "peak_lr": schedule.base_lr,
         "deterministic": cfg.framework.deterministic,
         # never pool runs of different modes: the analysis reports it per run
-        "execution_mode": mode,
+        MODE_FIELD: mode,
         "config": comparable_config(cfg),
     }
 
@@ -104,8 +103,11 @@ def performance_summary(rows: list[dict], startup_seconds: float, trainer) -> di
     }
 
 
-def train_and_test(cfg, run_dir: Path) -> dict:
-    """Train one run into `run_dir` (resuming from its last checkpoint) and return test.json."""
+def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
+    """Train one run into `run_dir` (resuming from its last checkpoint) and return test.json.
+
+    `variant`: the overrides outside the run key it was launched with (Hydra's
+    override_dirname), recorded so that the analysis never pairs it with the protocol's runs."""
     validate(cfg)
     rd = RunDir(run_dir)
     check_same_run(rd.root, cfg)
@@ -119,7 +121,7 @@ def train_and_test(cfg, run_dir: Path) -> dict:
     # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
     # every value as the run used it
     atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    summary = run_summary(cfg, data, train_size, schedule, trainer.mode)
+    summary = run_summary(cfg, data, train_size, schedule, trainer.mode, variant)
     write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a

@@ -1,4 +1,4 @@
-"""Stem changes of SPEC §4, defined once; both backends build their zoo models from this."""
+"""Stem changes of docs/protocol.md §4, defined once; both backends build their zoo models from this."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Whether a run directory already holds this run: finished, resumable, or someone else's.
 
-Sweeps name run directories by run key (framework, dataset, model, precision, seed),
-so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
+Sweeps name run directories by run key (benchmark.runkey), so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
 exist. A completed run is skipped; an unfinished one resumes from its last checkpoint;
 a directory holding the same key but other settings (say, other epochs) is refused
 rather than silently mixed.
@@ -16,6 +15,7 @@ from omegaconf import OmegaConf
 from benchmark import BenchmarkError, OtherRunError
 from benchmark.config import FRAMEWORK_ONLY_OPTIONS
 from benchmark.rundir import RunDir
+from benchmark.runkey import dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
 NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
@@ -45,7 +45,13 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_same_run(run_dir: Path, cfg) -> None:
     """Refuse to continue or skip a run started with other settings."""
     summary = RunDir(run_dir).read_summary()
-    if not summary or "config" not in summary:
+    if not summary:
+        return
+    held, wanted = key_of_record(summary), key_of_config(cfg)
+    if held != wanted:  # another run's directory (a renamed or copied one): never train over it
+        raise OtherRunError(f"{run_dir} holds the run {dirname(held)}, not {dirname(wanted)}; launch into "
+                            "another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it")
+    if "config" not in summary:
         return
     diffs = _differences(summary["config"], comparable_config(cfg))
     if diffs:

@@ -1,4 +1,4 @@
-"""The learning-rate protocol (SPEC §5), defined once for both backends.
+"""The learning-rate protocol (docs/protocol.md §5), defined once for both backends.
 
 Per optimizer step ``s`` (0-based) of ``T`` total steps with ``W`` warmup steps:
 

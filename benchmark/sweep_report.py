@@ -60,7 +60,7 @@ def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def report(sweep_dir: Path) -> list[dict]:
+def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
     """Write sweep_status.csv (and the analysis report where available); return the unfinished runs."""
     rows = sweep_runs(sweep_dir)
     path = write_sweep_status(sweep_dir, rows)
@@ -74,13 +74,17 @@ def report(sweep_dir: Path) -> list[dict]:
     except ImportError:
         analyze = None
     if analyze is not None and counts.get("completed"):
-        log.info("analysis report: %s", analyze(sweep_dir))
+        log.info("analysis report: %s", analyze(sweep_dir, compare=compare))
     return [row for row in rows if row["state"] != "completed"]
 
 
 class SweepReport(Callback):
+    def __init__(self, compare: list[str] | None = None) -> None:
+        # arm pairs "A:B" for the report (hydra.callbacks.sweep_report.compare); None: every two arms
+        self.compare = list(compare) if compare else None
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        unfinished = report(Path(config.hydra.sweep.dir))
+        unfinished = report(Path(config.hydra.sweep.dir), self.compare)
         if unfinished:
             lines = [f"{len(unfinished)} run(s) of the sweep did not complete:"]
             lines += [f"  {r['state']:<9} {r['run']}  {r['reason']}" for r in unfinished[:20]]

@@ -212,5 +212,5 @@ def make_sweep(
 
 
 def make_stage2(root: Path, epochs: int | None = None) -> list[Path]:
-    """The 180-run stage-2 matrix of SPEC §6 (full epoch counts unless `epochs`)."""
+    """The 180-run stage-2 matrix of docs/protocol.md §6 (full epoch counts unless `epochs`)."""
     return make_sweep(root, STAGE2["datasets"], STAGE2["models"], STAGE2["precisions"], STAGE2["seeds"], epochs=epochs)

@@ -36,13 +36,13 @@ def read_report(sweep: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def stat_row(stats: pd.DataFrame, dataset: str, model: str, metric: str, precision: str = "fp32") -> pd.Series:
     rows = stats[(stats.dataset == dataset) & (stats.model == model) & (stats.precision == precision)
-                 & (stats.metric == metric)]
+                 & (stats.metric == metric) & stats.variant.isna()]
     assert len(rows) == 1
     return rows.iloc[0]
 
 
 def assert_valid_statistics(stats: pd.DataFrame) -> None:
-    """SPEC §7: p in [0, 1], d finite, Cliff's delta in [−1, 1]; nothing infinite anywhere."""
+    """docs/protocol.md §7: p in [0, 1], d finite, Cliff's delta in [−1, 1]; nothing infinite anywhere."""
     for column in ("wilcoxon_p", "ttest_p", "holm_p", "holm_ttest_p", "wilcoxon_min_p"):
         assert stats[column].between(0, 1).all(), column
     assert np.isfinite(stats["cohens_d"]).all()
@@ -79,7 +79,7 @@ def test_statistics_equal_pingouin_and_brute_force(n, seed):
     rng = np.random.default_rng(seed)
     keras = rng.normal(0.90, 0.01, n)
     pytorch = keras + rng.normal(0.004, 0.006, n)
-    row = paired_statistics(keras, pytorch)
+    row = paired_statistics(pytorch, keras)
 
     ttest = pingouin.ttest(pytorch, keras, paired=True)
     assert row["ttest_p"] == pytest.approx(ttest["p_val"].iloc[0], rel=1e-9)
@@ -90,15 +90,15 @@ def test_statistics_equal_pingouin_and_brute_force(n, seed):
     assert row["wilcoxon_method"] == "exact"
     assert row["cliffs_delta"] == pytest.approx(brute_force_cliffs_delta(pytorch, keras), abs=1e-12)
     assert row["delta"] == pytest.approx(pytorch.mean() - keras.mean())
-    assert row["std_keras"] == pytest.approx(np.std(keras, ddof=1))
+    assert row["std_b"] == pytest.approx(np.std(keras, ddof=1))
     assert row["ci_low"] <= row["delta"] <= row["ci_high"]
-    assert paired_statistics(keras, pytorch) == row  # fixed bootstrap seed: reproducible
+    assert paired_statistics(pytorch, keras) == row  # fixed bootstrap seed: reproducible
 
 
 def test_tied_differences_use_exact_enumeration():
     keras = np.array([0.90, 0.91, 0.92, 0.93, 0.94, 0.95])
     pytorch = keras + np.array([0.002, 0.002, -0.001, 0.003, 0.002, 0.004])  # ties in |d|
-    row = paired_statistics(keras, pytorch)
+    row = paired_statistics(pytorch, keras)
     assert row["wilcoxon_method"].startswith("exact (ties")
     assert row["wilcoxon_p"] == pytest.approx(brute_force_wilcoxon_p(np.round(pytorch - keras, 9)), rel=1e-9)
 
@@ -111,7 +111,7 @@ def test_holm_equals_pingouin():
 def test_minimum_wilcoxon_p_with_five_pairs_is_0_0625():
     assert wilcoxon_min_p(5) == 0.0625
     keras = np.array([0.90, 0.91, 0.92, 0.93, 0.94])
-    row = paired_statistics(keras, keras + np.array([0.001, 0.002, 0.003, 0.004, 0.005]))
+    row = paired_statistics(keras + np.array([0.001, 0.002, 0.003, 0.004, 0.005]), keras)
     assert row["wilcoxon_p"] == row["wilcoxon_min_p"] == 0.0625
 
 
@@ -148,8 +148,12 @@ def test_runs_are_found_at_any_depth_once_and_the_report_is_not_a_run(tmp_path):
     assert len(results) == 4
     assert "stage1/2024-05-01_10-00-00/keras_cifar10_resnet50_fp32_seed42" in set(results["run_dir"])
     accuracy = stat_row(stats, "cifar10", "resnet50", "test_accuracy")  # the protocol run is the one paired
-    assert accuracy["mean_pytorch"] == true_test_accuracy("pytorch", "cifar10", "resnet50", "fp32", 42)
-    assert "used pytorch_cifar10_resnet50_fp32_seed42;" in accuracy["note"] + ";"
+    assert accuracy["mean_a"] == true_test_accuracy("pytorch", "cifar10", "resnet50", "fp32", 42)
+    # the override run is a variant of its key: listed, never paired with (or instead of) the protocol run
+    variant = results[results["run_dir"] == "pytorch_cifar10_resnet50_fp32_seed42/epochs=3"].iloc[0]
+    assert variant["variant"] == "epochs=3" and "completed" not in accuracy["note"]
+    alone = stats[stats["variant"] == "epochs=3"]  # its own comparison, in which keras has no run
+    assert (alone["n_pairs"] == 0).all() and alone["note"].str.contains("42 \\(no keras run\\)").all()
     assert [p.name for p in sweep.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
 
 
@@ -166,7 +170,7 @@ def test_run_without_summary_is_keyed_from_its_config_and_duplicates_are_noted(t
     assert throughput["n_pairs"] == 2 and "123 (pytorch value missing)" in throughput["note"]
     accuracy = stat_row(stats, "cifar10", "resnet50", "test_accuracy")
     assert "2 completed keras runs for seed 42: used zz_rerun" in accuracy["note"]
-    assert accuracy["mean_keras"] == pytest.approx(np.mean([0.5, *(true_test_accuracy(
+    assert accuracy["mean_b"] == pytest.approx(np.mean([0.5, *(true_test_accuracy(
         "keras", "cifar10", "resnet50", "fp32", s) for s in (123, 456))]))
 
 
@@ -236,7 +240,7 @@ def test_stage2_report(stage2, capsys):
     # every run; completed cifar runs (floors exist for cifar only); framework arms; seed pairs
     assert sanity["check"].value_counts().to_dict() == {
         "finite": 180, "val_accuracy": 120, "seeds_differ": 36, "same_data": 3, "frameworks_agree": 90}
-    assert "Sanity checks (SPEC §6): all 429 passed" in md
+    assert "Sanity checks (docs/protocol.md §6): all 429 passed" in md
 
 
 def test_runs_without_curves_are_not_identical_seeds(tmp_path):
@@ -250,7 +254,7 @@ def test_runs_without_curves_are_not_identical_seeds(tmp_path):
 
 
 def test_sanity_checks_flag_each_failure(tmp_path):
-    """SPEC §6: a diverged run, a run under its accuracy floor, two seeds with identical
+    """docs/protocol.md §6: a diverged run, a run under its accuracy floor, two seeds with identical
     curves, a run on other data and a framework gap over 5 points are each named, and
     nothing else is."""
     make_sweep(tmp_path, ["cifar10"], ["resnet50"], seeds=[42, 123, 456], epochs=12)
@@ -338,7 +342,7 @@ def test_degenerate_cases_give_documented_finite_values(degenerate):
     nothing = stat_row(stats, "tiny_imagenet", "mobilenetv2", "test_accuracy")
     assert nothing["n_pairs"] == 0 and pd.isna(nothing["delta"])
     assert (nothing["wilcoxon_p"], nothing["cohens_d"], nothing["cliffs_delta"]) == (1.0, 0.0, 0.0)
-    assert "no completed Keras/PyTorch pair" in nothing["note"] and "42 (keras running)" in nothing["note"]
+    assert "no completed pair of the two arms" in nothing["note"] and "42 (keras running)" in nothing["note"]
 
     # Holm runs over the comparisons that could be tested (n_pairs >= 2) of one metric
     tested = stats[(stats["metric"] == "test_accuracy") & (stats["n_pairs"] >= 2)]
@@ -383,7 +387,7 @@ def test_cli_writes_the_report(tmp_path):
         "environment.txt", "results.csv", "sanity.csv", "sanity.md", "significance_summary.csv",
         "significance_summary.md", "statistical_results.csv"]
     # 4 runs finite, 4 above the floor, 2 arms with distinct seeds, 1 dataset, 2 seed pairs
-    assert "Sanity checks (SPEC §6): all 13 passed" in proc.stderr
+    assert "Sanity checks (docs/protocol.md §6): all 13 passed" in proc.stderr
     assert run_analyze(str(tmp_path), "--no-plots", "--strict").returncode == 0
 
     make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 7, epochs=3, test_accuracy=0.5)
@@ -417,11 +421,11 @@ def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
     results, stats = read_report(tmp_path)
     assert set(results["execution_mode"]) == {"eager", "tf.function", "torch.compile"}
     rows = stats[(stats["dataset"] == "cifar10") & (stats["model"] == "resnet50") & (stats["metric"] == "test_accuracy")]
-    assert sorted(rows["pytorch_mode"]) == ["eager", "torch.compile"] and set(rows["keras_mode"]) == {"tf.function"}
-    compiled = rows[rows["pytorch_mode"] == "torch.compile"].iloc[0]
-    eager = rows[rows["pytorch_mode"] == "eager"].iloc[0]
+    assert sorted(rows["mode_a"]) == ["eager", "torch.compile"] and set(rows["mode_b"]) == {"tf.function"}
+    compiled = rows[rows["mode_a"] == "torch.compile"].iloc[0]
+    eager = rows[rows["mode_a"] == "eager"].iloc[0]
     assert compiled["n_pairs"] == eager["n_pairs"] == 3
-    assert compiled["mean_pytorch"] == pytest.approx(0.99) and eager["mean_pytorch"] < 0.99
+    assert compiled["mean_a"] == pytest.approx(0.99) and eager["mean_a"] < 0.99
 
     # nor in the figures: each PyTorch mode is its own arm
     from benchmark.analysis.plots import bars_figure, curves_figure, diff_figure, with_arms
@@ -440,5 +444,5 @@ def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
     rows = stats[stats["metric"] == "test_accuracy"]
     labels = [t.get_text() for t in diff_figure(pairs[pairs["metric"] == "test_accuracy"], rows,
                                                 "test_accuracy").axes[0].get_yticklabels()]
-    assert labels == ["cifar10 / resnet50 / fp32 [tf.function vs eager]",
-                      "cifar10 / resnet50 / fp32 [tf.function vs torch.compile]"]
+    assert labels == ["cifar10 / resnet50 / fp32: pytorch − keras [eager vs tf.function]",
+                      "cifar10 / resnet50 / fp32: pytorch − keras [torch.compile vs tf.function]"]

@@ -1,4 +1,4 @@
-"""The framework-neutral data layer (SPEC §3): official formats, cache, splits, stats.
+"""The framework-neutral data layer (docs/protocol.md §3): official formats, cache, splits, stats.
 
 The machine is offline, so every official format is generated small in tmp_path by
 tests/formats.py and read by the real loading code; digits is the real dataset.
@@ -99,7 +99,7 @@ def test_stratified_holdout_balanced():
     labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), 50))
     kept, held = stratified_holdout(labels, 100)
     check_split(kept, held, labels, 100, 10)
-    # SPEC §3: exactly sklearn's train_test_split(stratify=y, random_state=42)
+    # docs/protocol.md §3: exactly sklearn's train_test_split(stratify=y, random_state=42)
     ref_kept, ref_held = train_test_split(np.arange(500), test_size=100, stratify=labels, random_state=42)
     assert np.array_equal(kept, np.sort(ref_kept)) and np.array_equal(held, np.sort(ref_held))
     again = stratified_holdout(labels, 100)

@@ -1,4 +1,4 @@
-"""Keras backend: zoo models with the SPEC §4 stems, LR schedule, input pipeline, end-to-end runs."""
+"""Keras backend: zoo models with the docs/protocol.md §4 stems, LR schedule, input pipeline, end-to-end runs."""
 
 import json
 import math
@@ -27,7 +27,7 @@ from helpers import REPO, compose, read_json, read_metrics, run_cli, torch_lrs  
 SLICE = ("framework=keras", "epochs=2", "limit.train=64", "limit.val=32", "limit.test=32")
 # the protocol's (image size, classes): CIFAR-10, CIFAR-100, Tiny-ImageNet
 SHAPES = ((32, 10), (32, 100), (64, 200))
-# SPEC §4: trainable-parameter difference allowed between the two zoos
+# docs/protocol.md §4: trainable-parameter difference allowed between the two zoos
 PARITY = {"resnet50": 0.01, "mobilenetv2": 0.01, "convnext_tiny": 0.05}
 
 
@@ -90,7 +90,7 @@ def test_lr_equals_closed_form_at_every_step_of_a_full_schedule():
 
 
 def test_lr_of_every_step_equal_between_the_backends():
-    """SPEC §5: both backends' schedulers, stepped as their training loops step them,
+    """docs/protocol.md §5: both backends' schedulers, stepped as their training loops step them,
     give the same LR at every one of 200 epochs x 175 steps (|Δ| < 1e-6)."""
     s = Schedule(base_lr=0.1, warmup_steps=5 * 175, total_steps=200 * 175, steps_per_epoch=175)
     diff = np.abs(keras_lrs(s, s.total_steps) - np.array(torch_lrs(s)))

@@ -12,7 +12,7 @@ from benchmark.models import MODELS
 from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
 from helpers import REPO
 
-# SPEC §4: trainable-parameter difference allowed between the two zoos, in percent
+# docs/protocol.md §4: trainable-parameter difference allowed between the two zoos, in percent
 LIMIT_PCT = {"resnet50": 1.0, "mobilenetv2": 1.0, "convnext_tiny": 5.0}
 
 

@@ -1,4 +1,4 @@
-"""torchvision models with the SPEC §4 stems: output shapes and feature-map sizes."""
+"""torchvision models with the docs/protocol.md §4 stems: output shapes and feature-map sizes."""
 
 import pytest
 import torch
@@ -24,7 +24,7 @@ def test_resnet50_stems():
     assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1) and small.conv1.padding == (1, 1)
     assert large.conv1.kernel_size == (7, 7) and large.conv1.stride == (2, 2)
     assert isinstance(small.maxpool, torch.nn.Identity) and isinstance(large.maxpool, torch.nn.Identity)
-    # resnet50 at 64: 4x4 map before the global pool (SPEC §4)
+    # resnet50 at 64: 4x4 map before the global pool (docs/protocol.md §4)
     assert feature_map_size(large, "resnet50", 64) == (4, 4)
 
 

@@ -3,7 +3,7 @@
 - ``runs``         find the run directories of a sweep and reduce each to one row (results.csv)
 - ``stats``        Keras-vs-PyTorch statistics paired by seed (statistical_results.csv)
 - ``summary``      what is significant and how large, in words (significance_summary.csv/.md)
-- ``sanity``       the protocol's sanity checks of SPEC §6 (sanity.csv/.md)
+- ``sanity``       the protocol's sanity checks of docs/protocol.md §6 (sanity.csv/.md)
 - ``plots``        training curves, comparison bars, paired differences (plots/)
 - ``environment``  the software and hardware the runs used (environment.txt)
 - ``report``       ``analyze(sweep_dir)``: all of the above, written atomically to SWEEP_DIR/report/

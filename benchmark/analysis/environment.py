@@ -1,18 +1,21 @@
 """environment.txt: the software and hardware the runs used, and the runs that differ.
 
-A Keras-vs-PyTorch difference means something only if every run of a framework used
-the same framework build, and all runs the same GPU, driver, CPU, Python and code.
-So the report lists the majority value of each field, groups identical environments,
-and flags every run that differs from the majority: shared fields (hardware, driver,
-Python, git commit) against all runs, framework fields (torch or tensorflow/keras
-versions, CUDA, cuDNN — each framework ships its own) against the runs of the same
-framework. Host names and kernel builds are listed but not flagged: the nodes of one
-cluster legitimately differ in both.
+A difference between two arms means something only if every run of an arm used the
+same framework build, and all runs the same GPU, driver, CPU, Python and code. So the
+report lists the majority value of each field, groups identical environments, and
+flags every run that differs from the majority: shared fields (hardware, driver,
+Python, git commit) against all runs, every other field a backend records (its
+library versions, CUDA, cuDNN — each framework ships its own) against the runs of the
+same arm. Host names and kernel builds are listed but not flagged: the nodes of one
+cluster legitimately differ in both; nor are the fields that differ by design from
+run to run (job id, device count).
 """
 
 from __future__ import annotations
 
 import pandas as pd
+
+from benchmark.analysis.stats import arm_names
 
 SHARED_FIELDS = {
     "gpu_name": "GPU",
@@ -21,12 +24,9 @@ SHARED_FIELDS = {
     "python": "Python",
     "git_commit": "git commit",
 }
-FRAMEWORK_FIELDS = {
-    "pytorch": {"torch": "torch", "torchvision": "torchvision", "cuda": "CUDA", "cudnn": "cuDNN"},
-    "keras": {"tensorflow": "tensorflow", "keras": "keras", "keras_backend": "Keras backend", "cuda": "CUDA",
-              "cudnn": "cuDNN"},
-}
 LISTED_FIELDS = ("hostname", "platform")
+# recorded per run and different by design, or already the arm: never compared
+NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform"}
 MISSING = "(not recorded)"
 
 
@@ -35,20 +35,24 @@ def _value(env: dict, field: str) -> str:
     return "none" if value is None else str(value)
 
 
-def _framework_fields(framework: str) -> dict:
-    return FRAMEWORK_FIELDS.get(framework, {"cuda": "CUDA", "cudnn": "cuDNN"})
+def _arm_fields(runs: pd.DataFrame) -> dict:
+    """The fields the runs of one arm recorded besides the shared ones (its backend's)."""
+    fields = sorted(c for c in runs.columns if c not in ("run_dir", "arm") and c not in SHARED_FIELDS
+                    and c not in NOT_COMPARED and (runs[c] != MISSING).any())
+    return {field: field for field in fields}
 
 
 def environment_table(environments: dict[str, dict | None], results: pd.DataFrame) -> pd.DataFrame:
-    """One row per run that has an env.json: run_dir, framework and every field as text."""
-    frameworks = dict(zip(results["run_dir"], results["framework"]))
-    fields = {*SHARED_FIELDS, *LISTED_FIELDS, *(f for fw in FRAMEWORK_FIELDS.values() for f in fw)}
+    """One row per run that has an env.json: run_dir, arm and every field as text."""
+    arms = dict(zip(results["run_dir"], arm_names(results.fillna({"framework": "unknown"}))))
+    present = [env for env in environments.values() if env is not None]
+    fields = {*SHARED_FIELDS, *LISTED_FIELDS, *(f for env in present for f in env if f not in NOT_COMPARED)}
     rows = [
-        {"run_dir": run_dir, "framework": env.get("framework") or frameworks.get(run_dir) or "unknown",
+        {"run_dir": run_dir, "arm": arms.get(run_dir) or "unknown",
          **{field: _value(env, field) for field in sorted(fields)}}
         for run_dir, env in environments.items() if env is not None
     ]
-    return pd.DataFrame(rows, columns=["run_dir", "framework", *sorted(fields)])
+    return pd.DataFrame(rows, columns=["run_dir", "arm", *sorted(fields)])
 
 
 def _counted(values: pd.Series) -> str:
@@ -67,7 +71,7 @@ def deviations(table: pd.DataFrame) -> list[str]:
     """"<run_dir>: torch 2.4.0 (majority 2.3.1)" for every field where a run is off the majority."""
     lines = []
     scopes = [(table, SHARED_FIELDS)] + [
-        (runs, _framework_fields(fw)) for fw, runs in table.groupby("framework", sort=True)
+        (runs, _arm_fields(runs)) for _, runs in table.groupby("arm", sort=True)
     ]
     for runs, fields in scopes:
         for field, label in fields.items():
@@ -80,12 +84,12 @@ def deviations(table: pd.DataFrame) -> list[str]:
 def distinct_environments(table: pd.DataFrame) -> list[str]:
     """Identical environments grouped (all flagged fields equal), largest group first."""
     lines = []
-    for framework, runs in table.groupby("framework", sort=True):
-        fields = {**SHARED_FIELDS, **_framework_fields(framework)}
+    for arm, runs in table.groupby("arm", sort=True):
+        fields = {**SHARED_FIELDS, **_arm_fields(runs)}
         groups = runs.groupby(list(fields), sort=False).size().sort_values(ascending=False)
         for values, count in groups.items():
             described = ", ".join(f"{label} {value}" for label, value in zip(fields.values(), values))
-            lines.append(f"  {count} {framework} run{'s' if count != 1 else ''}: {described}")
+            lines.append(f"  {count} {arm} run{'s' if count != 1 else ''}: {described}")
     return lines
 
 
@@ -98,8 +102,8 @@ def environment_report(environments: dict[str, dict | None], results: pd.DataFra
     lines += [f"All runs ({len(table)} with env.json)"] + _field_lines(table, SHARED_FIELDS)
     hosts = sorted(table["hostname"].unique())
     lines += [f"  {'hosts':<14} {len(hosts)}: {', '.join(hosts)}", f"  {'platform':<14} {_counted(table['platform'])}", ""]
-    for framework, runs in table.groupby("framework", sort=True):
-        lines += [f"{framework} ({len(runs)} runs)"] + _field_lines(runs, _framework_fields(framework)) + [""]
+    for arm, runs in table.groupby("arm", sort=True):
+        lines += [f"{arm} ({len(runs)} runs)"] + _field_lines(runs, _arm_fields(runs)) + [""]
     lines += ["Distinct environments (runs with identical software and hardware grouped)"]
     lines += distinct_environments(table) + [""]
     lines += ["Runs that differ from the majority"] + (deviations(table) or ["  none"]) + [""]

@@ -1,13 +1,14 @@
-"""The report's figures: training curves, comparison bars, paired differences.
+"""The report's figures: training curves, comparison dots, paired differences.
 
 Drawn with seaborn on matplotlib ``Figure`` objects rendered by the Agg canvas,
 never through pyplot: no global backend switch, no open-figure registry to leak, so
 the report can be built on a headless node or from a running notebook. Only
-completed runs are drawn, the same runs that enter the statistics. Keras and PyTorch
-keep one colour each in every figure (Okabe-Ito, colour-blind safe). Runs of one
-framework in different execution modes (eager, torch.compile, tf.function, XLA) are
-never averaged together: where a sweep has several, each mode is its own arm, drawn
-in a second shade of its framework's colour and named "pytorch (torch.compile)".
+completed runs are drawn, the same runs that enter the statistics. Every arm
+(benchmark.runkey; stats.arm_names) keeps one colour (Okabe-Ito, colour-blind safe)
+and one line style in every figure, so that curves which coincide stay apart. Runs
+of one arm in different execution modes (eager, torch.compile, tf.function, XLA)
+are never averaged together: where a sweep has several, each mode is an arm of its
+own, named "arm (mode)".
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.analysis.stats import COMPARED_METRICS, GROUP
+from benchmark.analysis.stats import COMPARED_METRICS, GROUP, with_arm
+from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD
 
-# each framework's colour first, then further shades for further execution modes
-SHADES = {"keras": ("#D55E00", "#E69F00", "#CC79A7"), "pytorch": ("#0072B2", "#56B4E9", "#009E73")}
+# Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+DASHES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
 DPI = 100
 CURVE_PANELS = (
     ("train_loss", "training loss"),
@@ -53,80 +57,92 @@ def _seeds_text(counts: pd.Series) -> str:
 
 
 def with_arms(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` plus an "arm" column: the framework, or "framework (mode)" where the frame
-    holds runs of that framework in more than one execution mode."""
-    modes = frame["execution_mode"].fillna("unknown")
-    several = modes.groupby(frame["framework"]).transform("nunique") > 1
-    return frame.assign(arm=frame["framework"].where(~several, frame["framework"] + " (" + modes + ")"))
+    """`frame` plus a "label" column: the run's arm, or "arm (mode)" where the frame
+    holds runs of that arm in more than one execution mode."""
+    frame = with_arm(frame) if "arm" not in frame else frame
+    modes = frame[MODE_FIELD].fillna("unknown")
+    several = modes.groupby(frame["arm"]).transform("nunique") > 1
+    return frame.assign(label=frame["arm"].where(~several, frame["arm"] + " (" + modes + ")"))
 
 
-def arm_palette(frame: pd.DataFrame) -> dict[str, str]:
-    """Each arm's colour: its framework's, in a further shade for each further mode."""
-    palette = {}
-    for framework, arms in frame.groupby("framework")["arm"]:
-        shades = SHADES.get(framework, ("grey",))
-        palette.update({arm: shades[i % len(shades)] for i, arm in enumerate(sorted(arms.unique()))})
-    return palette
+def arm_styles(frame: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
+    """(colour, line style, marker) of every label, in alphabetical order of the labels."""
+    labels = sorted(frame["label"].unique())
+    return {label: (COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)])
+            for i, label in enumerate(labels)}
 
 
-def _arm_legend(fig: Figure, palette: dict[str, str], seeds: str) -> None:
-    handles = [Line2D([], [], color=color, lw=2.2, label=f"{arm} (mean over {seeds})") for arm, color in palette.items()]
+def _arm_legend(fig: Figure, styles: dict, seeds: str) -> None:
+    handles = [Line2D([], [], color=colour, ls=dash, lw=2.2, label=f"{label} (mean over {seeds})")
+               for label, (colour, dash, _) in styles.items()]
     handles.append(Line2D([], [], color="grey", lw=0.7, alpha=0.6, label="one seed"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
+
+
+def _title(group: dict) -> str:
+    title = " / ".join(str(group[field]) for field in GROUP_FIELDS)
+    return title + (f" [{group[VARIANT_FIELD]}]" if group.get(VARIANT_FIELD) else "")
 
 
 # ------------------------------------------------------------------ curves
 
 
 def curves_figure(curves: pd.DataFrame, title: str) -> Figure:
-    """Four panels against epoch: each seed a thin line, each arm's mean bold (`curves`
-    carries the "arm" column of with_arms).
+    """Four panels against epoch: each seed a thin line, each arm's mean bold, in the
+    arm's colour and line style (`curves` carries the "label" column of with_arms).
 
-    Drawn with Axes.plot on an epoch × run table (one call per framework and panel)
-    rather than one seaborn call per layer: 18 such figures otherwise dominate the
-    report's build time."""
-    palette = arm_palette(curves)
+    Drawn with Axes.plot on an epoch × run table (one call per arm and panel) rather
+    than one seaborn call per layer: 18 such figures otherwise dominate the report's
+    build time."""
+    styles = arm_styles(curves)
     fig = Figure(figsize=(11, 7.5))
     fig.subplots_adjust(left=0.07, right=0.98, top=0.91, bottom=0.12, hspace=0.3, wspace=0.18)
     for ax, (column, label) in zip(fig.subplots(2, 2).ravel(), CURVE_PANELS):
-        for arm, runs in curves.groupby("arm"):
+        for arm, runs in curves.groupby("label"):
             wide = runs.pivot(index="epoch", columns="run_dir", values=column)
-            color = palette[arm]
-            ax.plot(wide.index, wide.to_numpy(), color=color, lw=0.6, alpha=0.35)
-            ax.plot(wide.index, wide.mean(axis=1).to_numpy(), color=color, lw=2.2)
+            colour, dash, _ = styles[arm]
+            ax.plot(wide.index, wide.to_numpy(), color=colour, ls=dash, lw=0.6, alpha=0.35)
+            ax.plot(wide.index, wide.mean(axis=1).to_numpy(), color=colour, ls=dash, lw=2.2)
         ax.set(title=label, xlabel="epoch")
-    seeds = curves.groupby("arm")["run_dir"].nunique()
-    _arm_legend(fig, palette, _seeds_text(seeds))
+    seeds = curves.groupby("label")["run_dir"].nunique()
+    _arm_legend(fig, styles, _seeds_text(seeds))
     fig.suptitle(title)
     return fig
 
 
 def plot_curves(curves: pd.DataFrame, results: pd.DataFrame, out: Path) -> list[Path]:
-    """curves_<dataset>_<model>_<precision>.png for every comparison with completed runs."""
-    done = curves[curves["state"] == "completed"].merge(results[["run_dir", "execution_mode"]], on="run_dir",
-                                                        how="left")
+    """curves_<dataset>_<model>_<precision>[_<variant>].png for every group with completed runs."""
+    done = curves[curves["state"] == "completed"].merge(results[["run_dir", MODE_FIELD]], on="run_dir", how="left")
+    done = with_arms(done.assign(variant=done[VARIANT_FIELD].fillna("")))
     paths = []
     for group, runs in done.groupby(list(GROUP), sort=True):
-        name = "curves_" + "_".join(_safe(g) for g in group) + ".png"
-        paths.append(_save(curves_figure(with_arms(runs), " / ".join(group)), out / name))
+        name = "curves_" + "_".join(_safe(g) for g in group if g != "") + ".png"
+        paths.append(_save(curves_figure(runs, _title(dict(zip(GROUP, group)))), out / name))
     return paths
 
 
-# ------------------------------------------------------------------ bars
+# ------------------------------------------------------------------ comparison dots
 
 
 def bars_figure(runs: pd.DataFrame, column: str, label: str, scale: float, title: str) -> Figure:
-    """Mean per arm and dataset-model, error bars = std over seeds."""
-    data = with_arms(runs).assign(value=runs[column] * scale, comparison=runs["dataset"] + "\n" + runs["model"])
+    """Mean per arm and dataset-model as a dot with ± std over seeds, arms side by side.
+
+    Dots rather than bars: the axis starts near the data, not at 0, so gaps of a
+    fraction of a point and their error bars stay visible."""
+    data = with_arms(runs)
+    data = data.assign(value=data[column] * scale,
+                       comparison=data[list(GROUP_FIELDS[:2])].astype(str).agg("\n".join, axis=1)
+                       + data[VARIANT_FIELD].map(lambda v: f"\n[{v}]" if v else ""))
     order = sorted(data["comparison"].unique())
-    palette = arm_palette(data)
+    styles = arm_styles(data)
     fig = Figure(figsize=(max(6.0, 1.2 * len(order) + 2), 4.8), layout="constrained")
     ax = fig.subplots()
-    sns.barplot(data=data, x="comparison", y="value", hue="arm", order=order, hue_order=list(palette),
-                palette=palette, errorbar="sd", capsize=0.15, err_kws={"linewidth": 1.0}, ax=ax)
-    seeds = data.groupby(["comparison", "arm"])["seed"].nunique()
+    sns.pointplot(data=data, x="comparison", y="value", hue="label", order=order, hue_order=list(styles),
+                  palette={k: v[0] for k, v in styles.items()}, markers=[v[2] for v in styles.values()],
+                  linestyles="none", dodge=0.45, errorbar="sd", capsize=0.08, err_kws={"linewidth": 1.2}, ax=ax)
+    seeds = data.groupby(["comparison", "label"])[PAIR_FIELD].nunique()
     ax.set(xlabel="", ylabel=label, title=f"{title}: mean ± std over {_seeds_text(seeds)}")
-    ax.legend(title="", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the bars
+    ax.legend(title="", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the dots
     return fig
 
 
@@ -147,10 +163,10 @@ def plot_bars(results: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def _diff_labels(frame: pd.DataFrame) -> pd.Series:
-    """"dataset / model / precision", plus "[keras mode vs pytorch mode]" where one
+    """"dataset / model / precision: A − B", plus "[mode of A vs mode of B]" where one
     comparison was made in several execution modes."""
-    label = frame[list(GROUP)].agg(" / ".join, axis=1)
-    modes = frame["keras_mode"].fillna("?") + " vs " + frame["pytorch_mode"].fillna("?")
+    label = frame.apply(_title, axis=1) + ": " + frame["arm_a"] + " − " + frame["arm_b"]
+    modes = frame["mode_a"].fillna("?") + " vs " + frame["mode_b"].fillna("?")
     several = modes.groupby(label).transform("nunique") > 1
     return label.where(~several, label + " [" + modes + "]")
 
@@ -169,7 +185,8 @@ def diff_figure(pairs: pd.DataFrame, stats: pd.DataFrame, metric_name: str) -> F
     ax.errorbar(delta, range(len(order)), xerr=error, fmt="D", color="black", ms=5, capsize=3, lw=1.2,
                 label="mean Δ, 95% bootstrap CI")
     ax.axvline(0, color="0.3", lw=0.8, ls="--")
-    ax.set(xlabel=f"Δ = PyTorch − Keras ({metric.unit})", ylabel="", title=f"Paired differences: {metric.label}")
+    ax.set(xlabel=f"Δ = first arm − second arm ({metric.unit})", ylabel="",
+           title=f"Paired differences: {metric.label}")
     fig.legend(handles=[*ax.get_legend_handles_labels()[0],
                         Line2D([], [], ls="", marker="o", color="0.55", ms=4, label="one seed's Δ")],
                loc="outside lower center", ncol=2, frameon=False)

@@ -18,7 +18,7 @@ from benchmark import BenchmarkError
 from benchmark.analysis.environment import environment_report
 from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
 from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
-from benchmark.analysis.stats import compare
+from benchmark.analysis.stats import ArmPair, check_pairs, compare
 from benchmark.analysis.summary import markdown, significance_table
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,9 @@ class AnalysisError(BenchmarkError):
     """Nothing to analyse (no such directory, no run directories in it)."""
 
 
-def write_report(sweep: Sweep, out: Path, plots: bool = True) -> None:
+def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[ArmPair] | None = None) -> None:
     """Every report file into the (empty) directory `out`."""
-    stats, pairs = compare(sweep.results)
+    stats, pairs = compare(sweep.results, arm_pairs)
     table = significance_table(stats)
     sanity = sanity_checks(sweep.results, sweep.curves, pairs, sweep.root)
     title = sweep.root.resolve().name
@@ -59,19 +59,30 @@ def _swap_in(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def analyze(sweep_dir: str | Path, *, plots: bool = True) -> Path:
+def analyze(sweep_dir: str | Path, *, plots: bool = True, compare: list[str] | None = None) -> Path:
     """Build SWEEP_DIR/report/ (results, statistics, significance, environment, plots)
-    and return its path. Raises AnalysisError when there is nothing to analyse."""
+    and return its path. `compare`: the arm pairs "A:B" to compare (Δ = A − B; default:
+    every two arms present). Raises AnalysisError when there is nothing to analyse or
+    a requested arm has no runs."""
+    try:
+        arm_pairs = [ArmPair.parse(text) for text in compare] if compare else None
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
     root = Path(sweep_dir)
     if not root.is_dir():
         raise AnalysisError(f"{root} is not a directory; give the sweep directory (e.g. multirun/<date>_<time>)")
     sweep = collect(root)
     if sweep.results.empty:
         raise AnalysisError(f"no run directories under {root} (a run directory holds summary.json or .hydra/config.yaml)")
+    if arm_pairs:
+        try:
+            check_pairs(sweep.results, arm_pairs)
+        except ValueError as exc:
+            raise AnalysisError(str(exc)) from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIRNAME}.new.", dir=root))
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide the report from the rest of the group
     try:
-        write_report(sweep, tmp, plots)
+        write_report(sweep, tmp, plots, arm_pairs)
         _swap_in(tmp, root / REPORT_DIRNAME)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

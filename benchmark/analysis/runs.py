@@ -3,8 +3,9 @@
 A sweep directory holds run directories at any depth (Hydra's multirun subfolders,
 stage folders, runs reused from an earlier stage through symbolic links). A run
 directory is recognised by ``summary.json``, ``status.json`` or ``.hydra/config.yaml``; the run's
-key comes from ``summary.json`` and, for a run that died before writing it, from the
-resolved config. Every run is listed, whatever its state; only the analysis
+key (benchmark.runkey) comes from ``summary.json`` and, for a run that died before
+writing it, from the saved config; its variant (the overrides outside the key) from
+``summary.json`` or, for runs made before it was recorded, from where it lies. Every run is listed, whatever its state; only the analysis
 (``stats``) restricts itself to completed runs.
 """
 
@@ -21,11 +22,12 @@ import yaml
 
 from benchmark.metrics import METRICS_COLUMNS
 from benchmark.rundir import STATES, read_json
+from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD, key_of_record, key_of_saved_config, variant_of_path
 
 REPORT_DIRNAME = "report"
-KEY = ("framework", "dataset", "model", "precision", "seed")
 RESULTS_COLUMNS = (
     *KEY,
+    VARIANT_FIELD,  # overrides outside the key ("" for the protocol's runs): never paired across
     "acc_best",
     "f1_best",
     "test_accuracy",
@@ -41,13 +43,13 @@ RESULTS_COLUMNS = (
     "data_fingerprint",  # of the prepared data the run saw (summary.json)
     # performance facts of the run (summary.json): results of different execution modes
     # (eager, torch.compile, tf.function, XLA) are compared separately, never pooled
-    "execution_mode",
+    MODE_FIELD,
     "first_epoch_overhead_seconds",
     "startup_seconds",
     "peak_host_rss_bytes",
     "accelerator_peak_bytes",
 )
-PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index("execution_mode"):]
+PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index(MODE_FIELD):]
 # Files that make a directory a run directory (besides .hydra/config.yaml).
 RUN_MARKERS = {"summary.json", "status.json"}
 # The results.csv columns that come from metrics.csv (see epoch_summary).
@@ -71,7 +73,7 @@ class Sweep:
 
     root: Path
     results: pd.DataFrame  # RESULTS_COLUMNS, one row per run
-    curves: pd.DataFrame  # KEY + state + run_dir + METRICS_COLUMNS, one row per run and epoch
+    curves: pd.DataFrame  # KEY + variant + state + run_dir + METRICS_COLUMNS, one row per run and epoch
     environments: dict[str, dict | None]  # run_dir -> env.json (None where missing)
 
 
@@ -107,17 +109,13 @@ def _config_key(run_dir: Path) -> dict:
         cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
-    key = {name: (cfg.get(name) or {}).get("name") for name in KEY if name != "seed" and isinstance(cfg.get(name), dict)}
-    key["seed"] = cfg.get("seed")
-    return key
+    return key_of_saved_config(cfg) if isinstance(cfg, dict) else {}
 
 
 def run_key(run_dir: Path, summary: dict) -> dict:
-    """framework, dataset, model, precision, seed: summary.json first, the config as fallback."""
-    fallback = {} if all(summary.get(name) is not None for name in KEY) else _config_key(run_dir)
-    key = {name: summary.get(name, fallback.get(name)) for name in KEY}
-    key["seed"] = int(key["seed"]) if key["seed"] is not None else None
-    return key
+    """The run key: summary.json first, the saved config as fallback."""
+    complete = all(summary.get(name) is not None for name in KEY)
+    return key_of_record(summary, None if complete else _config_key(run_dir))
 
 
 def run_state(status: dict | None, test: dict | None) -> str:
@@ -156,7 +154,7 @@ def epoch_summary(metrics: pd.DataFrame, images_per_epoch: float | None) -> dict
       engine keeps the first best checkpoint, replacing it only on a strict gain);
       f1_best: val_macro_f1 of that epoch.
     - Throughput: each epoch's rate is images_per_epoch / epoch_time_seconds
-      (batches x batch_size / training time, SPEC §7), and images_per_sec_avg is the
+      (batches x batch_size / training time, docs/protocol.md §7), and images_per_sec_avg is the
       mean of these per-epoch rates (rates are averaged, not total images divided by
       total time), so every epoch weighs the same. The ``_late`` variants average the
       last ceil(n/2) epochs only, leaving out the first epochs' compilation and
@@ -184,19 +182,23 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
     summary = read_json(run_dir / "summary.json") or {}
     test = read_json(run_dir / "test.json")
     metrics = read_metrics(run_dir / "metrics.csv")
+    key = run_key(run_dir, summary)
+    relative = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else "."
+    variant = summary.get(VARIANT_FIELD)
     row = {
-        **run_key(run_dir, summary),
+        **key,
+        VARIANT_FIELD: variant if variant is not None else variant_of_path(relative, key),
         **epoch_summary(metrics, summary.get("images_per_epoch")),
         "test_accuracy": (test or {}).get("test_accuracy", np.nan),
         "test_macro_f1": (test or {}).get("test_macro_f1", np.nan),
         "state": run_state(read_json(run_dir / "status.json"), test),
         "epochs_done": len(metrics),
-        "run_dir": run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else ".",
+        "run_dir": relative,
         "data_fingerprint": summary.get("data_fingerprint") or "",
         **{name: summary.get(name, np.nan) for name in PERFORMANCE_COLUMNS},
     }
-    row["execution_mode"] = summary.get("execution_mode") or "unknown"
-    tags = {name: row[name] for name in (*KEY, "state", "run_dir")}
+    row[MODE_FIELD] = summary.get(MODE_FIELD) or "unknown"
+    tags = {name: row[name] for name in (*KEY, VARIANT_FIELD, "state", "run_dir")}
     return row, metrics.assign(**tags), read_json(run_dir / "env.json")
 
 
@@ -212,8 +214,8 @@ def collect(sweep_dir: str | Path) -> Sweep:
         environments[row["run_dir"]] = env
     results = pd.DataFrame(rows, columns=list(RESULTS_COLUMNS))
     results = results.sort_values([*KEY, "run_dir"], na_position="last", ignore_index=True)
-    results["seed"] = results["seed"].astype("Int64")
+    results[PAIR_FIELD] = results[PAIR_FIELD].astype("Int64")
     results["epoch_best"] = results["epoch_best"].astype("Int64")
-    curve_columns = [*KEY, "state", "run_dir", *METRICS_COLUMNS]
+    curve_columns = [*KEY, VARIANT_FIELD, "state", "run_dir", *METRICS_COLUMNS]
     all_curves = pd.concat(curves, ignore_index=True)[curve_columns] if curves else pd.DataFrame(columns=curve_columns)
     return Sweep(root, results, all_curves, environments)

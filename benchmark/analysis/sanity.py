@@ -1,4 +1,4 @@
-"""The sanity checks of SPEC §6: does the protocol behave, before anyone reads a p-value?
+"""The sanity checks of docs/protocol.md §6: does the protocol behave, before anyone reads a p-value?
 
 Five checks, each a set of rows in sanity.csv (one per subject it applies to) and a
 section of sanity.md:
@@ -10,13 +10,14 @@ section of sanity.md:
   reaches it (best val accuracy, strictly above: CIFAR-10 > 85%, CIFAR-100 > 55%).
   The floors are for the full protocol; a shortened run (``epochs=3``) is expected to
   fail them, and its row says how many epochs it ran.
-- seeds_differ: within one framework, dataset, model and precision, no two seeds
-  produced the same training curves (train/val loss, accuracy and F1 of every epoch).
+- seeds_differ: within one arm (and execution mode), dataset, model, precision and
+  variant, no two seeds produced the same training curves (train/val loss, accuracy and F1 of every epoch).
   Identical curves mean the seed does not reach the initialisation or the data
   order, and the "paired by seed" statistics would be meaningless.
-- frameworks_agree: Keras and PyTorch runs of the same dataset, model, precision and
-  seed end within MAX_FRAMEWORK_GAP of each other in test accuracy (5 points). A
-  larger gap points at a protocol difference rather than at seed noise.
+- frameworks_agree: the two arms of every comparison (runs of the same dataset,
+  model, precision and seed) end within MAX_FRAMEWORK_GAP of each other in test
+  accuracy (5 points). A larger gap points at a protocol difference rather than at
+  seed noise.
 - same_data: all runs of one dataset saw the same prepared data (images, labels and
   splits: the data_fingerprint of summary.json). Caches built from different sources
   (the Tiny-ImageNet zip and its parquet mirror order images differently) give other
@@ -24,9 +25,9 @@ section of sanity.md:
   by an older version) are left out of this check.
 
 Except for `finite`, which looks at every run whatever its state, runs are taken as
-the statistics take them: completed runs, one per framework and seed
-(stats.one_run_per_seed), and Keras and PyTorch paired within one execution mode
-each (stats.by_execution_mode). A completed run without metrics.csv has no curves to
+the statistics take them: completed runs, one per arm, execution mode and seed
+(stats.one_run_per_seed), and two arms paired within one execution mode each
+(stats.by_execution_mode). A completed run without metrics.csv has no curves to
 compare and is left out of seeds_differ. A check that has no subject (e.g. one seed
 only) has no rows; the Markdown says so.
 """
@@ -36,8 +37,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.analysis.runs import KEY
-from benchmark.analysis.stats import FRAMEWORKS, GROUP, one_run_per_seed
+from benchmark.analysis.stats import GROUP, one_run_per_seed, with_arm
+from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD
 from benchmark.metrics import DIVERGED
 from benchmark.rundir import read_json
 
@@ -52,8 +53,8 @@ CHECKS = {
     + ", ".join(f"{ds} > {floor:.0%}" for ds, floor in MIN_VAL_ACCURACY.items()) + ")",
     "seeds_differ": "different seeds give different training curves",
     "same_data": "every run of a dataset saw the same images, labels and splits (data fingerprint)",
-    "frameworks_agree": f"Keras and PyTorch within {MAX_FRAMEWORK_GAP * 100:g} points of test accuracy on the same "
-    "dataset, model, precision and seed",
+    "frameworks_agree": f"the two arms of each comparison within {MAX_FRAMEWORK_GAP * 100:g} points of test accuracy "
+    "on the same dataset, model, precision and seed",
 }
 SANITY_COLUMNS = ("check", *KEY, "value", "limit", "passed", "detail")
 
@@ -90,17 +91,17 @@ def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     rows = []
     by_run = {run_dir: curve[list(SEEDED_COLUMNS)] for run_dir, curve in curves.groupby("run_dir")}
     with_curves = completed[completed["run_dir"].isin(set(by_run))]
-    for key, runs in with_curves.groupby(["framework", *GROUP], sort=True):
-        if runs["seed"].nunique() < 2:
+    for _, runs in with_curves.groupby(["arm", MODE_FIELD, *GROUP], sort=True):
+        if runs[PAIR_FIELD].nunique() < 2:
             continue
         fingerprints = {}
         for run in runs.itertuples(index=False):
             fingerprints.setdefault(by_run[run.run_dir].round(12).to_numpy().tobytes(), []).append(int(run.seed))
         same = [seeds for seeds in fingerprints.values() if len(seeds) > 1]
-        scope = dict(zip(("framework", *GROUP), key))
+        scope = runs.iloc[0].drop(PAIR_FIELD).to_dict()
         detail = "; ".join("seeds " + ", ".join(map(str, sorted(s))) + " identical" for s in same) or (
             f"{len(fingerprints)} seeds, all curves distinct")
-        rows.append(_row("seeds_differ", scope, float(len(fingerprints)), float(runs["seed"].nunique()),
+        rows.append(_row("seeds_differ", scope, float(len(fingerprints)), float(runs[PAIR_FIELD].nunique()),
                          not same, detail))
     return rows
 
@@ -121,8 +122,8 @@ def _same_data(completed: pd.DataFrame) -> list[dict]:
 def _frameworks_agree(pairs: pd.DataFrame) -> list[dict]:
     rows = []
     for pair in pairs[pairs["metric"] == "test_accuracy"].itertuples(index=False):
-        gap = abs(pair.pytorch - pair.keras)
-        detail = f"keras {pair.keras:.4f} ({pair.keras_mode}), pytorch {pair.pytorch:.4f} ({pair.pytorch_mode})"
+        gap = abs(pair.a - pair.b)
+        detail = f"{pair.arm_a} {pair.a:.4f} ({pair.mode_a}), {pair.arm_b} {pair.b:.4f} ({pair.mode_b})"
         rows.append(_row("frameworks_agree", pair._asdict(), gap, MAX_FRAMEWORK_GAP, gap <= MAX_FRAMEWORK_GAP, detail))
     return rows
 
@@ -130,7 +131,7 @@ def _frameworks_agree(pairs: pd.DataFrame) -> list[dict]:
 def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, pairs: pd.DataFrame, root) -> pd.DataFrame:
     """sanity.csv: one row per check and subject (run, seed pair or framework arm);
     `pairs` are the statistics' seed pairs (stats.compare)."""
-    keyed = results.dropna(subset=list(KEY))
+    keyed = with_arm(results.dropna(subset=list(KEY)))
     chosen = [one_run_per_seed(runs)[0] for _, runs in keyed.groupby(list(GROUP))]
     completed = pd.concat(chosen, ignore_index=True) if chosen else keyed.iloc[0:0]
     rows = [
@@ -153,9 +154,9 @@ def verdict(sanity: pd.DataFrame) -> str:
     """One sentence: all passed, or which checks failed how often."""
     failed = failed_checks(sanity)
     if failed.empty:
-        return f"Sanity checks (SPEC §6): all {len(sanity)} passed"
+        return f"Sanity checks (docs/protocol.md §6): all {len(sanity)} passed"
     counts = ", ".join(f"{check} {count}x" for check, count in failed["check"].value_counts(sort=False).items())
-    return (f"Sanity checks (SPEC §6) FAILED: {counts} (of {len(sanity)}); a failed check can mean the two arms "
+    return (f"Sanity checks (docs/protocol.md §6) FAILED: {counts} (of {len(sanity)}); a failed check can mean the two arms "
             "did not run the same protocol, so read it before the statistics")
 
 
@@ -163,7 +164,7 @@ def sanity_markdown(sanity: pd.DataFrame, title: str) -> str:
     """sanity.md: one line per check (passed / failed / no subject), then every failure."""
     from benchmark.analysis.summary import markdown_table  # summary imports this module
 
-    lines = [f"# Sanity checks (SPEC §6) — {title}", ""]
+    lines = [f"# Sanity checks (docs/protocol.md §6) — {title}", ""]
     for check, what in CHECKS.items():
         rows = sanity[sanity["check"] == check]
         failed = failed_checks(rows)
@@ -183,6 +184,5 @@ def sanity_markdown(sanity: pd.DataFrame, title: str) -> str:
             shown[column] = shown[column].map(lambda v: f"{v:.4g}")
         shown = shown.where(shown.notna(), "")
         lines += ["", "## Failures", "", markdown_table(shown)]
-    lines += ["", f"Keras and PyTorch are the arms ({', '.join(FRAMEWORKS)}); every row, passed or not, is in "
-              "sanity.csv."]
+    lines += ["", "Every row, passed or not, is in sanity.csv."]
     return "\n".join(lines) + "\n"

@@ -1,23 +1,27 @@
-"""Keras vs PyTorch, paired by seed: the statistics of statistical_results.csv.
+"""Two arms paired by seed: the statistics of statistical_results.csv.
 
-For every (dataset, model, precision) and every compared metric, the completed Keras
-and PyTorch runs with the same seed form a pair and d = PyTorch − Keras is its
-difference (seeds fix the data split, the initialisation draw and the augmentation
-stream, so pairing removes that shared variance). Per comparison:
+A comparison is a pair of arms (A, B) (docs/protocol.md §10; benchmark.runkey: the
+arm fields, plus the execution mode each run recorded) within one value of the other
+key fields (dataset, model, precision and the run's variant). For every comparison and
+every compared metric, the completed runs of A and B with the same seed form a pair
+and d = A − B is its difference (seeds fix the data split, the initialisation draw
+and the augmentation stream, so pairing removes that shared variance). By default
+every two arms present are compared, the one later in alphabetical order first
+(pytorch − keras); `--compare A:B` (analyze) chooses the pairs. Per comparison:
 
-- delta = mean(PyTorch) − mean(Keras) = mean(d), with a 95% percentile bootstrap CI
+- delta = mean(A) − mean(B) = mean(d), with a 95% percentile bootstrap CI
   (10,000 resamples of the pairs, fixed RNG seed, so the report is reproducible);
 - wilcoxon_p: two-sided Wilcoxon signed-rank test of d (zero differences dropped, as
   in Wilcoxon's and scipy's convention); exact null distribution when the |d| are
   distinct, exact enumeration of the 2^n sign flips when they tie (n ≤ 20), normal
   approximation beyond; wilcoxon_min_p = 2 / 2^n is the smallest p the exact test can
-  reach with n non-zero differences (0.0625 for n = 5: SPEC §9);
+  reach with n non-zero differences (0.0625 for n = 5: docs/protocol.md §9);
 - ttest_p: paired t-test (scipy.stats.ttest_rel);
 - holm_p / holm_ttest_p: Holm step-down adjustment of wilcoxon_p / ttest_p within one
   metric, across the comparisons that could be tested (n_pairs ≥ 2);
 - cohens_d: Cohen's d for paired samples, d_z = mean(d) / std(d, ddof=1);
-- cliffs_delta: P(PyTorch > Keras) − P(PyTorch < Keras) over all cross pairs of the
-  two arms' values, in [−1, 1];
+- cliffs_delta: P(A > B) − P(A < B) over all cross pairs of the two arms' values,
+  in [−1, 1];
 - mean/std (ddof=1) of each arm over the paired seeds only.
 
 Degenerate cases get documented finite values and a `note` (never inf, never a crash):
@@ -28,7 +32,7 @@ Degenerate cases get documented finite values and a `note` (never inf, never a c
 - differences all equal but not zero (zero variance): t and d_z are unbounded; the
   t-test p is reported as 0.0 (its limit) and d_z as ±1e6 (D_Z_CAP, with the sign of
   delta); |d_z| is capped there in every case; the Wilcoxon test is unaffected;
-- several completed runs of one framework and seed: one is used (see
+- several completed runs of one arm and seed: one is used (see
   one_run_per_seed) and the note says which;
 - a seed with only one arm completed (the other missing, failed or still running) or
   with a missing value is dropped, and named in the note.
@@ -45,10 +49,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.analysis.runs import KEY
+from benchmark.runkey import COMPARISON_FIELDS, KEY, MODE_FIELD, PAIR_FIELD
 
-GROUP = ("dataset", "model", "precision")
-FRAMEWORKS = ("keras", "pytorch")  # delta = PyTorch − Keras
+# runs are compared within one value of these (dataset, model, precision, variant)
+GROUP = COMPARISON_FIELDS
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20240101
 CONFIDENCE = 0.95
@@ -67,7 +71,7 @@ class Metric:
     scale: float  # display value = scale × stored value
     more: str  # the word for a positive delta ...
     less: str
-    phrase: str  # ... and what it qualifies: "PyTorch is 0.8 points higher in test accuracy than Keras"
+    phrase: str  # ... and what it qualifies: "pytorch is 0.8 points higher in test accuracy than keras"
 
 
 COMPARED_METRICS = {
@@ -82,14 +86,16 @@ COMPARED_METRICS = {
 STAT_COLUMNS = (
     *GROUP,
     "metric",
-    "keras_mode",
-    "pytorch_mode",
+    "arm_a",  # delta = arm_a − arm_b
+    "arm_b",
+    "mode_a",  # the execution mode of each arm's runs (never pooled)
+    "mode_b",
     "n_pairs",
     "seeds",
-    "mean_keras",
-    "std_keras",
-    "mean_pytorch",
-    "std_pytorch",
+    "mean_a",
+    "std_a",
+    "mean_b",
+    "std_b",
     "delta",
     "ci_low",
     "ci_high",
@@ -178,27 +184,27 @@ def _snap(diffs: np.ndarray, scale: float) -> np.ndarray:
 # ------------------------------------------------------------------ one comparison
 
 
-def paired_statistics(keras: np.ndarray, pytorch: np.ndarray) -> dict:
-    """All statistics of one comparison from the paired values (same seed order)."""
-    keras, pytorch = np.asarray(keras, dtype=float), np.asarray(pytorch, dtype=float)
-    diffs = pytorch - keras
+def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
+    """All statistics of one comparison from the paired values (same seed order), delta = a − b."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diffs = a - b
     n = len(diffs)
-    scale = float(np.max(np.abs(np.concatenate([keras, pytorch])))) if n else 0.0
+    scale = float(np.max(np.abs(np.concatenate([a, b])))) if n else 0.0
     snapped = _snap(diffs, scale)
     row = {
         "n_pairs": n,
-        "mean_keras": keras.mean() if n else np.nan,
-        "std_keras": keras.std(ddof=1) if n > 1 else np.nan,
-        "mean_pytorch": pytorch.mean() if n else np.nan,
-        "std_pytorch": pytorch.std(ddof=1) if n > 1 else np.nan,
+        "mean_a": a.mean() if n else np.nan,
+        "std_a": a.std(ddof=1) if n > 1 else np.nan,
+        "mean_b": b.mean() if n else np.nan,
+        "std_b": b.std(ddof=1) if n > 1 else np.nan,
         "delta": diffs.mean() if n else np.nan,
         "wilcoxon_min_p": wilcoxon_min_p(int(np.count_nonzero(snapped))),
-        "cliffs_delta": cliffs_delta(pytorch, keras),
+        "cliffs_delta": cliffs_delta(a, b),
     }
     row["ci_low"], row["ci_high"] = bootstrap_ci(diffs)
     untestable = {"wilcoxon_p": 1.0, "wilcoxon_method": "none", "ttest_p": 1.0, "cohens_d": 0.0}
     if n == 0:
-        return {**row, **untestable, "note": "no completed Keras/PyTorch pair: nothing to compare"}
+        return {**row, **untestable, "note": "no completed pair of the two arms: nothing to compare"}
     if n == 1:
         return {**row, **untestable, "note": "n_pairs < 2: no test possible; p = 1.0 and d = 0.0 by convention"}
     if not snapped.any():
@@ -209,95 +215,166 @@ def paired_statistics(keras: np.ndarray, pytorch: np.ndarray) -> dict:
         return {**row, "ttest_p": 0.0, "cohens_d": cohens_dz(snapped),
                 "note": f"all differences are equal (zero variance): t-test p = 0.0 (its limit) "
                         f"and d_z = ±{D_Z_CAP:g} (the cap) by convention"}
-    return {**row, "ttest_p": float(stats.ttest_rel(pytorch, keras).pvalue), "cohens_d": cohens_dz(diffs), "note": ""}
+    return {**row, "ttest_p": float(stats.ttest_rel(a, b).pvalue), "cohens_d": cohens_dz(diffs), "note": ""}
+
+
+# ------------------------------------------------------------------ arms
+
+
+@dataclass(frozen=True)
+class ArmPair:
+    """One comparison: Δ = first − second (arm names as in the results' "arm" column)."""
+
+    first: str
+    second: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ArmPair":
+        """"A:B" from the command line or a config."""
+        first, sep, second = text.partition(":")
+        if not sep or not first or not second or first == second:
+            raise ValueError(f"--compare {text!r}: write two different arms as A:B (e.g. pytorch:keras)")
+        return cls(first.strip(), second.strip())
+
+    def __str__(self) -> str:
+        return f"{self.first} − {self.second}"
+
+
+def arm_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's arm: its arm-field values joined by "/" (benchmark.runkey.ARM_FIELDS),
+    a field at its legacy value left out (after the first)."""
+    from benchmark.runkey import ARM_FIELDS, RUN_KEY
+
+    legacy = {f.name: f.legacy for f in RUN_KEY}
+    names = runs[ARM_FIELDS[0]].astype(str)
+    for field in ARM_FIELDS[1:]:
+        shown = runs[field].notna() & (runs[field] != legacy[field])
+        names = names.where(~shown, names + "/" + runs[field].astype(str))
+    return names
+
+
+def with_arm(results: pd.DataFrame) -> pd.DataFrame:
+    """`results` plus its "arm" column, the variant filled ("" where unknown) and the
+    mode of a run without summary.json (mode unknown) set to its arm's only mode."""
+    runs = results.assign(arm=arm_names(results), variant=results["variant"].fillna("").astype(str))
+    for _, mine in runs.groupby(list(GROUP) + ["arm"]).groups.items():
+        modes = set(runs.loc[mine, MODE_FIELD].dropna()) - {"unknown"}
+        if len(modes) == 1:
+            runs.loc[mine, MODE_FIELD] = modes.pop()
+    return runs
+
+
+def default_pairs(arms) -> list[ArmPair]:
+    """Every two arms present, the later name in alphabetical order first."""
+    names = sorted(set(arms))
+    return [ArmPair(later, earlier) for i, earlier in enumerate(names) for later in names[i + 1:]]
 
 
 # ------------------------------------------------------------------ the whole sweep
 
 
 def one_run_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Completed runs, one per (framework, seed). Of duplicates, the shallowest run
-    directory wins (a run with extra overrides sits below its key's protocol run),
-    then the one that sorts last (Hydra's timestamped sweep folders: the newest)."""
+    """Completed runs, one per (arm, execution mode, seed). Of duplicates, the
+    shallowest run directory wins, then the one that sorts last (Hydra's timestamped
+    sweep folders: the newest). `runs` carries the "arm" column (with_arm)."""
+    unit = ["arm", MODE_FIELD, PAIR_FIELD]
     completed = runs[runs["state"] == "completed"]
     depth = completed["run_dir"].str.count("/")
     completed = completed.assign(_depth=depth).sort_values(["_depth", "run_dir"], ascending=[True, False])
-    chosen = completed.drop_duplicates(["framework", "seed"], keep="first").drop(columns="_depth")
-    counts = completed.groupby(["framework", "seed"]).size()
+    chosen = completed.drop_duplicates(unit, keep="first").drop(columns="_depth")
+    counts = completed.groupby(unit).size()
     notes = [
-        f"{counts[framework, seed]} completed {framework} runs for seed {seed}: used {run_dir}"
-        for framework, seed, run_dir in chosen[["framework", "seed", "run_dir"]].itertuples(index=False)
-        if counts[framework, seed] > 1
+        f"{counts[arm, mode, seed]} completed {arm} runs for {PAIR_FIELD} {seed}: used {run_dir}"
+        for arm, mode, seed, run_dir in chosen[[*unit, "run_dir"]].itertuples(index=False)
+        if counts[arm, mode, seed] > 1
     ]
     return chosen, notes
 
 
-def _unpaired_reason(runs: pd.DataFrame, framework: str, seed: int) -> str:
-    """Why `framework` has no usable value for `seed`: its state, or that no run exists."""
-    states = runs.loc[(runs["framework"] == framework) & (runs["seed"] == seed), "state"]
+def _unpaired_reason(runs: pd.DataFrame, arm: str, seed: int) -> str:
+    """Why `arm` has no usable value for `seed`: its state, or that no run exists."""
+    states = runs.loc[(runs["arm"] == arm) & (runs[PAIR_FIELD] == seed), "state"]
     if states.empty:
-        return f"no {framework} run"
+        return f"no {arm} run"
     if (states == "completed").any():
-        return f"{framework} value missing"
-    return f"{framework} {states.iloc[-1]}"
+        return f"{arm} value missing"
+    return f"{arm} {states.iloc[-1]}"
 
 
-def pair_values(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """(seed, keras, pytorch) of one comparison's usable pairs, and notes on what was dropped."""
+def pair_values(runs: pd.DataFrame, metric: str, pair: ArmPair) -> tuple[pd.DataFrame, list[str]]:
+    """(seed, a, b) of one comparison's usable pairs, and notes on what was dropped.
+    `runs` holds the runs of the two arms, one execution mode each."""
     usable, notes = one_run_per_seed(runs)
-    wide = (usable.pivot(index="seed", columns="framework", values=metric)
-            .reindex(index=sorted(set(runs["seed"].dropna())), columns=list(FRAMEWORKS)).astype(float))
+    arms = [pair.first, pair.second]
+    wide = (usable.pivot(index=PAIR_FIELD, columns="arm", values=metric)
+            .reindex(index=sorted(set(runs[PAIR_FIELD].dropna())), columns=arms).astype(float))
     missing = ~np.isfinite(wide)
     complete = ~missing.any(axis=1)
     dropped = [
-        f"{seed} ({', '.join(_unpaired_reason(runs, fw, seed) for fw in FRAMEWORKS if missing.at[seed, fw])})"
+        f"{seed} ({', '.join(_unpaired_reason(runs, arm, seed) for arm in arms if missing.at[seed, arm])})"
         for seed in wide.index[~complete]
     ]
     if dropped:
         notes.append("unpaired seeds dropped: " + "; ".join(dropped))
-    pairs = wide[complete].rename_axis(index="seed", columns=None).reset_index()
+    pairs = wide[complete].set_axis(["a", "b"], axis=1).rename_axis(index=PAIR_FIELD).reset_index()
     return pairs, notes
 
 
-def by_execution_mode(runs: pd.DataFrame):
-    """One comparison per (Keras mode, PyTorch mode) present: runs of different
-    execution modes (eager / torch.compile / tf.function / XLA) are never pooled."""
-    runs = runs.copy()
-    for fw in FRAMEWORKS:  # a run without summary.json (mode unknown) joins its framework's only mode
-        mine = runs["framework"] == fw
-        known = set(runs.loc[mine, "execution_mode"].dropna()) - {"unknown"}
-        if len(known) == 1:
-            runs.loc[mine, "execution_mode"] = known.pop()
-    modes = {fw: sorted(runs.loc[runs["framework"] == fw, "execution_mode"].dropna().unique()) or [None]
-             for fw in FRAMEWORKS}
-    for keras_mode in modes["keras"]:
-        for pytorch_mode in modes["pytorch"]:
-            chosen = (((runs["framework"] == "keras") & (runs["execution_mode"] == keras_mode))
-                      | ((runs["framework"] == "pytorch") & (runs["execution_mode"] == pytorch_mode)))
-            yield {"keras_mode": keras_mode, "pytorch_mode": pytorch_mode}, runs[chosen]
+def by_execution_mode(runs: pd.DataFrame, pair: ArmPair):
+    """One comparison per (mode of A, mode of B) present: runs of different execution
+    modes (eager / torch.compile / tf.function / XLA) are never pooled."""
+    modes = {arm: sorted(runs.loc[runs["arm"] == arm, MODE_FIELD].dropna().unique()) or [None]
+             for arm in (pair.first, pair.second)}
+    for mode_a in modes[pair.first]:
+        for mode_b in modes[pair.second]:
+            chosen = (((runs["arm"] == pair.first) & (runs[MODE_FIELD] == mode_a))
+                      | ((runs["arm"] == pair.second) & (runs[MODE_FIELD] == mode_b)))
+            yield {"mode_a": mode_a, "mode_b": mode_b}, runs[chosen]
 
 
-def compare(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def comparisons(results: pd.DataFrame, pairs: list[ArmPair] | None = None):
+    """(group values, arm pair, modes, runs) of every comparison, in report order: per
+    value of the grouping fields, every requested arm pair (default: every two arms of
+    the sweep); a group without runs of an arm still gets its row, with no pairs."""
+    keyed = with_arm(results.dropna(subset=list(KEY)))
+    pairs = pairs or default_pairs(keyed["arm"])
+    for group, group_runs in keyed.groupby(list(GROUP), sort=True):
+        for pair in pairs:
+            for modes, runs in by_execution_mode(group_runs, pair):
+                yield dict(zip(GROUP, group)), pair, modes, runs
+
+
+def check_pairs(results: pd.DataFrame, pairs: list[ArmPair]) -> None:
+    """Every arm named in `pairs` must have runs in the sweep (ValueError naming the arms there)."""
+    present = set(arm_names(results.dropna(subset=list(KEY))))
+    unknown = sorted({arm for pair in pairs for arm in (pair.first, pair.second)} - present)
+    if unknown:
+        raise ValueError(f"--compare: no runs of arm(s) {', '.join(unknown)} in this sweep; "
+                         f"arms present: {', '.join(sorted(present)) or 'none'}")
+
+
+PAIR_COLUMNS = (*GROUP, "metric", "arm_a", "arm_b", "mode_a", "mode_b", PAIR_FIELD, "a", "b", "diff")
+
+
+def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(statistical_results, pairs): one statistics row per comparison and metric, and
     the per-seed paired values behind them (for the difference plots)."""
     rows, pair_tables = [], []
-    keyed = results.dropna(subset=list(KEY))
-    for group, group_runs in keyed.groupby(list(GROUP), sort=True):
-        for modes, runs in by_execution_mode(group_runs):
-            for metric in COMPARED_METRICS:
-                pairs, notes = pair_values(runs, metric)
-                row = paired_statistics(pairs["keras"].to_numpy(), pairs["pytorch"].to_numpy())
-                row["note"] = "; ".join(filter(None, [row["note"], *notes]))
-                row["seeds"] = " ".join(str(int(s)) for s in pairs["seed"])
-                rows.append({**dict(zip(GROUP, group)), "metric": metric, **modes, **row})
-                pair_tables.append(pairs.assign(**dict(zip(GROUP, group)), metric=metric, **modes,
-                                                diff=pairs["pytorch"] - pairs["keras"]))
+    for group, pair, modes, runs in comparisons(results, pairs):
+        arms = {"arm_a": pair.first, "arm_b": pair.second}
+        for metric in COMPARED_METRICS:
+            values, notes = pair_values(runs, metric, pair)
+            row = paired_statistics(values["a"].to_numpy(), values["b"].to_numpy())
+            row["note"] = "; ".join(filter(None, [row["note"], *notes]))
+            row["seeds"] = " ".join(str(int(s)) for s in values[PAIR_FIELD])
+            rows.append({**group, "metric": metric, **arms, **modes, **row})
+            pair_tables.append(values.assign(**group, metric=metric, **arms, **modes, diff=values["a"] - values["b"]))
     table = pd.DataFrame(rows, columns=list(STAT_COLUMNS))
     for p_column, holm_column in (("wilcoxon_p", "holm_p"), ("ttest_p", "holm_ttest_p")):
         table[holm_column] = _holm_within_metric(table, p_column)
-    pair_columns = [*GROUP, "metric", "keras_mode", "pytorch_mode", "seed", "keras", "pytorch", "diff"]
-    pairs = pd.concat(pair_tables, ignore_index=True)[pair_columns] if pair_tables else pd.DataFrame(columns=pair_columns)
-    return table, pairs
+    frame = pd.concat(pair_tables, ignore_index=True)[list(PAIR_COLUMNS)] if pair_tables else pd.DataFrame(
+        columns=list(PAIR_COLUMNS))
+    return table, frame
 
 
 def _holm_within_metric(table: pd.DataFrame, p_column: str) -> pd.Series:

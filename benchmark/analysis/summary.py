@@ -1,4 +1,4 @@
-"""Which Keras-vs-PyTorch differences are significant, how large they are, in words.
+"""Which differences between arms are significant, how large they are, in words.
 
 Turns statistical_results into significance_summary.csv (one row per comparison) and
 significance_summary.md (the same as tables plus one plain-language sentence per
@@ -7,7 +7,7 @@ Holm-adjusted, at α = 0.05. Effect sizes are labelled with Cohen's (1988) thres
 for d (|d| < 0.2 negligible, < 0.5 small, < 0.8 medium, else large) and Romano et
 al.'s (2006) thresholds for Cliff's delta (|δ| < 0.147 negligible, < 0.33 small,
 < 0.474 medium, else large). Where the exact test cannot reach α at all (5 pairs:
-minimum p = 0.0625, SPEC §9) every sentence says so, so that "not significant" is
+minimum p = 0.0625, docs/protocol.md §9) every sentence says so, so that "not significant" is
 not mistaken for "no difference".
 """
 
@@ -19,6 +19,7 @@ import pandas as pd
 
 from benchmark.analysis.sanity import verdict
 from benchmark.analysis.stats import COMPARED_METRICS, GROUP, Metric
+from benchmark.runkey import GROUP_FIELDS, VARIANT_FIELD
 
 ALPHA = 0.05
 COHEN_D_LABELS = ((0.2, "negligible"), (0.5, "small"), (0.8, "medium"), (math.inf, "large"))
@@ -26,7 +27,8 @@ CLIFF_LABELS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"), (math
 SUMMARY_COLUMNS = (
     *GROUP,
     "metric",
-    "modes",  # Keras execution mode vs PyTorch's (never pooled)
+    "arms",  # "A − B": the comparison, delta = A − B
+    "modes",  # A's execution mode vs B's (never pooled)
     "n",
     "delta",
     "ci_low",
@@ -79,15 +81,15 @@ def delta_with_ci(row) -> str:
 
 
 def _difference_clause(row, metric: Metric) -> str:
-    """"PyTorch is 0.80 points higher in test accuracy than Keras (95% CI …)"."""
-    n = row["n_pairs"]
+    """"A is 0.80 points higher in test accuracy than B (95% CI …)"."""
+    n, a, b = row["n_pairs"], row["arm_a"], row["arm_b"]
     if row["delta"] == 0:
-        return f"PyTorch and Keras have the same mean {metric.label} over {n} pair{'s' if n != 1 else ''}"
+        return f"{a} and {b} have the same mean {metric.label} over {n} pair{'s' if n != 1 else ''}"
     word = metric.more if row["delta"] > 0 else metric.less
-    relative = f" ({100 * row['delta'] / row['mean_keras']:+.1f}%)" if metric.scale == 1.0 and row["mean_keras"] else ""
+    relative = f" ({100 * row['delta'] / row['mean_b']:+.1f}%)" if metric.scale == 1.0 and row["mean_b"] else ""
     ci = (f"95% CI {fmt_value(row['ci_low'], metric)} to {fmt_value(row['ci_high'], metric)} {metric.unit}"
           if n >= 2 else "one pair, no CI")
-    return f"PyTorch is {fmt_value(abs(row['delta']), metric)} {metric.unit}{relative} {word} {metric.phrase} than Keras ({ci})"
+    return f"{a} is {fmt_value(abs(row['delta']), metric)} {metric.unit}{relative} {word} {metric.phrase} than {b} ({ci})"
 
 
 def _significance_clause(row) -> str:
@@ -117,7 +119,7 @@ def sentence(row) -> str:
     """One plain-language sentence (or three) for one comparison."""
     metric = COMPARED_METRICS[row["metric"]]
     if row["n_pairs"] == 0:
-        text = f"No completed Keras/PyTorch pair for {metric.label}: nothing to compare."
+        text = f"No completed {row['arm_a']}/{row['arm_b']} pair for {metric.label}: nothing to compare."
     else:
         text = f"{_difference_clause(row, metric)}; {_significance_clause(row)}."
         if row["n_pairs"] >= 2:
@@ -131,10 +133,13 @@ def sentence(row) -> str:
 
 def significance_table(stats: pd.DataFrame) -> pd.DataFrame:
     """significance_summary.csv: one readable row per comparison."""
+    if stats.empty:  # fewer than two arms: nothing was compared
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     table = stats[[*GROUP, "metric", "delta", "ci_low", "ci_high", "wilcoxon_p", "holm_p", "cohens_d", "cliffs_delta"]].copy()
     table.insert(len(GROUP) + 1, "n", stats["n_pairs"])
     table["delta_ci"] = stats.apply(delta_with_ci, axis=1)
-    table["modes"] = stats["keras_mode"].fillna("-").astype(str) + " vs " + stats["pytorch_mode"].fillna("-").astype(str)
+    table["arms"] = stats["arm_a"].astype(str) + " − " + stats["arm_b"].astype(str)
+    table["modes"] = stats["mode_a"].fillna("-").astype(str) + " vs " + stats["mode_b"].fillna("-").astype(str)
     tested = stats["n_pairs"] >= 2
     table["significant"] = ((stats["wilcoxon_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
     table["significant_holm"] = ((stats["holm_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
@@ -159,12 +164,15 @@ def _methods(stats: pd.DataFrame, results: pd.DataFrame) -> str:
     others = results.loc[results["state"] != "completed", "state"].value_counts()
     excluded = ", ".join(f"{count} {state}" for state, count in others.items()) or "none"
     n_values = sorted(set(stats.loc[stats["n_pairs"] > 0, "n_pairs"]))
+    arm_pairs = ", ".join(dict.fromkeys(stats["arm_a"].astype(str) + " − " + stats["arm_b"].astype(str))) or "none"
     return f"""{len(results)} runs, {completed} completed (excluded from the statistics: {excluded}).
 
-**How to read this.** For every dataset × model × precision, completed Keras and
-PyTorch runs with the same seed form a pair (pairs per comparison: {", ".join(map(str, n_values)) or "none"}).
-Δ = mean(PyTorch) − mean(Keras), with a 95% percentile bootstrap confidence interval
-over the pairs; accuracy and macro-F1 are in percentage points, throughput in
+**How to read this.** A comparison is two arms (docs/protocol.md §10) within one
+{" × ".join(GROUP_FIELDS)} (and one variant: runs launched with extra overrides are
+compared only with each other). Comparisons here: {arm_pairs}. Completed runs of the
+two arms with the same seed form a pair (pairs per comparison: {", ".join(map(str, n_values)) or "none"}).
+Δ = mean(first arm) − mean(second arm), with a 95% percentile bootstrap confidence
+interval over the pairs; accuracy and macro-F1 are in percentage points, throughput in
 training images per second. The test is the two-sided Wilcoxon signed-rank test on
 the paired differences at α = {ALPHA:g}, and Holm's correction is applied to its p
 within each metric across the comparisons (Holm 1979). The effect sizes are Cohen's
@@ -176,15 +184,21 @@ and all raw numbers are in statistical_results.csv; per-run numbers in results.c
 
 **Few seeds.** With n pairs the exact two-sided Wilcoxon test cannot give a p below
 2 / 2^n: 0.0625 for 5 pairs, 0.25 for 3. Below 6 pairs "not significant" therefore
-says nothing about whether the frameworks differ; read Δ, its CI and the effect
-sizes, and the t-test p in the sentences."""
+says nothing about whether the arms differ; read Δ, its CI and the effect sizes, and
+the t-test p in the sentences."""
+
+
+def _scope(row) -> str:
+    """"cifar10 / resnet50 / fp32", plus the variant where there is one."""
+    scope = " / ".join(str(row[field]) for field in GROUP_FIELDS)
+    return scope + (f" [{row[VARIANT_FIELD]}]" if row[VARIANT_FIELD] else "")
 
 
 def _metric_section(metric: Metric, rows: pd.DataFrame) -> str:
     shown = pd.DataFrame({
-        "dataset": rows["dataset"],
-        "model": rows["model"],
-        "precision": rows["precision"],
+        **{field: rows[field] for field in GROUP_FIELDS},
+        **({VARIANT_FIELD: rows[VARIANT_FIELD]} if rows[VARIANT_FIELD].astype(bool).any() else {}),
+        "Δ = A − B": rows["arms"],
         "n": rows["n"],
         "Δ [95% CI]": rows["delta_ci"],
         "Wilcoxon p": rows["wilcoxon_p"].map(fmt_p),
@@ -194,7 +208,7 @@ def _metric_section(metric: Metric, rows: pd.DataFrame) -> str:
         "d_z": [f"{d:.2f} ({label})" for d, label in zip(rows["cohens_d"], rows["d_label"])],
         "Cliff's δ": [f"{c:.2f} ({label})" for c, label in zip(rows["cliffs_delta"], rows["cliffs_label"])],
     })
-    bullets = "\n".join(f"- **{r.dataset} / {r.model} / {r.precision}**: {r.sentence}" for r in rows.itertuples())
+    bullets = "\n".join(f"- **{_scope(r)}, {r['arms']}**: {r['sentence']}" for _, r in rows.iterrows())
     return f"## {metric.label[0].upper()}{metric.label[1:]} ({metric.name})\n\n{markdown_table(shown)}\n\n{bullets}"
 
 
@@ -207,7 +221,7 @@ def _excluded_section(results: pd.DataFrame) -> str:
 
 def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sanity: pd.DataFrame, title: str) -> str:
     """significance_summary.md: methods, sanity verdict, one section per metric, excluded runs, references."""
-    sections = [f"# Keras vs PyTorch: significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]
+    sections = [f"# Significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]
     for metric in COMPARED_METRICS.values():
         rows = table[table["metric"] == metric.name]
         if not rows.empty:

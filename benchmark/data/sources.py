@@ -163,7 +163,7 @@ def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            # Grayscale images become 3 identical channels (SPEC §3).
+            # Grayscale images become 3 identical channels (docs/protocol.md §3).
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise BenchmarkError(f"{origin}: not a readable image ({_one_line(exc)}); the dataset files are damaged") from exc

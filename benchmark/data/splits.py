@@ -1,4 +1,4 @@
-"""Fixed stratified splits (SPEC §3): always scikit-learn, always seed 42."""
+"""Fixed stratified splits (docs/protocol.md §3): always scikit-learn, always seed 42."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the LR schedule, which depends on the number of training images. That number com
 in this order, from
 
 1. the prepared cache's ``meta.json`` when the dataset is already prepared;
-2. :data:`NOMINAL_TRAIN_IMAGES`, the size of the official training set (SPEC §3), minus
+2. :data:`NOMINAL_TRAIN_IMAGES`, the size of the official training set (docs/protocol.md §3), minus
    ``dataset.val_size``;
 3. otherwise the dataset is prepared (digits: scikit-learn's bundled copy, offline).
 
@@ -22,7 +22,7 @@ from benchmark.schedule import Schedule, make_schedule
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
-# Official training-set sizes (SPEC §3); the validation split is held out of these.
+# Official training-set sizes (docs/protocol.md §3); the validation split is held out of these.
 NOMINAL_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
 
 

@@ -1,4 +1,4 @@
-"""Parameter parity table (SPEC §4): model x input size x classes, both frameworks.
+"""Parameter parity table (docs/protocol.md §4): model x input size x classes, both frameworks.
 
     python -m benchmark.parity.params [--out FILE.csv]     (default: parity/parameter_counts.csv)
 

@@ -1,4 +1,4 @@
-"""tf.data input pipeline over the shared uint8 cache (SPEC §3), batch-vectorized.
+"""tf.data input pipeline over the shared uint8 cache (docs/protocol.md §3), batch-vectorized.
 
 Every random number comes from stateless ops keyed by one seed per epoch, drawn from
 a ``tf.random.Generator``. The generator's state is a variable saved in the ``last``

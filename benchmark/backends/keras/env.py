@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def enable_memory_growth() -> None:
-    """Without this TensorFlow reserves all GPU memory at start-up (SPEC §8), which
+    """Without this TensorFlow reserves all GPU memory at start-up (docs/protocol.md §8), which
     hides the real footprint from the AMP-vs-fp32 memory comparison and blocks a second
     process on the GPU. It only works before the GPUs are initialized."""
     for gpu in tf.config.list_physical_devices("GPU"):

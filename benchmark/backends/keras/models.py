@@ -1,4 +1,4 @@
-"""keras.applications zoo models with the stems of SPEC §4 (from benchmark.models.STEMS).
+"""keras.applications zoo models with the stems of docs/protocol.md §4 (from benchmark.models.STEMS).
 
 The stems are changed by cloning the official functional graph
 (``keras.models.clone_model``): a ``clone_function`` rewrites the config of the stem
@@ -8,7 +8,7 @@ zoo's own, with its own initializer.
 BatchNormalization is aligned to PyTorch's defaults (momentum 0.1 in PyTorch's
 convention = 0.9 in Keras', epsilon 1e-5) on purpose: the Keras zoo defaults
 (MobileNetV2 momentum 0.999, epsilon 1e-3; ResNet50 momentum 0.99) are a
-cross-framework pitfall (SPEC §8), not part of the architectures being compared, and
+cross-framework pitfall (docs/protocol.md §8), not part of the architectures being compared, and
 with 0.999 the moving statistics lag far behind the weights on short runs, so
 evaluation measures the lag rather than the model: mobilenetv2 on digits (10 epochs,
 seed 42) stays at chance on val/test (9.7% test) with the zoo values and reaches 97.2%
@@ -44,7 +44,7 @@ def _zoo(name: str, num_classes: int, image_size: int) -> keras.Model:
     if name == "mobilenetv2":
         return keras.applications.MobileNetV2(**common)
     if name == "convnext_tiny":
-        # the benchmark normalizes its inputs itself (SPEC §3), as for the other models
+        # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
         return keras.applications.ConvNeXtTiny(include_preprocessing=False, **common)
     raise ValueError(f"model {name!r} unknown; valid: {MODELS}")
 

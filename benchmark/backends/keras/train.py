@@ -1,4 +1,4 @@
-"""The Keras training loop: a custom ``tf.GradientTape`` step, not ``model.fit`` (SPEC §5).
+"""The Keras training loop: a custom ``tf.GradientTape`` step, not ``model.fit`` (docs/protocol.md §5).
 
 Parity choices with the PyTorch backend, each deliberate:
 

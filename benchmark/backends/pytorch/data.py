@@ -1,4 +1,4 @@
-"""Input pipeline over the shared uint8 cache (SPEC §3), batch-vectorized.
+"""Input pipeline over the shared uint8 cache (docs/protocol.md §3), batch-vectorized.
 
 Augmentation (zero-padded random crop + horizontal flip) runs on whole uint8 NHWC
 batches on the CPU with one seeded ``torch.Generator``, so the data order and the

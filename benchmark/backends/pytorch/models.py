@@ -1,4 +1,4 @@
-"""torchvision zoo models with the stems of SPEC §4 (from benchmark.models.STEMS)."""
+"""torchvision zoo models with the stems of docs/protocol.md §4 (from benchmark.models.STEMS)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def check_architecture(a: Arms) -> list[Finding]:
     geometry = (tuple(t_stem.kernel_size) == tuple(k_stem.kernel_size)
                 and tuple(t_stem.stride) == tuple(k_stem.strides))
     if same:
-        impact = f"the SPEC §4 stem for {a.size}x{a.size} in both"
+        impact = f"the docs/protocol.md §4 stem for {a.size}x{a.size} in both"
     elif geometry:
         impact = ("same kernel and stride, different padding: TensorFlow's 'same' at stride 2 pads bottom/right "
                   "only (see the strided-convolution row); the zoo's stem, reported, not removed")
@@ -143,7 +143,7 @@ def check_architecture(a: Arms) -> list[Finding]:
     t_pools = sum(isinstance(m, nn.MaxPool2d) for m in tm.modules())
     k_pools = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in _keras_layers(km))
     rows.append(Finding("Architecture", "max-pool layers", str(t_pools), str(k_pools), t_pools == k_pools,
-                        "same" + (" (ResNet's stem max-pool removed in both, SPEC §4)"
+                        "same" + (" (ResNet's stem max-pool removed in both, docs/protocol.md §4)"
                                   if a.name == "resnet50" and not stem.keep_maxpool and t_pools == 0 else "")
                         if t_pools == k_pools else "different downsampling"))
 

@@ -210,7 +210,7 @@ def check_initializers(a: Arms) -> list[Finding]:
             "Initializers", f"{fam} weights ({len(tmods)} / {len(klayers)} layers)", t_text,
             k_text if klayers else "none", same,
             "same scheme" if same else
-            "each framework keeps its default initialization (SPEC §4): different starting weight scales change "
+            "each framework keeps its default initialization (docs/protocol.md §4): different starting weight scales change "
             "the early training dynamics; may favour either side, reported, not removed",
         ))
         t_bias = _torch_bias_desc(tmods) if tmods else ("none", "none")

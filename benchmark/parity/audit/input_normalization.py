@@ -29,6 +29,6 @@ def check_input_normalization(a: Arms) -> list[Finding]:
                 f"{_rounded(k_mean)} / {_rounded(k_std)}{note}", consts,
                 "same per-channel constants of the train split" if consts else "different constants"),
         Finding("Input normalization", "max |difference| on the same uint8 batch", f"{diff:.2g}", f"{diff:.2g}",
-                diff < 1e-5, "identical inputs up to float rounding (SPEC §3: < 1e-5)" if diff < 1e-5
+                diff < 1e-5, "identical inputs up to float rounding (docs/protocol.md §3: < 1e-5)" if diff < 1e-5
                 else "the inputs differ"),
     ]

@@ -38,7 +38,7 @@ def check_loss(a: Arms) -> list[Finding]:
     logits_ok = t_out == "Linear" and k_act == "linear"
     return [
         Finding("Loss", "training loss", t_desc, k_desc, same_val and crit.reduction == reduce,
-                "softmax cross-entropy, mean over the batch, in both (SPEC §5)"),
+                "softmax cross-entropy, mean over the batch, in both (docs/protocol.md §5)"),
         Finding("Loss", "value on the same random logits", f"{t_val:.6f}", f"{k_val:.6f}", same_val,
                 "equal" if same_val else "the losses differ numerically"),
         Finding("Loss", "model output", f"logits (last module {t_out})", f"logits (last layer activation {k_act})",

@@ -105,7 +105,7 @@ def check_optimizer(a: Arms, t_lrs: np.ndarray, k_lrs: np.ndarray) -> list[Findi
         Finding("Optimizer", "optimizer", type(a.torch.optimizer).__name__ + " (torch.optim)",
                 type(inner).__name__ + " (keras.optimizers)" + (
                     f", wrapped in {type(a.keras.optimizer).__name__}" if inner is not a.keras.optimizer else ""),
-                type(a.torch.optimizer).__name__ == type(inner).__name__, "SGD in both (SPEC §5)"),
+                type(a.torch.optimizer).__name__ == type(inner).__name__, "SGD in both (docs/protocol.md §5)"),
         Finding("Optimizer", "momentum", _fmt(m_t), _fmt(m_k), _close(m_t, m_k), "same" if _close(m_t, m_k) else
                 "different momentum"),
         Finding("Optimizer", "Nesterov", str(n_t), str(n_k), n_t == n_k, "same" if n_t == n_k else "different"),
@@ -117,7 +117,7 @@ def check_optimizer(a: Arms, t_lrs: np.ndarray, k_lrs: np.ndarray) -> list[Findi
     k_eps = hasattr(inner, "epsilon")
     rows.append(Finding("Optimizer", "epsilon", "n/a (SGD has none)" if not t_eps else _fmt(a.torch.optimizer.defaults["eps"]),
                         "n/a (SGD has none)" if not k_eps else _fmt(inner.epsilon), t_eps == k_eps,
-                        "no epsilon in SGD: the TF-vs-PyTorch epsilon default (SPEC §8) does not apply"))
+                        "no epsilon in SGD: the TF-vs-PyTorch epsilon default (docs/protocol.md §8) does not apply"))
     adam_t = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults["eps"]
     adam_k = keras.optimizers.Adam().epsilon
     rows.append(Finding("Optimizer", "adaptive optimizers' default epsilon (Adam; not used)", _fmt(adam_t), _fmt(adam_k),

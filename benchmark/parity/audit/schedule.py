@@ -45,7 +45,7 @@ def check_schedule(a: Arms, t_lrs: np.ndarray, k_lrs: np.ndarray) -> list[Findin
                 f"{type(a.keras.lr_schedule).__name__}: {shape}", True,
                 "both built from benchmark.schedule.Schedule", kind="info"),
         Finding("LR schedule", "max |LR difference| over every step", f"{d_tk:.3g}", f"{d_tk:.3g}", d_tk < 1e-6,
-                "the two backends use the same LR at every step (SPEC §5: < 1e-6)" if d_tk < 1e-6
+                "the two backends use the same LR at every step (docs/protocol.md §5: < 1e-6)" if d_tk < 1e-6
                 else "the LR differs between the backends"),
         Finding("LR schedule", "max |LR - closed form| (Schedule.lr_at)", f"{d_t:.3g}", f"{d_k:.3g}",
                 d_t < 1e-6 and d_k < 1e-6, "both follow the protocol" if d_t < 1e-6 and d_k < 1e-6
@@ -62,6 +62,6 @@ def check_schedule(a: Arms, t_lrs: np.ndarray, k_lrs: np.ndarray) -> list[Findin
         f"{'yes' if per_step_k else 'no'} (CosineDecay of the trainer's step counter, incremented in _apply: "
         f"{'found' if k_src else 'NOT found'} in source)",
         per_step_t == per_step_k and t_src and k_src,
-        "same granularity (SPEC §8 pitfall avoided)" if per_step_t == per_step_k else "different granularity",
+        "same granularity (docs/protocol.md §8 pitfall avoided)" if per_step_t == per_step_k else "different granularity",
     ))
     return rows

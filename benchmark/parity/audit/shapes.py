@@ -88,8 +88,8 @@ def check_shapes(a: Arms) -> list[Finding]:
     rows.insert(0, Finding(
         "Layer shapes", "final feature map before global pooling", f"{_shape_str(t)} after {label}",
         f"{_shape_str(k)} after {label}", ok,
-        f"both {expected}x{expected} as the stems of SPEC §4 intend" if ok
-        else f"SPEC §4 expects {expected}x{expected} before pooling",
+        f"both {expected}x{expected} as the stems of docs/protocol.md §4 intend" if ok
+        else f"docs/protocol.md §4 expects {expected}x{expected} before pooling",
     ))
     n = len(boundaries)
     rows.insert(0, Finding(

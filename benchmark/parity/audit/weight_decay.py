@@ -82,7 +82,7 @@ def check_weight_decay(a: Arms) -> list[Finding]:
                 set(t_kinds) == set(k_kinds) and _close(t_mean, k_mean, 1e-3),
                 "PyTorch's coupled L2 in both: the Keras trainer adds wd*w to every gradient before SGD, so the decay "
                 "goes through Nesterov momentum like torch.optim.SGD(weight_decay=...); Keras' own (decoupled) "
-                "weight_decay is not used (SPEC §8 pitfall removed)" if set(t_kinds) == set(k_kinds)
+                "weight_decay is not used (docs/protocol.md §8 pitfall removed)" if set(t_kinds) == set(k_kinds)
                 else "the decay is applied differently (coupled vs decoupled)",
         ),
         Finding("Weight decay", "variables decayed",

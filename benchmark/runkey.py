@@ -1,0 +1,126 @@
+"""The run key: the fields that identify a run, in order, defined here and nowhere else.
+
+Everything that names, finds, skips, groups or pairs runs reads this tuple: the run
+directory name (``${run_key:}`` in conf/config.yaml), the overrides that do not make a
+run a variant (``${run_key_overrides:...}``), the skip/resume/refuse decision
+(benchmark.resume), summary.json and results.csv, the statistics' grouping and
+pairing, the plots and the sanity checks (benchmark.analysis).
+
+Each field has a role (docs/protocol.md §10):
+
+- ``arm``: what compared runs differ in (the framework; its execution mode, recorded
+  by the run, joins it in the analysis);
+- ``group``: runs are only ever compared within one value (dataset, model, precision);
+- ``pair``: the field that pairs runs across arms (the seed).
+
+Adding an axis (a protocol, a Keras engine) is one more ``KeyField`` here. Its
+``legacy`` value is what runs written before the field existed did: at that value the
+field is left out of directory names, so existing sweeps keep their directories and
+are found, skipped and analysed as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Mapping
+
+from omegaconf import OmegaConf
+
+
+@dataclass(frozen=True)
+class KeyField:
+    name: str  # column of summary.json / results.csv
+    path: str  # where the config holds the value ("framework.name")
+    role: str  # "arm" | "group" | "pair"
+    legacy: Any = None  # value of runs made before the field existed (None: the field always existed)
+    prefix: str = ""  # written before the value in directory names ("seed" -> seed42)
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """Command-line keys that set this field (the config group and the value itself)."""
+        group = self.path.split(".")[0]
+        return tuple(dict.fromkeys((group, self.path)))
+
+
+RUN_KEY: tuple[KeyField, ...] = (
+    KeyField("framework", "framework.name", "arm"),
+    KeyField("dataset", "dataset.name", "group"),
+    KeyField("model", "model.name", "group"),
+    KeyField("precision", "precision.name", "group"),
+    KeyField("seed", "seed", "pair", prefix="seed"),
+)
+KEY: tuple[str, ...] = tuple(f.name for f in RUN_KEY)
+ARM_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "arm")
+GROUP_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "group")
+PAIR_FIELD: str = next(f.name for f in RUN_KEY if f.role == "pair")
+# Recorded by every run, not chosen by the config: the graph/compile mode a framework
+# ran in. Runs of different modes are different arms, never pooled.
+MODE_FIELD = "execution_mode"
+# Overrides of settings outside the key (epochs=3, batch_size=...) make a run a variant
+# of its key, in a sub-directory named by those overrides; variants never pair with the
+# protocol's runs or with each other ("" is the protocol run itself).
+VARIANT_FIELD = "variant"
+# The analysis groups comparisons by these (the variant included), pairs by PAIR_FIELD.
+COMPARISON_FIELDS: tuple[str, ...] = (*GROUP_FIELDS, VARIANT_FIELD)
+
+
+def _field_value(field: KeyField, value: Any) -> Any:
+    if value is None:
+        return field.legacy
+    return int(value) if field.role == "pair" else value
+
+
+def key_of_config(cfg) -> dict:
+    """The run key of a composed config, in RUN_KEY order."""
+    return {f.name: _field_value(f, OmegaConf.select(cfg, f.path)) for f in RUN_KEY}
+
+
+def key_of_record(record: Mapping, fallback: Mapping | None = None) -> dict:
+    """The run key from summary.json (or anything with the key's columns); a field it
+    lacks comes from `fallback`, else is the field's legacy value."""
+    fallback = fallback or {}
+    return {f.name: _field_value(f, record.get(f.name, fallback.get(f.name))) for f in RUN_KEY}
+
+
+def key_of_saved_config(cfg: Mapping) -> dict:
+    """The run key from `.hydra/config.yaml` read as plain YAML (a run that died before
+    writing summary.json): the key fields are literal values there."""
+    key = {}
+    for f in RUN_KEY:
+        node: Any = cfg
+        for part in f.path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        key[f.name] = _field_value(f, node)
+    return key
+
+
+def dirname(key: Mapping) -> str:
+    """The run directory name of a key: framework_dataset_model_precision_seedN. A field
+    at its legacy value is left out, so runs made before it existed keep their names."""
+    parts = [f"{f.prefix}{key[f.name]}" for f in RUN_KEY
+             if not (f.legacy is not None and key.get(f.name) == f.legacy)]
+    return "_".join(parts)
+
+
+def variant_of_path(run_dir: str, key: Mapping) -> str:
+    """A run's variant from where it lies: the path below its key's directory (Hydra's
+    override_dirname), "" for the key directory itself or any other layout."""
+    parts = PurePosixPath(run_dir).parts
+    name = dirname(key)
+    if name in parts:
+        return "/".join(parts[parts.index(name) + 1:])
+    return ""
+
+
+def override_keys(*others: str) -> list[str]:
+    """Overrides left out of a run's variant: the key's own, plus `others`."""
+    return [key for f in RUN_KEY for key in f.overrides] + list(others)
+
+
+def register_resolvers() -> None:
+    """``${run_key:}`` and ``${run_key_overrides:a,b}`` for conf/config.yaml."""
+    if not OmegaConf.has_resolver("run_key"):
+        OmegaConf.register_new_resolver("run_key", lambda *, _root_: dirname(key_of_config(_root_)))
+    if not OmegaConf.has_resolver("run_key_overrides"):
+        OmegaConf.register_new_resolver("run_key_overrides", lambda *others: override_keys(*others))
