@@ -2,7 +2,7 @@
 
 The epoch loop, the metrics, the best-checkpoint rule and the run directory are the
 same for every backend because they are written once, here; a backend only trains
-an epoch, predicts, saves and restores (see benchmark.backends).
+an epoch, predicts, saves and restores (benchmark.backends.contract.Trainer).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, environment
-from benchmark.backends import load_backend
+from benchmark.backends import Trainer, load_backend
 from benchmark.config import keys_outside_schema
 from benchmark.data import prepare_dataset
 from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
@@ -116,7 +116,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
-    trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
+    trainer: Trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
     # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
     # every value as the run used it

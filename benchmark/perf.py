@@ -1,14 +1,17 @@
 """`python -m benchmark.perf`: what the harness costs, measured against the frameworks themselves.
 
-Per backend, in a fresh process each (a backend never shares a process with the other):
+Per backend (every one registered in benchmark.backends.BACKENDS by default), in a
+fresh process each (a backend never shares a process with another), through the
+backend contract only (benchmark.backends.contract):
 
 - pipeline_ips_32 / _64: the augmented, normalized train pipeline alone, images/s, on
   uint8 arrays of CIFAR's (45,000 x 32 x 32) and Tiny-ImageNet's (20,000 x 64 x 64)
   shapes (random pixels: only the speed is measured here, nothing is trained on them);
 - harness_ips / bare_ips / harness_bare_ratio: training images/s of the benchmark's
-  own training epoch (pipeline, metrics, LR schedule and progress included) against a
-  bare loop of the same framework, model, batch, precision and device that only
-  steps the optimizer on one fixed batch, alternated in the same process; the ratio
+  own training epoch (pipeline, metrics, LR schedule and progress included) against
+  the backend's bare loop (``Trainer.bare_loop``: the same framework, model, batch,
+  precision and device, only stepping the optimizer on one fixed batch), alternated
+  in the same process; the ratio
   is the median of the per-round ratios (each round times both, in alternating
   order, so a slow spell of a shared machine hits both sides of a ratio alike), and
   ratio_min / ratio_max show how much the rounds disagreed (rounds of 60 steps,
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import BenchmarkError
+from benchmark.backends import BACKENDS
 from benchmark.rundir import atomic_write_text, read_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,121 +72,29 @@ def _random_data(n: int, size: int, classes: int = 10):
     )
 
 
-# ------------------------------------------------------------------ per-backend pieces
-
-
-def _torch_pipeline(data, batch, padding):
-    import torch
-
-    from benchmark.backends.pytorch.data import Normalizer, TrainBatches
-    from benchmark.backends.pytorch.train import resolve_device
-
-    return TrainBatches(data.train_x, data.train_y, batch, padding,
-                        Normalizer(data.mean, data.std, resolve_device("auto")), seed=0), \
-        lambda: torch.cuda.synchronize() if torch.cuda.is_available() else None
-
-
-def _keras_pipeline(data, batch, padding):
-    from benchmark.backends.keras.data import Normalizer, TrainBatches
-
-    return TrainBatches(data.train_x, data.train_y, batch, len(data.train_y) // batch, padding,
-                        Normalizer(data.mean, data.std), seed=0), lambda: None
-
-
-def _torch_bare_loop(trainer, x, y):
-    """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
-    import torch
-    from torch.nn import functional as F
-
-    from benchmark.backends.pytorch.models import build_model
-
-    cfg = trainer.cfg
-    model = build_model(cfg.model.name, trainer.num_classes, x.shape[1]).to(trainer.device)
-    if cfg.framework.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if cfg.framework.compile:
-        model = torch.compile(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler(trainer.device.type, enabled=trainer.scaler.is_enabled())
-    xb = trainer.normalize(torch.from_numpy(x))
-    yb = torch.from_numpy(y).to(trainer.device)
-    model.train()
-
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            with trainer.autocast():
-                loss = F.cross_entropy(model(xb), yb)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-
-    return run
-
-
-def _keras_bare_loop(trainer, x, y):
-    """The least a Keras training step can be: tape, loss, gradients, SGD apply, in tf.function."""
-    import keras
-    import tensorflow as tf
-
-    from benchmark.backends.keras.models import build_model
-    from benchmark.backends.keras.train import coupled_l2
-
-    model = build_model(trainer.cfg.model.name, trainer.num_classes, x.shape[1])
-    opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)
-    if trainer.loss_scaling:
-        opt = keras.optimizers.LossScaleOptimizer(opt)
-    xb, yb = trainer.normalize(tf.constant(x)), tf.constant(y.astype(np.int32))
-
-    @tf.function(jit_compile=bool(trainer.cfg.framework.jit_compile))
-    def step():
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(xb, training=True), tf.float32)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True))
-            scaled = opt.scale_loss(loss) if trainer.loss_scaling else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
-        # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
-        grads = coupled_l2(grads, model.trainable_variables, trainer.weight_decay, opt if trainer.loss_scaling else None)
-        opt.apply(grads, model.trainable_variables)
-        return loss
-
-    def run(steps: int) -> None:
-        loss = None
-        for _ in range(steps):
-            loss = step()
-        float(loss.numpy())  # waits for the device
-
-    return run
-
-
-PIECES = {"pytorch": (_torch_pipeline, _torch_bare_loop), "keras": (_keras_pipeline, _keras_bare_loop)}
-
-
 def measure_in_process(backend: str, model: str, batch: int, precision: str, steps: int, rounds: int,
                        extra: list[str]) -> dict:
+    """Pipeline, harness and bare-loop rates of one backend, through the backend contract only."""
     from benchmark.backends import load_backend
     from benchmark.schedule import make_schedule
 
-    make_pipeline, make_bare = PIECES[backend]
+    module = load_backend(backend)
     result: dict = {}
     for size, padding, n in PIPELINE_SHAPES:
-        pipeline, sync = make_pipeline(_random_data(n, size), 256, padding)
+        data = _random_data(n, size)
+        pipeline = module.input_pipeline(data.train_x, data.train_y, 256, padding, data.mean, data.std, seed=0)
         for _ in range(2):  # the first pass warms caches and thread pools; the second is kept
             start, images = time.perf_counter(), 0
             for _, labels in pipeline:
                 images += int(labels.shape[0])
-            sync()
+            module.synchronize()
             result[f"pipeline_ips_{size}"] = images / (time.perf_counter() - start)
 
     cfg = _config(backend, model, batch, precision, extra)
     data = _random_data(steps * batch, 32)
-    module = load_backend(backend)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
-        fixed_x, fixed_y = data.train_x[:batch], data.train_y[:batch]
-        bare = make_bare(trainer, fixed_x, fixed_y)
+        bare = trainer.bare_loop(data.train_x[:batch], data.train_y[:batch])
         trainer.train_epoch(0, lambda *a: None)  # tracing / warm-up, both sides
         bare(3)
         harness_ips, bare_ips = [], []
@@ -206,7 +118,7 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
     ratios = [h / b for h, b in zip(harness_ips, bare_ips)]
     result.update(harness_ips=statistics.median(harness_ips), bare_ips=statistics.median(bare_ips),
                   harness_bare_ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
-                  execution_mode=trainer.mode, device=str(getattr(trainer, "device", "cpu")))
+                  execution_mode=trainer.mode, device=str(trainer.device))
     return result
 
 
@@ -228,7 +140,7 @@ def measure_real_run(backend: str, model: str, batch: int, precision: str, extra
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="pytorch,keras")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: every backend)")
     parser.add_argument("--model", default="mobilenetv2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", default="fp32")
@@ -246,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for backend in args.backends.split(","):
-        if backend not in PIECES:
-            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(PIECES)}", file=sys.stderr)
+        if backend not in BACKENDS:
+            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(BACKENDS)}", file=sys.stderr)
             return 2
         cmd = [sys.executable, "-m", "benchmark.perf", "--worker", backend, "--model", args.model,
                "--batch", str(args.batch), "--precision", args.precision, "--steps", str(args.steps),

@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches  # noqa: E402
 from benchmark.backends.keras.models import (  # noqa: E402
-    BN_EPSILON, BN_MOMENTUM, all_layers, build_model, feature_map_size, parameter_counts,
+    BN_EPSILON, BN_MOMENTUM, all_layers, create_model, feature_map_size, parameter_counts,
 )
 from benchmark.backends.keras.schedule import build_lr_schedule  # noqa: E402
 from benchmark.data import prepare_dataset  # noqa: E402
@@ -37,7 +37,7 @@ PARITY = {"resnet50": 0.01, "mobilenetv2": 0.01, "convnext_tiny": 0.05}
 @pytest.mark.parametrize("name", MODELS)
 def test_model_head_stem_and_final_map(name, size, classes):
     keras.utils.set_random_seed(0)
-    model = build_model(name, classes, size)
+    model = create_model(name, classes, size)
     out = model(np.zeros((1, size, size, 3), np.float32), training=False)
     assert tuple(out.shape) == (1, classes)
     # logits, not probabilities: the loss applies softmax itself
@@ -67,10 +67,10 @@ def test_model_head_stem_and_final_map(name, size, classes):
 @pytest.mark.parametrize("size,classes", [(32, 100), (64, 200)])
 @pytest.mark.parametrize("name", MODELS)
 def test_parameter_parity_with_torchvision(name, size, classes):
-    from benchmark.backends.pytorch.models import build_model as torch_model
+    from benchmark.backends.pytorch.models import create_model as torch_model
     from benchmark.backends.pytorch.models import parameter_counts as torch_counts
 
-    ours, theirs = parameter_counts(build_model(name, classes, size)), torch_counts(torch_model(name, classes, size))
+    ours, theirs = parameter_counts(create_model(name, classes, size)), torch_counts(torch_model(name, classes, size))
     assert abs(ours["trainable"] - theirs["trainable"]) / theirs["trainable"] < PARITY[name]
     assert ours["buffers"] == theirs["buffers"]
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from benchmark.backends.pytorch.models import build_model, feature_map_size, parameter_counts
+from benchmark.backends.pytorch.models import create_model, feature_map_size, parameter_counts
 from benchmark.models import MODELS, STEMS
 
 
@@ -11,7 +11,7 @@ from benchmark.models import MODELS, STEMS
 @pytest.mark.parametrize("name", MODELS)
 def test_output_shapes_and_final_map(name, size):
     for classes in (10, 100, 200):
-        model = build_model(name, classes, size).eval()
+        model = create_model(name, classes, size).eval()
         with torch.no_grad():
             out = model(torch.zeros(2, 3, size, size))
         assert out.shape == (2, classes)
@@ -20,7 +20,7 @@ def test_output_shapes_and_final_map(name, size):
 
 
 def test_resnet50_stems():
-    small, large = build_model("resnet50", 10, 32), build_model("resnet50", 200, 64)
+    small, large = create_model("resnet50", 10, 32), create_model("resnet50", 200, 64)
     assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1) and small.conv1.padding == (1, 1)
     assert large.conv1.kernel_size == (7, 7) and large.conv1.stride == (2, 2)
     assert isinstance(small.maxpool, torch.nn.Identity) and isinstance(large.maxpool, torch.nn.Identity)
@@ -29,16 +29,16 @@ def test_resnet50_stems():
 
 
 def test_mobilenetv2_and_convnext_stems():
-    assert build_model("mobilenetv2", 10, 32).features[0][0].stride == (1, 1)
-    assert build_model("mobilenetv2", 200, 64).features[0][0].stride == (2, 2)
-    c32 = build_model("convnext_tiny", 10, 32).features[0][0]
-    c64 = build_model("convnext_tiny", 200, 64).features[0][0]
+    assert create_model("mobilenetv2", 10, 32).features[0][0].stride == (1, 1)
+    assert create_model("mobilenetv2", 200, 64).features[0][0].stride == (2, 2)
+    c32 = create_model("convnext_tiny", 10, 32).features[0][0]
+    c64 = create_model("convnext_tiny", 200, 64).features[0][0]
     assert (c32.kernel_size, c32.stride, c32.padding) == ((3, 3), (1, 1), (1, 1))
     assert (c64.kernel_size, c64.stride) == ((2, 2), (2, 2))
 
 
 def test_parameter_counts_match_the_zoo():
-    counts = parameter_counts(build_model("resnet50", 1000, 64))
+    counts = parameter_counts(create_model("resnet50", 1000, 64))
     # torchvision's resnet50 has 25,557,032 parameters; the 64x64 stem keeps conv1 as is
     assert counts["trainable"] == 25_557_032
     assert counts["buffers"] > 0  # BatchNorm running statistics are buffers, not parameters

@@ -5,7 +5,7 @@
 
 Overrides are the benchmark's own Hydra overrides (model=, dataset=, precision=,
 optim.*, batch_size=, ...), composed with the real conf/; ``framework=`` is irrelevant
-(both arms are built). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
+(every backend's arm is built). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
 (default: ``parity/`` under the current directory). A bad override or option is a
 one-line error and exit status 2. No dataset files are needed.
 """
@@ -52,32 +52,39 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     overrides, out = parse_args(argv)
     cfg = compose_config(overrides)
     schedule, n_train, source = audit_schedule(cfg)
+    from benchmark.backends import BACKENDS
 
-    from benchmark.parity import audit as audit_mod  # imports torch, then TensorFlow
-    from benchmark.parity.frameworks import keras, tf, torch, torchvision
+    # one config per arm, composed as a run of that framework would be
+    configs = {name: compose_config([*overrides, f"framework={name}"]) for name in BACKENDS}
+
+    from benchmark.parity.audit import CATEGORIES, INTRO, audit
     from benchmark.parity.report import summary_counts, write_reports
 
-    tf.get_logger().setLevel("ERROR")  # retracing notices of grouped convolutions on the CPU
-
     start = time.perf_counter()
-    findings = audit_mod.audit(cfg, schedule, n_train, source)
+    arms, findings = audit(configs, schedule)
     seconds = time.perf_counter() - start
     ds = cfg.dataset
+    environments = {}
+    for name in arms:
+        from benchmark.backends import load_backend
+
+        environments.update({k: v for k, v in load_backend(name).environment().items()
+                             if k in ("torch", "torchvision", "tensorflow", "keras", "jax")})
     header = {
         "model": cfg.model.name,
         "dataset": f"{ds.name} ({ds.image_size}x{ds.image_size}, {ds.num_classes} classes)",
         "precision": cfg.precision.name,
+        "arms": ", ".join(arms),
         "protocol": f"batch {cfg.batch_size} (x{cfg.grad_accum_steps} accumulation), {cfg.epochs} epochs, "
                     f"SGD lr {cfg.optim.lr} x batch/{cfg.optim.lr_reference_batch}, momentum {cfg.optim.momentum}, "
                     f"nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay}",
         "training images": f"{n_train:,} ({source})",
         "overrides": " ".join(overrides) or "none",
-        "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-                    f"tensorflow {tf.__version__}, keras {keras.__version__}",
+        "versions": ", ".join(f"{k} {v}" for k, v in environments.items()),
         "command": "python -m benchmark.parity " + " ".join(argv),
         "audit time": f"{seconds:.1f} s",
     }
-    md, csv_path = write_reports(findings, out, cfg.model.name, ds.name, header, audit_mod.INTRO, audit_mod.CATEGORIES)
+    md, csv_path = write_reports(arms, findings, out, cfg.model.name, ds.name, header, INTRO, CATEGORIES)
     counts = summary_counts(findings)
     print(f"{cfg.model.name} on {ds.name}: {counts['checked']} items checked, {counts['differ']} differ "
           f"(+{counts['info']} informational)")

@@ -2,7 +2,7 @@
 
     python -m benchmark.parity.params [--out FILE.csv]     (default: parity/parameter_counts.csv)
 
-Counts come from the backends' own ``build_model`` and ``parameter_counts``. Like is
+Counts come from the backends' own ``create_model`` and ``parameter_counts``. Like is
 compared with like: Keras counts BatchNorm moving mean/variance as non-trainable
 weights, PyTorch keeps them as buffers, so the table has both views:
 
@@ -45,24 +45,24 @@ def _pct(new: int, ref: int) -> float:
 
 
 def torch_counts(name: str, classes: int, size: int) -> dict[str, int]:
-    from benchmark.parity.frameworks import torch
-    from benchmark.backends.pytorch.models import build_model, parameter_counts
+    import torch
+
+    from benchmark.backends.pytorch.models import create_model, parameter_counts
 
     try:
         with torch.device("meta"):
-            model = build_model(name, classes, size)
+            model = create_model(name, classes, size)
     except Exception:  # a torch without meta-device support for some init: build it for real
-        model = build_model(name, classes, size)
+        model = create_model(name, classes, size)
     counts = parameter_counts(model)
     del model
     return counts
 
 
 def keras_counts(name: str, classes: int, size: int) -> dict[str, int]:
-    from benchmark.parity.frameworks import keras
-    from benchmark.backends.keras.models import build_model, parameter_counts
+    from benchmark.backends.keras.models import create_model, parameter_counts
 
-    model = build_model(name, classes, size)
+    model = create_model(name, classes, size)
     counts = dict(parameter_counts(model), total=int(model.count_params()))
     del model  # clear_session()/gc per model would cost about a second each; parameter_table does it per model
     return counts
@@ -88,7 +88,12 @@ def table_row(name: str, size: int, classes: int) -> dict:
 
 
 def parameter_table(models=MODELS, sizes=SIZES, classes=CLASSES) -> list[dict]:
-    from benchmark.parity.frameworks import keras
+    import torchvision  # noqa: F401  (before TensorFlow: triton's LLVM crashes after TensorFlow's)
+
+    from benchmark.backends import load_backend
+
+    load_backend("keras")  # pins KERAS_BACKEND before keras is imported
+    import keras
 
     rows = []
     for m in models:

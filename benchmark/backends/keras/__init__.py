@@ -11,7 +11,8 @@ from benchmark.backends.keras.env import enable_memory_growth, environment  # no
 
 enable_memory_growth()  # before keras or a model can touch the GPU
 
-from benchmark.backends.keras.models import build_model  # noqa: E402
+from benchmark.backends.keras.data import input_pipeline, synchronize  # noqa: E402
+from benchmark.backends.keras.models import create_model  # noqa: E402
 from benchmark.backends.keras.train import Trainer  # noqa: E402
 
-__all__ = ["Trainer", "build_model", "environment"]
+__all__ = ["Trainer", "create_model", "environment", "input_pipeline", "synchronize"]

@@ -52,8 +52,6 @@ class TrainBatches:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
                  normalize: Normalizer, seed: int):
-        if batches * batch_size > len(labels):
-            raise ValueError(f"{batches} batches of {batch_size} need more than the {len(labels)} images")
         self.images, self.labels = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
         self.batch_size, self.batches, self.padding, self.normalize = batch_size, batches, padding, normalize
         with tf.device("/CPU:0"):
@@ -61,6 +59,9 @@ class TrainBatches:
 
     def epoch(self) -> tf.data.Dataset:
         """The next epoch's batches (advances the generator by one epoch seed)."""
+        if self.batches * self.batch_size > int(self.labels.shape[0]):
+            raise ValueError(f"{self.batches} batches of {self.batch_size} need more than the "
+                             f"{int(self.labels.shape[0])} images")
         with tf.device("/CPU:0"):
             seed = self.generator.make_seeds(1)[:, 0]
             order_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -95,3 +96,13 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
 
     starts = tf.data.Dataset.range(0, n, batch_size)
     return starts.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std,
+                   seed: int) -> TrainBatches:
+    """One epoch's training batches (contract.Backend; benchmark.perf)."""
+    return TrainBatches(images, labels, batch_size, len(labels) // batch_size, padding, Normalizer(mean, std), seed=seed)
+
+
+def synchronize() -> None:
+    """Nothing to wait for: reading a tf.data batch returns only once it is computed."""

@@ -1,4 +1,9 @@
-"""keras.applications zoo models with the stems of docs/protocol.md §4 (from benchmark.models.STEMS).
+"""The Keras model registry: keras.applications zoo models with the stems of
+docs/protocol.md §4 (from benchmark.models.STEMS).
+
+As in the PyTorch registry: one ``create_model(name, ..., drop_rate=...,
+drop_path_rate=...)`` with regularization as arguments (None keeps the zoo's own
+value), and per model the block boundaries the parity audit compares by label.
 
 The stems are changed by cloning the official functional graph
 (``keras.models.clone_model``): a ``clone_function`` rewrites the config of the stem
@@ -17,13 +22,43 @@ test with these (PyTorch: 96.7-97.2% on the same run).
 
 from __future__ import annotations
 
-import keras
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable
 
+import keras
+import numpy as np
+
+from benchmark import BenchmarkError
+from benchmark.backends.contract import LayerInfo
 from benchmark.models import MODELS, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+
+
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: in training, each sample's residual branch is dropped with
+    probability `rate` and the kept ones scaled by 1 / (1 - rate) (torchvision's
+    StochasticDepth, mode "row")."""
+
+    def __init__(self, rate: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = keras.ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < keep, x.dtype)
+        return x * mask / keep
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
 
 
 def _keras_padding(kernel: int, stride: int, padding: int) -> str:
@@ -35,45 +70,117 @@ def _keras_padding(kernel: int, stride: int, padding: int) -> str:
     raise ValueError(f"padding {padding} for a {kernel}x{kernel}/{stride} conv has no Keras equivalent")
 
 
-def _zoo(name: str, num_classes: int, image_size: int) -> keras.Model:
-    common = dict(weights=None, include_top=True, classes=num_classes, input_shape=(image_size, image_size, 3),
-                  # logits out: the loss applies softmax itself, like torch's CrossEntropyLoss
-                  classifier_activation=None)
-    if name == "resnet50":
-        return keras.applications.ResNet50(**common)
-    if name == "mobilenetv2":
-        return keras.applications.MobileNetV2(**common)
-    if name == "convnext_tiny":
-        # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
-        return keras.applications.ConvNeXtTiny(include_preprocessing=False, **common)
-    raise ValueError(f"model {name!r} unknown; valid: {MODELS}")
+def _common(num_classes: int, image_size: int) -> dict:
+    return dict(weights=None, include_top=True, classes=num_classes, input_shape=(image_size, image_size, 3),
+                # logits out: the loss applies softmax itself, like torch's CrossEntropyLoss
+                classifier_activation=None)
 
 
-def _stem_edits(name: str, model: keras.Model, image_size: int) -> tuple[dict, set]:
-    """Config overrides per layer name, and the names of layers to skip."""
-    stem = stem_for(name, image_size)
-    edits: dict[str, dict] = {}
-    skip: set[str] = set()
-    if name == "resnet50":
-        if stem.kernel is not None:
-            # conv1_pad + 'valid' conv1_conv is the zoo's way of writing symmetric padding
-            edits["conv1_pad"] = {"padding": ((stem.padding, stem.padding), (stem.padding, stem.padding))}
-            edits["conv1_conv"] = {"kernel_size": (stem.kernel, stem.kernel), "strides": (stem.stride, stem.stride)}
-        if not stem.keep_maxpool:
-            skip |= {"pool1_pad", "pool1_pool"}
-    elif name == "mobilenetv2":
-        # 'same' at stride 1 is the symmetric 1-pixel padding of the torchvision stem
-        edits["Conv1"] = {"strides": (stem.stride, stem.stride)}
-    elif name == "convnext_tiny":
-        padding = _keras_padding(stem.kernel, stem.stride, stem.padding)
-        edits[f"{model.name}_stem_conv"] = {"kernel_size": (stem.kernel, stem.kernel),
-                                             "strides": (stem.stride, stem.stride), "padding": padding}
+def _last(model: keras.Model, pattern: str):
+    return [layer for layer in model.layers if re.fullmatch(pattern, layer.name)][-1]
+
+
+@dataclass(frozen=True)
+class Entry:
+    zoo: Callable[[int, int], keras.Model]  # (num_classes, image_size) -> the unedited keras.applications model
+    edits: Callable[[keras.Model, int], tuple[dict, set]]  # config overrides per layer name, layers to skip
+    blocks: Callable[[keras.Model], list[tuple[str, object]]]  # (label, output tensor) at every boundary
+    initializers: str
+    dropout: Callable[[float | None], float]  # the dropout in effect for a drop_rate argument
+    drop_path: Callable[[float | None], float]
+
+
+def _resnet_edits(model, image_size):
+    stem, edits, skip = stem_for("resnet50", image_size), {}, set()
+    if stem.kernel is not None:
+        # conv1_pad + 'valid' conv1_conv is the zoo's way of writing symmetric padding
+        edits["conv1_pad"] = {"padding": ((stem.padding, stem.padding), (stem.padding, stem.padding))}
+        edits["conv1_conv"] = {"kernel_size": (stem.kernel, stem.kernel), "strides": (stem.stride, stem.stride)}
+    if not stem.keep_maxpool:
+        skip |= {"pool1_pad", "pool1_pool"}
     return edits, skip
 
 
-def build_model(name: str, num_classes: int, image_size: int) -> keras.Model:
-    zoo = _zoo(name, num_classes, image_size)
-    edits, skip = _stem_edits(name, zoo, image_size)
+def _mobilenet_edits(model, image_size):
+    stem = stem_for("mobilenetv2", image_size)
+    # 'same' at stride 1 is the symmetric 1-pixel padding of the torchvision stem
+    return {"Conv1": {"strides": (stem.stride, stem.stride)}}, set()
+
+
+def _convnext_edits(model, image_size):
+    stem = stem_for("convnext_tiny", image_size)
+    padding = _keras_padding(stem.kernel, stem.stride, stem.padding)
+    return {f"{model.name}_stem_conv": {"kernel_size": (stem.kernel, stem.kernel),
+                                         "strides": (stem.stride, stem.stride), "padding": padding}}, set()
+
+
+def _convnext_blocks(m):
+    p, rows = m.name, []
+    layers = {layer.name: layer for layer in m.layers}
+    gap = next(layer for layer in m.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    rows.append(("stem", layers[f"{p}_stem"].output))
+    for s in range(4):
+        # a stage ends in a sum that has no layer: its output is the input of what follows
+        following = layers.get(f"{p}_downsampling_block_{s}", gap)
+        rows.append((f"stage {s + 1}", following.input))
+        if s < 3:
+            rows.append((f"downsample {s + 1}", following.output))
+    return rows
+
+
+REGISTRY: dict[str, Entry] = {
+    "resnet50": Entry(
+        lambda c, s: keras.applications.ResNet50(**_common(c, s)), _resnet_edits,
+        lambda m: [("stem", (_last(m, "pool1_pool") if any(x.name == "pool1_pool" for x in m.layers)
+                             else _last(m, "conv1_relu")).output),
+                   *[(f"stage {k}", _last(m, rf"conv{k + 1}_block\d+_out").output) for k in range(1, 5)]],
+        "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
+        lambda p: 0.0, lambda p: 0.0),
+    "mobilenetv2": Entry(
+        lambda c, s: keras.applications.MobileNetV2(**_common(c, s)), _mobilenet_edits,
+        lambda m: [("stem", _last(m, "Conv1_relu").output),
+                   *[(f"block {i}", _last(m, ("expanded_conv_" if i == 1 else f"block_{i - 1}_") + ".*").output)
+                     for i in range(1, 18)],
+                   ("last 1x1 conv", _last(m, "out_relu").output)],
+        "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
+        lambda p: 0.0 if p is None else p, lambda p: 0.0),
+    "convnext_tiny": Entry(
+        # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
+        lambda c, s: keras.applications.ConvNeXtTiny(include_preprocessing=False, **_common(c, s)), _convnext_edits,
+        _convnext_blocks,
+        "conv and dense: glorot uniform, zero bias (Keras layer defaults); LayerNorm: ones/zeros; layer scale 1e-6",
+        lambda p: 0.0, lambda p: 0.0 if p is None else p),
+}
+assert set(REGISTRY) == set(MODELS)
+
+
+def entry(name: str) -> Entry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(REGISTRY)}") from None
+
+
+def zoo_model(name: str, num_classes: int, image_size: int) -> keras.Model:
+    """The unedited keras.applications model (the zoo's own defaults, for the audit)."""
+    return entry(name).zoo(num_classes, image_size)
+
+
+def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
+                 drop_path_rate: float | None = None) -> keras.Model:
+    """The zoo model `name` with the protocol's stem and PyTorch's BatchNorm settings;
+    regularization None = the zoo's own (a dropout before the classifier, stochastic
+    depth linear over the residual blocks, where the model has them)."""
+    e = entry(name)
+    dropout, drop_path = e.dropout(drop_rate), e.drop_path(drop_path_rate)
+    if (drop_rate and not dropout) or (drop_path_rate and not drop_path):
+        raise BenchmarkError(f"{name} has no {'dropout' if drop_rate else 'stochastic depth'} to set")
+    zoo = e.zoo(num_classes, image_size)
+    edits, skip = e.edits(zoo, image_size)
+    branches = [layer.name for layer in zoo.layers if re.fullmatch(rf"{zoo.name}_stage_\d+_block_\d+_identity",
+                                                                    layer.name)]
+    # torchvision's and Keras' ConvNeXt rule: the rate grows linearly from 0 at the first block
+    rates = {b: drop_path * i / max(1, len(branches) - 1) for i, b in enumerate(branches)} if drop_path else {}
     found = set()
 
     def clone_layer(layer):
@@ -81,6 +188,8 @@ def build_model(name: str, num_classes: int, image_size: int) -> keras.Model:
             # ConvNeXt's stem and downsampling blocks are inner Sequential models; their
             # recorded input shapes would pin the old spatial sizes, so rebuild them unpinned
             return keras.Sequential([clone_layer(inner) for inner in layer.layers], name=layer.name)
+        if layer.name in rates:
+            return DropPath(rates[layer.name], name=layer.name.replace("_identity", "_drop_path"))
         config = layer.get_config()
         if layer.name in edits:
             config.update(edits[layer.name])
@@ -93,6 +202,8 @@ def build_model(name: str, num_classes: int, image_size: int) -> keras.Model:
         if layer.name in skip:
             found.add(layer.name)
             return args[0]  # the layer is left out of the graph: its input flows on
+        if dropout and isinstance(layer, keras.layers.Dense):  # the classifier, as torchvision places it
+            return layer(keras.layers.Dropout(dropout, name="head_dropout")(args[0]), **kwargs)
         return layer(*args, **kwargs)
 
     model = keras.models.clone_model(zoo, clone_function=clone_layer, call_function=call_layer)
@@ -113,10 +224,7 @@ def all_layers(model: keras.Model) -> list:
 
 
 def _size(variable) -> int:
-    n = 1
-    for d in variable.shape:
-        n *= int(d)
-    return n
+    return int(np.prod([int(d) for d in variable.shape]))
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:
@@ -133,9 +241,80 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
     return {"trainable": trainable, "non_trainable": frozen, "buffers": buffers}
 
 
+def _padding(layer, producers) -> tuple | None:
+    """(top, bottom, left, right) zero padding of a conv, a ZeroPadding2D feeding it included;
+    TensorFlow's 'same' at stride 2 pads the extra row/column at the bottom/right."""
+    pads = [0, 0, 0, 0]
+    try:
+        source = producers.get(id(layer.input))
+    except Exception:  # an inner Sequential's layer: no graph input of its own
+        source = None
+    if isinstance(source, keras.layers.ZeroPadding2D):
+        (t, b), (l, r) = source.padding
+        pads = [int(t), int(b), int(l), int(r)]
+    if layer.padding == "same":
+        try:
+            size = [int(layer.input.shape[1]), int(layer.input.shape[2])]
+        except Exception:  # an inner Sequential's layer: no recorded input size
+            size = None
+        for axis, (k, st) in enumerate(zip(layer.kernel_size, layer.strides)):
+            if st == 1 and k % 2 == 1:
+                total = k - 1  # symmetric whatever the input size
+            elif size is None:
+                return None
+            else:
+                total = max((math.ceil(size[axis] / st) - 1) * st + k - size[axis], 0)
+            pads[2 * axis] += total // 2
+            pads[2 * axis + 1] += total - total // 2
+    return tuple(pads)
+
+
+def layer_table(model: keras.Model) -> list[LayerInfo]:
+    """Weight and normalization layers in graph order, in PyTorch's layout (see contract.LayerInfo)."""
+    producers = {}
+    for layer in all_layers(model):
+        try:
+            producers[id(layer.output)] = layer
+        except Exception:  # a layer without a single output node
+            continue
+    rows = []
+    for layer in all_layers(model):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            kernel = np.asarray(layer.kernel)  # (kh, kw, in, out) or depthwise (kh, kw, in, 1)
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
+                getattr(layer, "groups", 1) > 1 and kernel.shape[2] == 1)
+            torch_layout = kernel.transpose(3, 2, 0, 1) if not isinstance(layer, keras.layers.DepthwiseConv2D) \
+                else kernel.transpose(2, 3, 0, 1)
+            receptive = kernel.shape[0] * kernel.shape[1]
+            bias = _size(layer.bias) if layer.use_bias else 0
+            rows.append(LayerInfo(layer.name, "depthwise conv" if depthwise else "conv", torch_layout.shape,
+                                  int(layer.strides[0]), _padding(layer, producers), bias, kernel=torch_layout,
+                                  fans=(receptive * kernel.shape[2], receptive * kernel.shape[3])))
+        elif isinstance(layer, keras.layers.Dense):
+            kernel = np.asarray(layer.kernel)
+            rows.append(LayerInfo(layer.name, "dense", kernel.T.shape, bias=_size(layer.bias) if layer.use_bias else 0,
+                                  kernel=kernel.T, fans=(kernel.shape[0], kernel.shape[1])))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            rows.append(LayerInfo(layer.name, "batchnorm", (_size(layer.gamma),), momentum=1.0 - float(layer.momentum),
+                                  eps=float(layer.epsilon)))
+        elif isinstance(layer, keras.layers.LayerNormalization):
+            rows.append(LayerInfo(layer.name, "layernorm", (_size(layer.gamma),), eps=float(layer.epsilon)))
+    return rows
+
+
+def block_shapes(model: keras.Model, name: str, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(label, (C, H, W)) after every block of the registry, then the pooled features and
+    the logits, from the symbolic graph."""
+    dense = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
+    rows = [*entry(name).blocks(model), ("pooled", dense.input), ("logits", dense.output)]
+
+    def chw(shape) -> tuple[int, ...]:
+        dims = tuple(int(d) for d in shape[1:])
+        return (dims[2], dims[0], dims[1]) if len(dims) == 3 else dims
+
+    return [(label, chw(tensor.shape)) for label, tensor in rows]
+
+
 def feature_map_size(model: keras.Model, name: str, image_size: int) -> tuple[int, int]:
     """Spatial size of the last feature map before global pooling, for one input."""
-    pool = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
-    body = keras.Model(model.inputs, pool.input)
-    out = body(keras.ops.zeros((1, image_size, image_size, 3)), training=False)
-    return tuple(int(d) for d in out.shape[1:3])
+    return next(shape for _, shape in reversed(block_shapes(model, name, image_size)) if len(shape) == 3)[1:]

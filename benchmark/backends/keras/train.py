@@ -24,10 +24,10 @@ import tensorflow as tf
 import keras
 
 from benchmark import BenchmarkError
-from benchmark.backends import EpochStats, Progress, report_every
+from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.env import select_device
-from benchmark.backends.keras.models import build_model
+from benchmark.backends.keras.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.keras.schedule import build_lr_schedule
 from benchmark.rundir import read_json, replace_durably, write_json
 from benchmark.schedule import Schedule
@@ -64,7 +64,7 @@ def coupled_l2(grads, variables, weight_decay: float, loss_scale_optimizer=None)
     return [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
 
 
-class Trainer:
+class Trainer:  # implements benchmark.backends.contract.Trainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
         # sweeps give every run its own process, but tests, notebooks and benchmark.perf
@@ -76,7 +76,8 @@ class Trainer:
         self.reduced_dtype = set_precision(bool(cfg.precision.mixed), cfg.precision.dtype, self.device)
 
         self.num_classes = data.num_classes
-        self.model = build_model(cfg.model.name, data.num_classes, data.image_size)
+        self.image_size = data.image_size
+        self.model = create_model(cfg.model.name, data.num_classes, data.image_size)
         self.variables = self.model.trainable_variables
 
         self.lr_schedule = build_lr_schedule(schedule)
@@ -203,6 +204,85 @@ class Trainer:
         if self.device != "cuda":
             return {"accelerator_peak_bytes": None}
         return {"accelerator_peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
+
+    # ------------------------------------------------------------ the audit's and perf's view
+
+    def _sgd(self):
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
+    def protocol_facts(self) -> contract.ProtocolFacts:
+        sgd, model = self._sgd(), entry(self.cfg.model.name)
+        return contract.ProtocolFacts(
+            optimizer=contract.optimizer_fact(float(sgd.momentum), bool(sgd.nesterov)),
+            momentum_buffer=("v = m*v - lr*g; w += m*v - lr*g" if sgd.nesterov else "v = m*v - lr*g; w += v")
+            + " (LR folded into the buffer when the gradient enters it)",
+            # coupled_l2 in _apply: wd * w added to every trainable variable's gradient before SGD
+            weight_decay=contract.weight_decay_fact(self.weight_decay),
+            loss=contract.LOSS_FACT,  # _gradients: sparse categorical cross-entropy from logits, reduce_mean
+            lr_stepping=contract.LR_STEPPING_FACT,  # _apply: the step counter the LR schedule reads
+            precision=contract.precision_fact(self.reduced_dtype, self.loss_scaling),
+            input_normalization=contract.normalization_fact(np.asarray(self.normalize.mean),
+                                                            np.asarray(self.normalize.std)),
+            batchnorm=contract.batchnorm_fact(self.layers()),
+            dropout=contract.dropout_fact(model.dropout(None)),
+            drop_path=contract.drop_path_fact(model.drop_path(None)),
+            initializers=model.initializers,
+            accumulation=f"micro-batch {self.micro_batch} x {self.accum_steps} steps",
+        )
+
+    def layers(self) -> list[contract.LayerInfo]:
+        return layer_table(self.model)
+
+    def block_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return block_shapes(self.model, self.cfg.model.name, self.image_size)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return parameter_counts(self.model)
+
+    def lr_trajectory(self, steps: int) -> np.ndarray:
+        return np.asarray(tf.vectorized_map(self.lr_schedule, tf.range(steps, dtype=tf.int64)), dtype=np.float64)
+
+    def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
+        sgd, step = self._sgd(), tf.Variable(0, dtype=tf.int64, trainable=False)
+        probe_sgd = keras.optimizers.SGD(learning_rate=lambda: self.lr_schedule(step), momentum=sgd.momentum,
+                                         nesterov=sgd.nesterov)
+        probe = keras.Variable(np.zeros(grads.shape[1], np.float32))
+        probe_sgd.build([probe])
+        out = np.empty_like(grads)
+        for t, g in enumerate(grads.astype(np.float32)):
+            probe_sgd.apply([tf.constant(g)], [probe])
+            step.assign_add(1)
+            out[t] = np.asarray(probe)
+        return out
+
+    def bare_loop(self, images: np.ndarray, labels: np.ndarray):
+        """The least a Keras training step can be: tape, loss, gradients, SGD apply, in tf.function."""
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size)
+        sgd = self._sgd()
+        opt = keras.optimizers.SGD(learning_rate=0.01, momentum=sgd.momentum, nesterov=sgd.nesterov)
+        if self.loss_scaling:
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        x, y = self.normalize(tf.constant(images)), tf.constant(np.asarray(labels, np.int32))
+
+        @tf.function(jit_compile=bool(self.cfg.framework.jit_compile))
+        def step():
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(x, training=True), tf.float32)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+                scaled = opt.scale_loss(loss) if self.loss_scaling else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
+            # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
+            grads = coupled_l2(grads, model.trainable_variables, self.weight_decay, opt if self.loss_scaling else None)
+            opt.apply(grads, model.trainable_variables)
+            return loss
+
+        def run(steps: int) -> None:
+            loss = None
+            for _ in range(steps):
+                loss = step()
+            float(loss.numpy())  # waits for the device
+
+        return run
 
     # ------------------------------------------------------------ checkpoints
     #

@@ -73,3 +73,16 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     for start in range(0, len(targets), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
         yield normalize(x), targets[start : start + batch_size].to(normalize.device, non_blocking=True)
+
+
+def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std,
+                   seed: int) -> TrainBatches:
+    """One epoch's training batches on the default device (contract.Backend; benchmark.perf)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return TrainBatches(images, labels, batch_size, padding, Normalizer(mean, std, device), seed=seed)
+
+
+def synchronize() -> None:
+    """Wait for the default accelerator, so a clock read after it includes its work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

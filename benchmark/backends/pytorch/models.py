@@ -1,38 +1,114 @@
-"""torchvision zoo models with the stems of docs/protocol.md §4 (from benchmark.models.STEMS)."""
+"""The PyTorch model registry: torchvision zoo models with the stems of docs/protocol.md §4.
+
+In the manner of timm's ``create_model(name, drop_rate=..., drop_path_rate=...)``: one
+registry, regularization as arguments (None keeps the zoo's own value), and for each
+model the block boundaries that the parity audit compares across frameworks by label
+(the Keras registry names the same labels). The stems come from
+``benchmark.models.STEMS``, defined once for both backends.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 from torchvision import models as tvm
 
+from benchmark import BenchmarkError
+from benchmark.backends.contract import LayerInfo
 from benchmark.models import MODELS, stem_for
 
 
-def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    stem = stem_for(name, image_size)
-    if name == "resnet50":
-        model = tvm.resnet50(weights=None, num_classes=num_classes)
-        if stem.kernel is not None:
-            model.conv1 = nn.Conv2d(3, 64, stem.kernel, stem.stride, stem.padding, bias=False)
-            # the same init torchvision gives every ResNet conv
-            nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
-        if not stem.keep_maxpool:
-            model.maxpool = nn.Identity()
-    elif name == "mobilenetv2":
-        model = tvm.mobilenet_v2(weights=None, num_classes=num_classes)
-        model.features[0][0].stride = (stem.stride, stem.stride)
-    elif name == "convnext_tiny":
-        model = tvm.convnext_tiny(weights=None, num_classes=num_classes)
-        old = model.features[0][0]
-        conv = nn.Conv2d(3, old.out_channels, stem.kernel, stem.stride, stem.padding, bias=True)
-        # the same init torchvision gives every ConvNeXt conv
-        nn.init.trunc_normal_(conv.weight, std=0.02)
-        nn.init.zeros_(conv.bias)
-        model.features[0][0] = conv
-    else:
-        raise ValueError(f"model {name!r} unknown; valid: {MODELS}")
+@dataclass(frozen=True)
+class Entry:
+    build: Callable[..., nn.Module]  # (num_classes, image_size, drop_rate, drop_path_rate) -> model
+    blocks: Callable[[nn.Module], list[tuple[str, nn.Module]]]  # labelled modules whose output is a boundary
+    head: Callable[[nn.Module], nn.Module]  # the classifier (its input is the pooled feature vector)
+    initializers: str  # torchvision's own init of this model, as it is written there
+    dropout: Callable[[float | None], float]  # the dropout in effect for a drop_rate argument
+    drop_path: Callable[[float | None], float]
+
+
+def _resnet50(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
+    if drop_rate or drop_path_rate:
+        raise BenchmarkError("resnet50 has no dropout or stochastic depth to set")
+    stem = stem_for("resnet50", image_size)
+    model = tvm.resnet50(weights=None, num_classes=num_classes)
+    if stem.kernel is not None:
+        model.conv1 = nn.Conv2d(3, 64, stem.kernel, stem.stride, stem.padding, bias=False)
+        # the same init torchvision gives every ResNet conv
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if not stem.keep_maxpool:
+        model.maxpool = nn.Identity()
     return model
+
+
+def _mobilenetv2(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
+    if drop_path_rate:
+        raise BenchmarkError("mobilenetv2 has no stochastic depth to set")
+    stem = stem_for("mobilenetv2", image_size)
+    model = tvm.mobilenet_v2(weights=None, num_classes=num_classes, dropout=0.2 if drop_rate is None else drop_rate)
+    model.features[0][0].stride = (stem.stride, stem.stride)
+    return model
+
+
+def _convnext_tiny(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
+    if drop_rate:
+        raise BenchmarkError("convnext_tiny has no dropout to set")
+    stem = stem_for("convnext_tiny", image_size)
+    model = tvm.convnext_tiny(weights=None, num_classes=num_classes,
+                              stochastic_depth_prob=0.1 if drop_path_rate is None else drop_path_rate)
+    old = model.features[0][0]
+    conv = nn.Conv2d(3, old.out_channels, stem.kernel, stem.stride, stem.padding, bias=True)
+    # the same init torchvision gives every ConvNeXt conv
+    nn.init.trunc_normal_(conv.weight, std=0.02)
+    nn.init.zeros_(conv.bias)
+    model.features[0][0] = conv
+    return model
+
+
+REGISTRY: dict[str, Entry] = {
+    "resnet50": Entry(
+        _resnet50,
+        lambda m: [("stem", m.maxpool), *[(f"stage {k}", getattr(m, f"layer{k}")) for k in range(1, 5)]],
+        lambda m: m.fc,
+        "conv: kaiming normal fan_out; BatchNorm: ones/zeros; fc: uniform +-1/sqrt(fan_in) (nn default)",
+        lambda p: 0.0, lambda p: 0.0),
+    "mobilenetv2": Entry(
+        _mobilenetv2,
+        lambda m: [("stem", m.features[0]), *[(f"block {i}", m.features[i]) for i in range(1, len(m.features) - 1)],
+                   ("last 1x1 conv", m.features[-1])],
+        lambda m: m.classifier[-1],
+        "conv: kaiming normal fan_out; BatchNorm: ones/zeros; classifier: normal(0, 0.01)",
+        lambda p: 0.2 if p is None else p, lambda p: 0.0),
+    "convnext_tiny": Entry(
+        _convnext_tiny,
+        lambda m: [("stem", m.features[0]),
+                   *[(label, m.features[i]) for s in range(4)
+                     for label, i in ((f"stage {s + 1}", 1 + 2 * s), (f"downsample {s + 1}", 2 + 2 * s)) if i < 8]],
+        lambda m: m.classifier[-1],
+        "conv and linear: truncated normal std 0.02, zero bias; LayerNorm: ones/zeros; layer scale 1e-6",
+        lambda p: 0.0, lambda p: 0.1 if p is None else p),
+}
+assert set(REGISTRY) == set(MODELS)
+
+
+def entry(name: str) -> Entry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(REGISTRY)}") from None
+
+
+def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
+                 drop_path_rate: float | None = None) -> nn.Module:
+    """The zoo model `name` with the protocol's stem; regularization None = the zoo's own."""
+    return entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
+
+
+build_model = create_model
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -43,13 +119,57 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "non_trainable": frozen, "buffers": buffers}
 
 
+def layer_table(model: nn.Module) -> list[LayerInfo]:
+    """Weight and normalization layers in module order (see contract.LayerInfo)."""
+    rows = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            kind = "depthwise conv" if m.groups > 1 and m.groups == m.in_channels else "conv"
+            pad = None if isinstance(m.padding, str) else (m.padding[0], m.padding[0], m.padding[1], m.padding[1])
+            rows.append(LayerInfo(name, kind, tuple(m.weight.shape), m.stride[0], pad,
+                                  m.bias.numel() if m.bias is not None else 0, kernel=_numpy(m.weight),
+                                  fans=nn.init._calculate_fan_in_and_fan_out(m.weight)))
+        elif isinstance(m, nn.Linear):
+            rows.append(LayerInfo(name, "dense", tuple(m.weight.shape), bias=m.bias.numel() if m.bias is not None else 0,
+                                  kernel=_numpy(m.weight), fans=nn.init._calculate_fan_in_and_fan_out(m.weight)))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            rows.append(LayerInfo(name, "batchnorm", (m.num_features,), momentum=m.momentum, eps=m.eps))
+        elif isinstance(m, nn.LayerNorm):
+            rows.append(LayerInfo(name, "layernorm", tuple(m.normalized_shape), eps=m.eps))
+    return rows
+
+
+def _numpy(weight: torch.Tensor):
+    return weight.detach().float().cpu().numpy()
+
+
+def block_shapes(model: nn.Module, name: str, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(label, (C, H, W)) after every block of the registry, then the pooled features
+    and the logits, from one forward pass in eval mode."""
+    e = entry(name)
+    seen: dict[str, tuple[int, ...]] = {}
+
+    def record(label: str, tensor: torch.Tensor) -> None:  # a hook returning a value would replace the output
+        seen.setdefault(label, tuple(tensor.shape[1:]))
+
+    hooks = [module.register_forward_hook(lambda mod, i, out, label=label: record(label, out))
+             for label, module in e.blocks(model)]
+    head = e.head(model)
+    hooks.append(head.register_forward_pre_hook(lambda mod, i: record("pooled", i[0])))
+    hooks.append(head.register_forward_hook(lambda mod, i, out: record("logits", out)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return [(label, seen[label]) for label, _ in e.blocks(model)] + [("pooled", seen["pooled"]),
+                                                                     ("logits", seen["logits"])]
+
+
 def feature_map_size(model: nn.Module, name: str, image_size: int) -> tuple[int, int]:
     """Spatial size of the last feature map before global pooling, for one input."""
-    x = torch.zeros(1, 3, image_size, image_size)
-    model.eval()
-    with torch.no_grad():
-        if name == "resnet50":
-            body = nn.Sequential(*list(model.children())[:-2])
-        else:
-            body = model.features
-        return tuple(body(x).shape[-2:])
+    return next(shape for _, shape in reversed(block_shapes(model, name, image_size)) if len(shape) == 3)[1:]

@@ -15,8 +15,9 @@ from torch.nn import functional as F
 
 from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, report_every
+from benchmark.backends import contract
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
-from benchmark.backends.pytorch.models import build_model
+from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
 from benchmark.rundir import replace_durably
 from benchmark.schedule import Schedule
@@ -53,7 +54,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Trainer:
+class Trainer:  # implements benchmark.backends.contract.Trainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
         self.device = resolve_device(cfg.framework.device)
@@ -63,7 +64,8 @@ class Trainer:
         channels_last = bool(cfg.framework.channels_last)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # `module` holds the weights (checkpoints); `model` is what runs, compiled or not
-        self.module = build_model(cfg.model.name, data.num_classes, data.image_size).to(
+        self.image_size = data.image_size
+        self.module = create_model(cfg.model.name, data.num_classes, data.image_size).to(
             self.device, memory_format=memory_format)
         self.model = torch.compile(self.module) if cfg.framework.compile else self.module
         self.mode = ("torch.compile" if cfg.framework.compile else "eager") + ("+channels_last" if channels_last else "")
@@ -139,6 +141,89 @@ class Trainer:
         if self.device.type != "cuda":
             return {"accelerator_peak_bytes": None}
         return {"accelerator_peak_bytes": int(torch.cuda.max_memory_allocated(self.device))}
+
+    # ------------------------------------------------------------ the audit's and perf's view
+
+    def protocol_facts(self) -> contract.ProtocolFacts:
+        group, model, crit = self.optimizer.param_groups[0], entry(self.cfg.model.name), self.criterion
+        assert crit.reduction == "mean" and crit.label_smoothing == 0.0 and group["dampening"] == 0.0
+        nesterov = bool(group["nesterov"])
+        return contract.ProtocolFacts(
+            optimizer=contract.optimizer_fact(group["momentum"], nesterov),
+            momentum_buffer=("b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b")
+            + " (LR applied where the buffer is used; b = g at the first step)",
+            weight_decay=contract.weight_decay_fact(group["weight_decay"]),
+            loss=contract.LOSS_FACT,
+            lr_stepping=contract.LR_STEPPING_FACT,
+            precision=contract.precision_fact(str(self.amp_dtype).replace("torch.", "") if self.amp else None,
+                                              self.scaler.is_enabled()),
+            input_normalization=contract.normalization_fact(self.normalize.mean.cpu().numpy(),
+                                                            self.normalize.std.cpu().numpy()),
+            batchnorm=contract.batchnorm_fact(self.layers()),
+            dropout=contract.dropout_fact(model.dropout(None)),
+            drop_path=contract.drop_path_fact(model.drop_path(None)),
+            initializers=model.initializers,
+            accumulation=f"micro-batch {self.micro_batch} x {self.accum_steps} steps",
+        )
+
+    def layers(self) -> list[contract.LayerInfo]:
+        return layer_table(self.module)
+
+    def block_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return block_shapes(self.module, self.cfg.model.name, self.image_size)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return parameter_counts(self.module)
+
+    def _probe_optimizer(self, dim: int):
+        group = self.optimizer.param_groups[0]
+        probe = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([probe], lr=self.schedule.base_lr, momentum=group["momentum"],
+                              nesterov=group["nesterov"], dampening=group["dampening"])
+        return probe, opt, build_scheduler(opt, self.schedule)
+
+    def lr_trajectory(self, steps: int) -> np.ndarray:
+        _, opt, scheduler = self._probe_optimizer(1)
+        lrs = np.empty(steps)
+        for s in range(steps):
+            lrs[s] = opt.param_groups[0]["lr"]
+            opt.step()  # no gradient: a no-op that keeps the scheduler's order of calls
+            scheduler.step()
+        return lrs
+
+    def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
+        probe, opt, scheduler = self._probe_optimizer(grads.shape[1])
+        out = np.empty_like(grads)
+        for t, g in enumerate(grads):
+            probe.grad = torch.from_numpy(g.copy())
+            opt.step()
+            scheduler.step()
+            out[t] = probe.detach().numpy()
+        return out
+
+    def bare_loop(self, images: np.ndarray, labels: np.ndarray):
+        """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size).to(
+            self.device, memory_format=self.normalize.memory_format)
+        model = torch.compile(model) if self.cfg.framework.compile else model
+        group = self.optimizer.param_groups[0]
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=group["momentum"], nesterov=group["nesterov"],
+                              weight_decay=group["weight_decay"])
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.scaler.is_enabled())
+        x, y = self.normalize(torch.from_numpy(images)), torch.from_numpy(np.asarray(labels, np.int64)).to(self.device)
+        model.train()
+
+        def run(steps: int) -> None:
+            for _ in range(steps):
+                with self.autocast():
+                    loss = F.cross_entropy(model(x), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+            synchronize(self.device)
+
+        return run
 
     # ------------------------------------------------------------ checkpoints
 

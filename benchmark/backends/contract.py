@@ -1,0 +1,185 @@
+"""The contract every backend implements, as types: the engine, ``benchmark.perf`` and
+the parity audit use these and nothing else of a backend.
+
+A backend is a module ``benchmark.backends.<name>`` (registered in
+``benchmark.backends.BACKENDS``) that satisfies :class:`Backend`; its ``Trainer``
+satisfies :class:`Trainer`. Framework-neutral: no framework is imported here.
+
+What a trainer *declares* (:class:`ProtocolFacts`) is compared between arms by the
+parity audit as written; what only measurement shows (the optimizer's trajectory on a
+probe, initial weight distributions, block output shapes, the layer table) the audit
+measures through the other methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+import numpy as np
+
+# progress(step, steps, running_mean_loss) is called a few times per epoch.
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean training loss over the epoch's images
+    accuracy: float  # training accuracy (augmented images, train mode)
+    seconds: float  # training time only, accelerator work included
+    images: int  # images trained on
+    steps: int  # optimizer steps
+
+
+@dataclass(frozen=True)
+class ProtocolFacts:
+    """What a trainer implements, in canonical words, so that two arms that implement
+    the same fact write the same text (the audit compares them as strings)."""
+
+    optimizer: str  # "SGD(momentum=0.9, nesterov=True, dampening=0)"
+    momentum_buffer: str  # where the LR enters the momentum buffer (the update rule)
+    weight_decay: str  # "coupled L2 1e-04 on every trainable variable (through momentum)"
+    loss: str  # "softmax cross-entropy on logits, mean over the batch, no label smoothing"
+    lr_stepping: str  # "per optimizer step"
+    precision: str  # "float32" | "bfloat16 autocast, no loss scaling" | ...
+    input_normalization: str  # "(x / 255 - mean) / std, mean [...], std [...]"
+    batchnorm: str  # "momentum 0.1 (weight of the new batch), eps 1e-05" or "none"
+    dropout: str  # "p=0.2 before the classifier" or "none"
+    drop_path: str  # "p=0.1, linear over 18 blocks, per sample" or "none"
+    initializers: str  # per layer family
+    accumulation: str  # "micro-batch 32 x 1 step"
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One weight-carrying or normalization layer, described the same way by every
+    backend (shapes in PyTorch's layout: out, in, kh, kw)."""
+
+    name: str
+    kind: str  # "conv" | "depthwise conv" | "dense" | "batchnorm" | "layernorm"
+    shape: tuple[int, ...]  # of the kernel (conv/dense) or of the scale (normalization)
+    stride: int = 1
+    padding: tuple[int, int, int, int] | None = (0, 0, 0, 0)  # top, bottom, left, right; None: input-dependent
+    bias: int = 0  # bias values (0: no bias)
+    momentum: float | None = None  # normalization: weight of the new batch (PyTorch's convention)
+    eps: float | None = None
+    kernel: np.ndarray | None = None  # initial values as built (out, in, kh, kw), for initializer fits
+    fans: tuple[int, int] = (0, 0)  # fan_in, fan_out of the kernel
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """One run's model, optimizer, schedule and input pipeline in one framework."""
+
+    mode: str  # the graph/compile mode it runs in ("eager", "tf.function+xla", ...)
+    device: Any  # where it computes (str() names it for env.json)
+
+    def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
+        """One pass over the training batches, augmentation on."""
+
+    def predict(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """(mean loss, predicted labels) in evaluation mode."""
+
+    def save(self, kind: str, meta: dict) -> None:
+        """The ``best`` or ``last`` checkpoint in the framework's own format; ``last``
+        holds everything a resume needs (optimizer, schedule, loss scale, RNG, data order)."""
+
+    def restore(self, kind: str) -> dict | None:
+        """Load a checkpoint saved by ``save``; its meta, or None when there is none."""
+
+    def peak_memory(self) -> dict:
+        """{"accelerator_peak_bytes": int | None}"""
+
+    def protocol_facts(self) -> ProtocolFacts:
+        """What this trainer implements (compared between arms by the parity audit)."""
+
+    def layers(self) -> list[LayerInfo]:
+        """The model's weight and normalization layers in order, as built."""
+
+    def block_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(label, (C, H, W)) at every block boundary the model registry names, from a
+        forward pass of one input; labels are the same in every backend."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        """{"trainable", "non_trainable", "buffers"} (normalization statistics are buffers)."""
+
+    def lr_trajectory(self, steps: int) -> np.ndarray:
+        """The LR of the first `steps` optimizer steps, from this trainer's own schedule objects."""
+
+    def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
+        """The weights of a zero-initialized probe vector after each step of this trainer's
+        optimizer rule (same class, settings and LR schedule, no weight decay) fed `grads`
+        (steps x dim, float64); one row per step."""
+
+    def bare_loop(self, images: np.ndarray, labels: np.ndarray) -> Callable[[int], None]:
+        """A function running n of the least training steps the framework can take on
+        this one fixed batch (same model, batch, precision, device, weight decay),
+        waiting for the device before it returns: the yardstick of benchmark.perf."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A backend module."""
+
+    Trainer: Callable[[Any, Any, Any, Path], Trainer]  # (cfg, data, schedule, checkpoint_dir)
+
+    def environment(self) -> dict:
+        """Framework and accelerator versions for env.json."""
+
+    def input_pipeline(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
+                       mean, std, seed: int) -> Iterable:
+        """The training batches (augmented, normalized) of one epoch, on the backend's device."""
+
+    def synchronize(self) -> None:
+        """Wait for the accelerator (a no-op on the CPU)."""
+
+
+# ------------------------------------------------------------------ canonical wording
+# Both backends word their ProtocolFacts with these, so equal facts are equal strings.
+
+
+def precision_fact(reduced_dtype: str | None, loss_scaling: bool) -> str:
+    if reduced_dtype is None:
+        return "float32"
+    return f"{reduced_dtype} compute, float32 weights, " + ("dynamic loss scaling" if loss_scaling else "no loss scaling")
+
+
+def normalization_fact(mean, std) -> str:
+    def rounded(values) -> str:
+        return "[" + ", ".join(f"{float(v):.4f}" for v in np.ravel(values)) + "]"
+
+    return f"(x / 255 - mean) / std, mean {rounded(mean)}, std {rounded(std)}"
+
+
+def batchnorm_fact(layers: list[LayerInfo]) -> str:
+    combos: dict[tuple, int] = {}
+    for layer in layers:
+        if layer.kind == "batchnorm":
+            key = (round(layer.momentum, 9) if layer.momentum is not None else None, layer.eps)
+            combos[key] = combos.get(key, 0) + 1
+    return "; ".join(f"momentum {m:g} (weight of the new batch), eps {e:g} ({n} layers)"
+                     for (m, e), n in combos.items()) or "none"
+
+
+def dropout_fact(rate: float) -> str:
+    return f"p={rate:g} before the classifier" if rate else "none"
+
+
+def drop_path_fact(rate: float) -> str:
+    return f"p={rate:g} at the last block, linear in depth from 0, per sample" if rate else "none"
+
+
+def optimizer_fact(momentum: float, nesterov: bool) -> str:
+    return f"SGD(momentum={momentum:g}, nesterov={nesterov}, dampening=0)"
+
+
+def weight_decay_fact(weight_decay: float) -> str:
+    return f"coupled L2 {weight_decay:g} on every trainable variable (added to the gradient, through momentum)"
+
+
+LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothing 0"
+LR_STEPPING_FACT = "per optimizer step (benchmark.schedule.Schedule)"
