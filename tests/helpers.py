@@ -22,8 +22,9 @@ def run_cli(*overrides: str, timeout: float = 900, env: dict | None = None) -> s
     )
 
 
-def compose(*overrides: str):
-    """The composed config, exactly as the entrypoint sees it (no Hydra run dir)."""
+def compose(*overrides: str, return_hydra: bool = False):
+    """The composed config, exactly as the entrypoint sees it (no Hydra run dir unless
+    `return_hydra`: then with the hydra node, its directories resolved as for a run)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -31,7 +32,7 @@ def compose(*overrides: str):
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

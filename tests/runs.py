@@ -169,13 +169,13 @@ def make_run(
         "steps_per_epoch": steps, "images_per_epoch": steps * BATCH, "warmup_steps": WARMUP_EPOCHS * steps,
         "total_steps": epochs * steps, "peak_lr": PEAK_LR, "deterministic": True,
         "data_source": f"{dataset} official archive", "data_fingerprint": data_fingerprint or DATA_FINGERPRINT[dataset],
-        "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}[framework],
+        "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}.get(framework, "jit"),
         "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
         "accelerator_peak_bytes": 5 << 30,
     })
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"
     _write_json(run_dir / "env.json", {**ENV_COMMON, "hostname": host, "slurm_job_id": str(1000 + seed),
-                                       **ENV_FRAMEWORK[framework], "framework": framework, **(env or {})})
+                                       **ENV_FRAMEWORK.get(framework, {}), "framework": framework, **(env or {})})
     rows = metrics_rows(key, epochs, epochs_done, accuracy, epoch_seconds)
     with open(run_dir / "metrics.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"], lineterminator="\n")

@@ -1,7 +1,7 @@
 """The analysis of a sweep: from run directories to a report a reviewer can trust.
 
 - ``runs``         find the run directories of a sweep and reduce each to one row (results.csv)
-- ``stats``        Keras-vs-PyTorch statistics paired by seed (statistical_results.csv)
+- ``stats``        statistics of arm pairs, paired by seed (statistical_results.csv)
 - ``summary``      what is significant and how large, in words (significance_summary.csv/.md)
 - ``sanity``       the protocol's sanity checks of docs/protocol.md §6 (sanity.csv/.md)
 - ``plots``        training curves, comparison bars, paired differences (plots/)

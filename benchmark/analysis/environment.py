@@ -68,7 +68,7 @@ def _field_lines(table: pd.DataFrame, fields: dict) -> list[str]:
 
 
 def deviations(table: pd.DataFrame) -> list[str]:
-    """"<run_dir>: torch 2.4.0 (majority 2.3.1)" for every field where a run is off the majority."""
+    """"<run_dir>: <field> 2.4.0 (majority 2.3.1)" for every field where a run is off the majority."""
     lines = []
     scopes = [(table, SHARED_FIELDS)] + [
         (runs, _arm_fields(runs)) for _, runs in table.groupby("arm", sort=True)

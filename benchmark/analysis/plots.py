@@ -6,7 +6,7 @@ the report can be built on a headless node or from a running notebook. Only
 completed runs are drawn, the same runs that enter the statistics. Every arm
 (benchmark.runkey; stats.arm_names) keeps one colour (Okabe-Ito, colour-blind safe)
 and one line style in every figure, so that curves which coincide stay apart. Runs
-of one arm in different execution modes (eager, torch.compile, tf.function, XLA)
+of one arm in different execution modes (eager, compiled, graph, XLA)
 are never averaged together: where a sweep has several, each mode is an arm of its
 own, named "arm (mode)".
 """

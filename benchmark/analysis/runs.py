@@ -42,7 +42,7 @@ RESULTS_COLUMNS = (
     "run_dir",
     "data_fingerprint",  # of the prepared data the run saw (summary.json)
     # performance facts of the run (summary.json): results of different execution modes
-    # (eager, torch.compile, tf.function, XLA) are compared separately, never pooled
+    # (eager, compiled, graph, XLA) are compared separately, never pooled
     MODE_FIELD,
     "first_epoch_overhead_seconds",
     "startup_seconds",

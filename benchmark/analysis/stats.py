@@ -7,7 +7,7 @@ every compared metric, the completed runs of A and B with the same seed form a p
 and d = A − B is its difference (seeds fix the data split, the initialisation draw
 and the augmentation stream, so pairing removes that shared variance). By default
 every two arms present are compared, the one later in alphabetical order first
-(pytorch − keras); `--compare A:B` (analyze) chooses the pairs. Per comparison:
+(B − A for arms A < B); `--compare A:B` (analyze) chooses the pairs. Per comparison:
 
 - delta = mean(A) − mean(B) = mean(d), with a 95% percentile bootstrap CI
   (10,000 resamples of the pairs, fixed RNG seed, so the report is reproducible);
@@ -71,7 +71,7 @@ class Metric:
     scale: float  # display value = scale × stored value
     more: str  # the word for a positive delta ...
     less: str
-    phrase: str  # ... and what it qualifies: "pytorch is 0.8 points higher in test accuracy than keras"
+    phrase: str  # ... and what it qualifies: "A is 0.8 points higher in test accuracy than B"
 
 
 COMPARED_METRICS = {
@@ -233,7 +233,7 @@ class ArmPair:
         """"A:B" from the command line or a config."""
         first, sep, second = text.partition(":")
         if not sep or not first or not second or first == second:
-            raise ValueError(f"--compare {text!r}: write two different arms as A:B (e.g. pytorch:keras)")
+            raise ValueError(f"--compare {text!r}: write two different arms as A:B (arm names as in results.csv)")
         return cls(first.strip(), second.strip())
 
     def __str__(self) -> str:
@@ -322,7 +322,7 @@ def pair_values(runs: pd.DataFrame, metric: str, pair: ArmPair) -> tuple[pd.Data
 
 def by_execution_mode(runs: pd.DataFrame, pair: ArmPair):
     """One comparison per (mode of A, mode of B) present: runs of different execution
-    modes (eager / torch.compile / tf.function / XLA) are never pooled."""
+    modes (eager, compiled, graph, XLA) are never pooled."""
     modes = {arm: sorted(runs.loc[runs["arm"] == arm, MODE_FIELD].dropna().unique()) or [None]
              for arm in (pair.first, pair.second)}
     for mode_a in modes[pair.first]:
