@@ -43,3 +43,11 @@ def stem_for(model: str, image_size: int) -> Stem:
             f"no stem defined for model={model} at {image_size}x{image_size}; "
             f"models: {', '.join(MODELS)}; input sizes: {sizes or [32, 64]}"
         ) from None
+
+
+def registry_entry(registry: dict, name: str):
+    """A backend model registry's entry for `name`, or a one-line error naming the valid ones."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(registry)}") from None

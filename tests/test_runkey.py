@@ -196,3 +196,12 @@ def test_compare_chooses_the_pairs_and_their_direction(three_arms, capsys):
         proc = subprocess.run([sys.executable, "-m", "benchmark.analyze", str(three_arms), "--no-plots",
                                "--compare", bad], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "A:B" in proc.stderr, (bad, proc.stderr)
+
+
+def test_a_sweep_of_one_arm_has_a_report_without_comparisons(tmp_path):
+    make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 1, epochs=3)
+    make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 2, epochs=3, state="failed")
+    report = analyze(tmp_path)
+    assert read_csv(report / "statistical_results.csv").empty
+    assert (report / "plots" / "bars_accuracy_fp32.png").is_file()
+    assert "Comparisons here: none" in (report / "significance_summary.md").read_text()

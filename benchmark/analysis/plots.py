@@ -139,7 +139,8 @@ def bars_figure(runs: pd.DataFrame, column: str, label: str, scale: float, title
     ax = fig.subplots()
     sns.pointplot(data=data, x="comparison", y="value", hue="label", order=order, hue_order=list(styles),
                   palette={k: v[0] for k, v in styles.items()}, markers=[v[2] for v in styles.values()],
-                  linestyles="none", dodge=0.45, errorbar="sd", capsize=0.08, err_kws={"linewidth": 1.2}, ax=ax)
+                  # seaborn divides the dodge by (arms - 1)
+                  linestyles="none", dodge=0.45 if len(styles) > 1 else False, errorbar="sd", capsize=0.08, err_kws={"linewidth": 1.2}, ax=ax)
     seeds = data.groupby(["comparison", "label"])[PAIR_FIELD].nunique()
     ax.set(xlabel="", ylabel=label, title=f"{title}: mean ± std over {_seeds_text(seeds)}")
     ax.legend(title="", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the dots

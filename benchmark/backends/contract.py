@@ -183,3 +183,24 @@ def weight_decay_fact(weight_decay: float) -> str:
 
 LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothing 0"
 LR_STEPPING_FACT = "per optimizer step (benchmark.schedule.Schedule)"
+
+
+def protocol_facts(*, momentum: float, nesterov: bool, momentum_buffer: str, weight_decay: float,
+                   reduced_dtype: str | None, loss_scaling: bool, mean, std, layers: list[LayerInfo], model,
+                   micro_batch: int, accum_steps: int) -> ProtocolFacts:
+    """A trainer's ProtocolFacts from its own objects, worded by the helpers above; `model`
+    is its registry entry (dropout, drop_path and initializers)."""
+    return ProtocolFacts(
+        optimizer=optimizer_fact(momentum, nesterov),
+        momentum_buffer=momentum_buffer,
+        weight_decay=weight_decay_fact(weight_decay),
+        loss=LOSS_FACT,
+        lr_stepping=LR_STEPPING_FACT,
+        precision=precision_fact(reduced_dtype, loss_scaling),
+        input_normalization=normalization_fact(mean, std),
+        batchnorm=batchnorm_fact(layers),
+        dropout=dropout_fact(model.dropout(None)),
+        drop_path=drop_path_fact(model.drop_path(None)),
+        initializers=model.initializers,
+        accumulation=f"micro-batch {micro_batch} x {accum_steps} steps",
+    )

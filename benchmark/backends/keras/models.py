@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, stem_for
+from benchmark.models import MODELS, registry_entry, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -155,15 +155,7 @@ assert set(REGISTRY) == set(MODELS)
 
 
 def entry(name: str) -> Entry:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(REGISTRY)}") from None
-
-
-def zoo_model(name: str, num_classes: int, image_size: int) -> keras.Model:
-    """The unedited keras.applications model (the zoo's own defaults, for the audit)."""
-    return entry(name).zoo(num_classes, image_size)
+    return registry_entry(REGISTRY, name)
 
 
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,

@@ -211,24 +211,16 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         return getattr(self.optimizer, "inner_optimizer", self.optimizer)
 
     def protocol_facts(self) -> contract.ProtocolFacts:
-        sgd, model = self._sgd(), entry(self.cfg.model.name)
-        return contract.ProtocolFacts(
-            optimizer=contract.optimizer_fact(float(sgd.momentum), bool(sgd.nesterov)),
+        sgd = self._sgd()
+        # _gradients: sparse categorical cross-entropy from logits, reduce_mean (contract.LOSS_FACT);
+        # _apply: coupled_l2 on every trainable variable, then the step counter the LR schedule reads
+        return contract.protocol_facts(
+            momentum=float(sgd.momentum), nesterov=bool(sgd.nesterov),
             momentum_buffer=("v = m*v - lr*g; w += m*v - lr*g" if sgd.nesterov else "v = m*v - lr*g; w += v")
             + " (LR folded into the buffer when the gradient enters it)",
-            # coupled_l2 in _apply: wd * w added to every trainable variable's gradient before SGD
-            weight_decay=contract.weight_decay_fact(self.weight_decay),
-            loss=contract.LOSS_FACT,  # _gradients: sparse categorical cross-entropy from logits, reduce_mean
-            lr_stepping=contract.LR_STEPPING_FACT,  # _apply: the step counter the LR schedule reads
-            precision=contract.precision_fact(self.reduced_dtype, self.loss_scaling),
-            input_normalization=contract.normalization_fact(np.asarray(self.normalize.mean),
-                                                            np.asarray(self.normalize.std)),
-            batchnorm=contract.batchnorm_fact(self.layers()),
-            dropout=contract.dropout_fact(model.dropout(None)),
-            drop_path=contract.drop_path_fact(model.drop_path(None)),
-            initializers=model.initializers,
-            accumulation=f"micro-batch {self.micro_batch} x {self.accum_steps} steps",
-        )
+            weight_decay=self.weight_decay, reduced_dtype=self.reduced_dtype, loss_scaling=self.loss_scaling,
+            mean=np.asarray(self.normalize.mean), std=np.asarray(self.normalize.std), layers=self.layers(),
+            model=entry(self.cfg.model.name), micro_batch=self.micro_batch, accum_steps=self.accum_steps)
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.model)

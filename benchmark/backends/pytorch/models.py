@@ -18,7 +18,7 @@ from torchvision import models as tvm
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, stem_for
+from benchmark.models import MODELS, registry_entry, stem_for
 
 
 @dataclass(frozen=True)
@@ -96,19 +96,13 @@ assert set(REGISTRY) == set(MODELS)
 
 
 def entry(name: str) -> Entry:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(REGISTRY)}") from None
+    return registry_entry(REGISTRY, name)
 
 
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
                  drop_path_rate: float | None = None) -> nn.Module:
     """The zoo model `name` with the protocol's stem; regularization None = the zoo's own."""
     return entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
-
-
-build_model = create_model
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

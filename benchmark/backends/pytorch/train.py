@@ -145,26 +145,19 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
     # ------------------------------------------------------------ the audit's and perf's view
 
     def protocol_facts(self) -> contract.ProtocolFacts:
-        group, model, crit = self.optimizer.param_groups[0], entry(self.cfg.model.name), self.criterion
+        group, crit = self.optimizer.param_groups[0], self.criterion
+        # what contract.LOSS_FACT states, and an SGD without dampening
         assert crit.reduction == "mean" and crit.label_smoothing == 0.0 and group["dampening"] == 0.0
         nesterov = bool(group["nesterov"])
-        return contract.ProtocolFacts(
-            optimizer=contract.optimizer_fact(group["momentum"], nesterov),
+        return contract.protocol_facts(
+            momentum=group["momentum"], nesterov=nesterov,
             momentum_buffer=("b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b")
             + " (LR applied where the buffer is used; b = g at the first step)",
-            weight_decay=contract.weight_decay_fact(group["weight_decay"]),
-            loss=contract.LOSS_FACT,
-            lr_stepping=contract.LR_STEPPING_FACT,
-            precision=contract.precision_fact(str(self.amp_dtype).replace("torch.", "") if self.amp else None,
-                                              self.scaler.is_enabled()),
-            input_normalization=contract.normalization_fact(self.normalize.mean.cpu().numpy(),
-                                                            self.normalize.std.cpu().numpy()),
-            batchnorm=contract.batchnorm_fact(self.layers()),
-            dropout=contract.dropout_fact(model.dropout(None)),
-            drop_path=contract.drop_path_fact(model.drop_path(None)),
-            initializers=model.initializers,
-            accumulation=f"micro-batch {self.micro_batch} x {self.accum_steps} steps",
-        )
+            weight_decay=group["weight_decay"],
+            reduced_dtype=str(self.amp_dtype).replace("torch.", "") if self.amp else None,
+            loss_scaling=self.scaler.is_enabled(), mean=self.normalize.mean.cpu().numpy(),
+            std=self.normalize.std.cpu().numpy(), layers=self.layers(), model=entry(self.cfg.model.name),
+            micro_batch=self.micro_batch, accum_steps=self.accum_steps)
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.module)
