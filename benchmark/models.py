@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from benchmark import BenchmarkError
 
 MODELS = ("resnet50", "mobilenetv2", "convnext_tiny")
+# Initializers a model registry can apply to every conv and dense kernel instead of the
+# zoo's own (`create_model(..., init=...)`), biases set to zero, normalization layers
+# left at ones/zeros; each backend computes fans in its own framework's convention.
+INITIALIZERS = {
+    "kaiming_normal_fan_out": "kaiming normal, fan_out (torchvision's ResNet and MobileNetV2 convolutions)",
+    "glorot_uniform": "glorot uniform (the Keras layer default)",
+    "trunc_normal_0.02": "truncated normal, std 0.02 (torchvision's ConvNeXt)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,3 +59,8 @@ def registry_entry(registry: dict, name: str):
         return registry[name]
     except KeyError:
         raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(registry)}") from None
+
+
+def check_init(init: str | None) -> None:
+    if init is not None and init not in INITIALIZERS:
+        raise BenchmarkError(f"init={init} is unknown; valid: {', '.join(INITIALIZERS)} (or None: the zoo's own)")

@@ -88,3 +88,20 @@ def test_registry_takes_regularization_as_arguments(name):
         models.create_model("resnet50", 10, 32, drop_rate=0.1)
     with pytest.raises(BenchmarkError, match="model=nope is unknown"):
         models.create_model("nope", 10, 32)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_registry_takes_the_initializer_as_an_argument(name):
+    """init=... replaces the zoo's initialization on every kernel: the measured fit says which."""
+    from benchmark.parity.initializers import fit_initializer
+
+    load_backend(name)
+    models = importlib.import_module(f"{BACKENDS[name]}.models")
+    for init in ("kaiming_normal_fan_out", "glorot_uniform", "trunc_normal_0.02"):
+        layers = models.layer_table(models.create_model("mobilenetv2", 10, 32, init=init))
+        # the 1280 -> 10 head cannot tell glorot from he uniform (fans 1280 + 10 vs 1280): not asked there
+        for kind in ("conv", "depthwise conv", "dense")[: 2 if init == "glorot_uniform" else 3]:
+            family = [(x.kernel, *x.fans) for x in layers if x.kind == kind]
+            assert fit_initializer(family)["id"] == init, (init, kind)
+    with pytest.raises(BenchmarkError, match="init=orthogonal is unknown; valid: kaiming_normal_fan_out"):
+        models.create_model("mobilenetv2", 10, 32, init="orthogonal")

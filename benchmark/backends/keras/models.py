@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, registry_entry, stem_for
+from benchmark.models import MODELS, check_init, registry_entry, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -158,11 +158,34 @@ def entry(name: str) -> Entry:
     return registry_entry(REGISTRY, name)
 
 
+# benchmark.models.INITIALIZERS as keras.initializers (fans as Keras computes them)
+INIT = {
+    "kaiming_normal_fan_out": lambda: keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
+    "glorot_uniform": keras.initializers.GlorotUniform,
+    "trunc_normal_0.02": lambda: keras.initializers.TruncatedNormal(stddev=0.02),
+}
+
+
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None) -> keras.Model:
+                 drop_path_rate: float | None = None, init: str | None = None) -> keras.Model:
     """The zoo model `name` with the protocol's stem and PyTorch's BatchNorm settings;
     regularization None = the zoo's own (a dropout before the classifier, stochastic
-    depth linear over the residual blocks, where the model has them)."""
+    depth linear over the residual blocks, where the model has them); init None = the
+    zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and dense
+    kernel, biases zero."""
+    check_init(init)
+    model = _create(name, num_classes, image_size, drop_rate, drop_path_rate)
+    if init is not None:
+        for layer in all_layers(model):
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+                layer.kernel.assign(INIT[init]()(layer.kernel.shape, layer.kernel.dtype))
+                if layer.use_bias:
+                    layer.bias.assign(keras.ops.zeros(layer.bias.shape, layer.bias.dtype))
+    return model
+
+
+def _create(name: str, num_classes: int, image_size: int, drop_rate: float | None,
+            drop_path_rate: float | None) -> keras.Model:
     e = entry(name)
     dropout, drop_path = e.dropout(drop_rate), e.drop_path(drop_path_rate)
     if (drop_rate and not dropout) or (drop_path_rate and not drop_path):

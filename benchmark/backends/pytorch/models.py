@@ -18,7 +18,7 @@ from torchvision import models as tvm
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, registry_entry, stem_for
+from benchmark.models import MODELS, check_init, registry_entry, stem_for
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,28 @@ def entry(name: str) -> Entry:
     return registry_entry(REGISTRY, name)
 
 
+# benchmark.models.INITIALIZERS in torch.nn.init (fans as torch computes them)
+INIT = {
+    "kaiming_normal_fan_out": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+    "glorot_uniform": nn.init.xavier_uniform_,
+    "trunc_normal_0.02": lambda w: nn.init.trunc_normal_(w, std=0.02),
+}
+
+
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None) -> nn.Module:
-    """The zoo model `name` with the protocol's stem; regularization None = the zoo's own."""
-    return entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
+                 drop_path_rate: float | None = None, init: str | None = None) -> nn.Module:
+    """The zoo model `name` with the protocol's stem; regularization and initialization
+    None = the zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and
+    dense kernel, biases zero."""
+    check_init(init)
+    model = entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
+    if init is not None:
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                INIT[init](module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+    return model
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
