@@ -8,6 +8,7 @@ rather than silently mixed.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 from benchmark import BenchmarkError, OtherRunError
 from benchmark.config import FRAMEWORK_ONLY_OPTIONS
 from benchmark.rundir import RunDir
-from benchmark.runkey import dirname, key_of_config, key_of_record
+from benchmark.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
 NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
@@ -42,6 +43,26 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return diffs
 
 
+def _without_legacy_settings(old: dict, new: dict, key: dict) -> dict:
+    """`new` without the settings of key fields added after `old` was recorded: a field
+    at its legacy value means the run is what older runs were (benchmark.runkey), so
+    the config node it lives in (``protocol``, or the leaf ``framework.engine``) is
+    left out of the comparison when the old record has no such node."""
+    new = copy.deepcopy(new)
+    for field in RUN_KEY:
+        if field.legacy is None or key[field.name] != field.legacy:
+            continue
+        old_node, new_node, parts = old, new, field.path.split(".")
+        for part in parts:
+            if not isinstance(old_node, dict) or not isinstance(new_node, dict):
+                break
+            if part not in old_node:
+                new_node.pop(part, None)
+                break
+            old_node, new_node = old_node[part], new_node.get(part)
+    return new
+
+
 def check_same_run(run_dir: Path, cfg) -> None:
     """Refuse to continue or skip a run started with other settings."""
     summary = RunDir(run_dir).read_summary()
@@ -53,7 +74,7 @@ def check_same_run(run_dir: Path, cfg) -> None:
                             "another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it")
     if "config" not in summary:
         return
-    diffs = _differences(summary["config"], comparable_config(cfg))
+    diffs = _differences(summary["config"], _without_legacy_settings(summary["config"], comparable_config(cfg), wanted))
     if diffs:
         shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
         raise OtherRunError(

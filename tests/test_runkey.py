@@ -45,16 +45,32 @@ def test_directory_names_come_from_the_key_and_keep_todays_layout():
     assert override_keys("x") == [k for f in RUN_KEY for k in f.overrides] + ["x"]
 
 
-def test_a_new_key_field_at_its_legacy_value_keeps_old_names(monkeypatch):
-    """Adding an axis is one KeyField; at its legacy value, old directory names and keys stay valid."""
+def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(monkeypatch, tmp_path):
+    """Adding an axis is one KeyField (and its config group); at its legacy value, old
+    directory names, keys and completed runs stay valid; at another value it is another run."""
+    from omegaconf import OmegaConf
+
+    import benchmark.resume as resume
     import benchmark.runkey as runkey
+    from benchmark import OtherRunError
 
     extended = (*RUN_KEY[:1], runkey.KeyField("protocol", "protocol.name", "arm", legacy="native"), *RUN_KEY[1:])
     monkeypatch.setattr(runkey, "RUN_KEY", extended)
+    monkeypatch.setattr(resume, "RUN_KEY", extended)
     old = {"framework": "pytorch", "dataset": "digits", "model": "mobilenetv2", "precision": "fp32", "seed": 42}
     assert runkey.key_of_record(old)["protocol"] == "native"
     assert runkey.dirname(runkey.key_of_record(old)) == "pytorch_digits_mobilenetv2_fp32_seed42"
     assert runkey.dirname({**old, "protocol": "aligned"}) == "pytorch_aligned_digits_mobilenetv2_fp32_seed42"
+    # a completed run recorded before the axis existed is still this config's run ...
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE_V0 / "pytorch_digits_mobilenetv2_fp32_seed42", run)
+    cfg = compose("framework=pytorch")
+    OmegaConf.set_struct(cfg, False)
+    cfg.protocol = {"name": "native", "architecture": "zoo"}
+    assert resume.completed_result(run, cfg)["test_accuracy"] > 0.9
+    cfg.protocol.name = "aligned"  # ... and never the run of another value of it
+    with pytest.raises(OtherRunError, match="holds the run pytorch_digits.*not pytorch_aligned_digits"):
+        resume.check_same_run(run, cfg)
 
 
 def test_the_analysis_reads_the_key_and_names_no_framework():
