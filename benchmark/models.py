@@ -53,6 +53,11 @@ def stem_for(model: str, image_size: int) -> Stem:
         ) from None
 
 
+def final_map(block_shapes: list[tuple[str, tuple[int, ...]]]) -> tuple[int, int]:
+    """(H, W) of the last feature map before global pooling, from a registry's block shapes."""
+    return next(shape for _, shape in reversed(block_shapes) if len(shape) == 3)[1:]
+
+
 def registry_entry(registry: dict, name: str):
     """A backend model registry's entry for `name`, or a one-line error naming the valid ones."""
     try:

@@ -52,7 +52,7 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     overrides, out = parse_args(argv)
     cfg = compose_config(overrides)
     schedule, n_train, source = audit_schedule(cfg)
-    from benchmark.backends import BACKENDS
+    from benchmark.backends import BACKENDS, load_backend
 
     # one config per arm, composed as a run of that framework would be
     configs = {name: compose_config([*overrides, f"framework={name}"]) for name in BACKENDS}
@@ -66,8 +66,6 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     ds = cfg.dataset
     environments = {}
     for name in arms:
-        from benchmark.backends import load_backend
-
         environments.update({k: v for k, v in load_backend(name).environment().items()
                              if k in ("torch", "torchvision", "tensorflow", "keras", "jax")})
     header = {

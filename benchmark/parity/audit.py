@@ -154,8 +154,7 @@ def _counted(counter: Counter) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counter.items())) or "none"
 
 
-def check_layers(arms: dict[str, Trainer]) -> list[Finding]:
-    tables: list[list[LayerInfo]] = [trainer.layers() for trainer in arms.values()]
+def check_layers(tables: list[list[LayerInfo]]) -> list[Finding]:
     weights = [[x for x in t if x.kind in ("conv", "depthwise conv", "dense")] for t in tables]
     convs = [[x for x in w if x.kind != "dense"] for w in weights]
     stems = [c[0] for c in convs]
@@ -194,7 +193,7 @@ def check_block_shapes(arms: dict[str, Trainer], model: str, image_size: int) ->
     rows = [_row("Block shapes", label, [str(s.get(label, "missing")) for s in shapes], "same shape",
                  "shapes differ: the arms are not the same network here") for label in labels]
     final = stem_for(model, image_size).final_map
-    maps = [next(v for v in reversed(list(s.values())) if len(v) == 3) for s in shapes]
+    maps = [next(v for v in reversed(list(s.values())) if len(v) == 3) for s in shapes]  # (C, H, W)
     rows.insert(0, _row("Block shapes", "final feature map before global pooling", maps,
                         f"{final}x{final} in every arm, as the stems of docs/protocol.md §4 intend",
                         f"docs/protocol.md §4 expects {final}x{final} before pooling",
@@ -202,9 +201,7 @@ def check_block_shapes(arms: dict[str, Trainer], model: str, image_size: int) ->
     return rows
 
 
-def check_initializers(arms: dict[str, Trainer]) -> list[Finding]:
-    tables = [trainer.layers() for trainer in arms.values()]
-
+def check_initializers(tables: list[list[LayerInfo]]) -> list[Finding]:
     def families(table):
         dense = [x for x in table if x.kind == "dense"]
         found = {"conv": [x for x in table if x.kind == "conv"],
@@ -258,7 +255,8 @@ def audit(configs: dict, schedule: Schedule) -> tuple[list[str], list[Finding]]:
     with _preserved_rng():
         arms = build_arms(configs, schedule)
         cfg = next(iter(configs.values()))
-        findings = [*check_declared(arms), *check_parameters(arms), *check_layers(arms),
+        tables = [trainer.layers() for trainer in arms.values()]  # copies every kernel: once per arm
+        findings = [*check_declared(arms), *check_parameters(arms), *check_layers(tables),
                     *check_block_shapes(arms, cfg.model.name, int(cfg.dataset.image_size)),
-                    *check_initializers(arms), *check_update_rule(arms, schedule)]
+                    *check_initializers(tables), *check_update_rule(arms, schedule)]
     return list(arms), findings

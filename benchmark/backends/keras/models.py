@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_init, registry_entry, stem_for
+from benchmark.models import MODELS, check_init, final_map, registry_entry, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -332,4 +332,4 @@ def block_shapes(model: keras.Model, name: str, image_size: int) -> list[tuple[s
 
 def feature_map_size(model: keras.Model, name: str, image_size: int) -> tuple[int, int]:
     """Spatial size of the last feature map before global pooling, for one input."""
-    return next(shape for _, shape in reversed(block_shapes(model, name, image_size)) if len(shape) == 3)[1:]
+    return final_map(block_shapes(model, name, image_size))

@@ -18,7 +18,7 @@ from torchvision import models as tvm
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_init, registry_entry, stem_for
+from benchmark.models import MODELS, check_init, final_map, registry_entry, stem_for
 
 
 @dataclass(frozen=True)
@@ -184,4 +184,4 @@ def block_shapes(model: nn.Module, name: str, image_size: int) -> list[tuple[str
 
 def feature_map_size(model: nn.Module, name: str, image_size: int) -> tuple[int, int]:
     """Spatial size of the last feature map before global pooling, for one input."""
-    return next(shape for _, shape in reversed(block_shapes(model, name, image_size)) if len(shape) == 3)[1:]
+    return final_map(block_shapes(model, name, image_size))
