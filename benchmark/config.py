@@ -72,6 +72,22 @@ class PrecisionConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """What may differ between the arms besides the framework (docs/protocol.md §11).
+
+    Each knob is ``native`` (each framework's zoo and library defaults, as users run
+    them) or ``aligned`` (one definition applied by every backend); benchmark.protocol
+    lists the knobs and checks the values."""
+
+    name: str = "native"  # native | aligned (conf/protocol); a run-key field
+    architecture: str = "native"  # aligned: the same network layer for layer (ResNet50 v1.5, symmetric padding)
+    regularization: str = "native"  # aligned: the same dropout and stochastic depth
+    init: str = "native"  # aligned: identical initial weights, drawn once by the neutral core
+    optimizer: str = "native"  # aligned: PyTorch's SGD update rule in every backend
+    data: str = "native"  # aligned: one shuffle/crop/flip stream, drawn by the neutral core
+
+
+@dataclass
 class OptimConfig:
     lr: float = 0.1  # at an effective batch of `lr_reference_batch`, scaled linearly
     lr_reference_batch: int = 256
@@ -96,6 +112,7 @@ class BenchmarkConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     precision: PrecisionConfig = MISSING
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     seed: int = 42
     epochs: int = "${dataset.epochs}"  # type: ignore[assignment]
     batch_size: int = "${dataset.batch_size}"  # type: ignore[assignment]  # effective batch per optimizer step

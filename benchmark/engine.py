@@ -20,6 +20,7 @@ from benchmark.backends import Trainer, load_backend
 from benchmark.config import keys_outside_schema
 from benchmark.data import prepare_dataset
 from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
+from benchmark.protocol import SETTINGS, Knobs
 from benchmark.resume import check_same_data, check_same_run, comparable_config
 from benchmark.rundir import RunDir, atomic_write_text, write_json
 from benchmark.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
@@ -36,6 +37,10 @@ def validate(cfg) -> None:
                              "benchmark/config.py lists the valid ones: fix the name or drop the override")
     if cfg.epochs < 1:
         raise BenchmarkError(f"epochs={cfg.epochs}: must be at least 1")
+    if cfg.protocol.name not in SETTINGS:
+        raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
+                             "(choose a protocol with protocol=..., then change single knobs)")
+    Knobs.of(cfg.protocol)
     if cfg.batch_size < 1 or cfg.optim.lr_reference_batch < 1:
         raise BenchmarkError(f"batch_size={cfg.batch_size}, optim.lr_reference_batch={cfg.optim.lr_reference_batch}: "
                              "both must be at least 1")

@@ -48,6 +48,9 @@ RUN_KEY: tuple[KeyField, ...] = (
     KeyField("dataset", "dataset.name", "group"),
     KeyField("model", "model.name", "group"),
     KeyField("precision", "precision.name", "group"),
+    # docs/protocol.md §11: frameworks are compared within one protocol; runs made
+    # before protocols existed are native, and native stays out of directory names
+    KeyField("protocol", "protocol.name", "group", legacy="native"),
     KeyField("seed", "seed", "pair", prefix="seed"),
 )
 KEY: tuple[str, ...] = tuple(f.name for f in RUN_KEY)

@@ -205,9 +205,50 @@ def plot_diffs(pairs: pd.DataFrame, stats: pd.DataFrame, out: Path) -> list[Path
     return paths
 
 
+# ------------------------------------------------------------------ framework vs seed noise
+
+
+def divergence_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """One panel per curve: the framework gap on the same seed (solid, black) against
+    each arm's spread between seeds (its arm colour, dashed), by epoch."""
+    from benchmark.analysis.divergence import CURVES
+
+    arm_a, arm_b = rows["arm_a"].iloc[0], rows["arm_b"].iloc[0]
+    styles = arm_styles(pd.DataFrame({"label": [arm_a, arm_b]}))
+    fig = Figure(figsize=(11, 4.2))
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.26, wspace=0.2)
+    for ax, (curve, label) in zip(fig.subplots(1, 2), CURVES.items()):
+        mine = rows[rows["curve"] == curve].sort_values("epoch")
+        ax.plot(mine["epoch"], mine["framework_gap"], color="black", lw=2.2, marker="o", ms=4)
+        for arm, column in ((arm_a, "seed_spread_a"), (arm_b, "seed_spread_b")):
+            colour, _, marker = styles[arm]
+            ax.plot(mine["epoch"], mine[column], color=colour, ls="--", lw=1.6, marker=marker, ms=4)
+        ax.set(title=f"{label}: mean absolute difference", xlabel="epoch")
+        ax.set_ylim(bottom=0)
+    seeds = int(rows["n_seeds"].max())
+    handles = [Line2D([], [], color="black", lw=2.2, marker="o", label=f"{arm_a} vs {arm_b}, same seed"),
+               *[Line2D([], [], color=styles[arm][0], ls="--", lw=1.6, marker=styles[arm][2],
+                        label=f"{arm}: seed vs seed") for arm in (arm_a, arm_b)]]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    fig.suptitle(f"{title}: framework noise vs seed noise ({seeds} seeds)")
+    return fig
+
+
+def plot_divergence(table: pd.DataFrame, out: Path) -> list[Path]:
+    """divergence_<dataset>_<model>_<precision>_<protocol>[_<variant>]_<a>_<b>.png per comparison."""
+    paths = []
+    for group, rows in table.groupby([*GROUP, "arm_a", "arm_b"], sort=True):
+        name = "divergence_" + "_".join(_safe(g) for g in group if g != "") + ".png"
+        paths.append(_save(divergence_figure(rows, _title(dict(zip(GROUP, group)))), out / name))
+    return paths
+
+
 def plot_all(sweep_curves: pd.DataFrame, results: pd.DataFrame, stats: pd.DataFrame, pairs: pd.DataFrame,
-             out: Path) -> list[Path]:
+             out: Path, divergence: pd.DataFrame | None = None) -> list[Path]:
     """Every figure of the report into `out`, in seaborn's whitegrid style."""
     out.mkdir(parents=True, exist_ok=True)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-        return plot_curves(sweep_curves, results, out) + plot_bars(results, out) + plot_diffs(pairs, stats, out)
+        paths = plot_curves(sweep_curves, results, out) + plot_bars(results, out) + plot_diffs(pairs, stats, out)
+        if divergence is not None and not divergence.empty:
+            paths += plot_divergence(divergence, out)
+        return paths

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 from benchmark import BenchmarkError
+from benchmark.analysis.attribution import attribution, attribution_markdown
+from benchmark.analysis.divergence import divergence, divergence_markdown
 from benchmark.analysis.environment import environment_report
 from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
 from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
@@ -32,12 +34,19 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
     """Every report file into the (empty) directory `out`."""
     stats, pairs = compare(sweep.results, arm_pairs)
     table = significance_table(stats)
+    # only completed runs, as in the statistics
+    drift = divergence(sweep.curves[sweep.curves["state"] == "completed"])
+    attributed = attribution(stats, pairs)
     sanity = sanity_checks(sweep.results, sweep.curves, pairs, sweep.root)
     title = sweep.root.resolve().name
     sweep.results.to_csv(out / "results.csv", index=False)
     stats.to_csv(out / "statistical_results.csv", index=False)
     table.to_csv(out / "significance_summary.csv", index=False)
-    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, sanity, title))
+    drift.to_csv(out / "divergence.csv", index=False)
+    attributed.to_csv(out / "attribution.csv", index=False)
+    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, sanity, title,
+                                                          extra=[attribution_markdown(attributed),
+                                                                 divergence_markdown(drift)]))
     sanity.to_csv(out / "sanity.csv", index=False)
     (out / "sanity.md").write_text(sanity_markdown(sanity, title))
     log.log(logging.WARNING if not failed_checks(sanity).empty else logging.INFO, "%s", verdict(sanity))
@@ -45,7 +54,7 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
     if plots:
         from benchmark.analysis.plots import plot_all  # matplotlib only when drawing
 
-        plot_all(sweep.curves, sweep.results, stats, pairs, out / "plots")
+        plot_all(sweep.curves, sweep.results, stats, pairs, out / "plots", drift)
 
 
 def _swap_in(new: Path, target: Path) -> None:

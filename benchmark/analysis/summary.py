@@ -219,13 +219,16 @@ def _excluded_section(results: pd.DataFrame) -> str:
     return "## Excluded runs\n\nListed in results.csv, not used in any statistic.\n\n" + markdown_table(excluded)
 
 
-def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sanity: pd.DataFrame, title: str) -> str:
-    """significance_summary.md: methods, sanity verdict, one section per metric, excluded runs, references."""
+def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sanity: pd.DataFrame, title: str,
+             extra: list[str] | None = None) -> str:
+    """significance_summary.md: methods, sanity verdict, one section per metric, `extra`
+    sections (attribution, divergence: "" where a sweep has none), excluded runs, references."""
     sections = [f"# Significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]
     for metric in COMPARED_METRICS.values():
         rows = table[table["metric"] == metric.name]
         if not rows.empty:
             sections.append(_metric_section(metric, rows))
+    sections.extend(section for section in extra or [] if section)
     sections.append(_excluded_section(results))
     sections.append("## References\n\n" + "\n".join(f"- {ref}" for ref in REFERENCES))
     return "\n\n".join(sections) + "\n"

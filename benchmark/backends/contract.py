@@ -49,6 +49,7 @@ class ProtocolFacts:
     drop_path: str  # "p=0.1, linear over 18 blocks, per sample" or "none"
     initializers: str  # per layer family
     accumulation: str  # "micro-batch 32 x 1 step"
+    data_stream: str  # where the shuffle order, crops and flips come from
 
     def items(self) -> list[tuple[str, str]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -69,6 +70,17 @@ class LayerInfo:
     eps: float | None = None
     kernel: np.ndarray | None = None  # initial values as built (out, in, kh, kw), for initializer fits
     fans: tuple[int, int] = (0, 0)  # fan_in, fan_out of the kernel
+
+
+@dataclass
+class Probe:
+    """One framework's numbers on the numerical-equivalence probe (benchmark.parity.equivalence):
+    tensors by torchvision state_dict name, in torchvision's layout."""
+
+    logits_eval: np.ndarray  # (n, classes), evaluation mode, the initial weights
+    loss_train: float  # training mode (batch statistics), regularization off
+    grads: dict[str, np.ndarray]  # d loss_train / d parameter, before weight decay
+    weights_after: dict[str, np.ndarray]  # parameters and statistics after one optimizer step
 
 
 @runtime_checkable
@@ -137,6 +149,21 @@ class Backend(Protocol):
     def synchronize(self) -> None:
         """Wait for the accelerator (a no-op on the CPU)."""
 
+    def create_model(self, name: str, num_classes: int, image_size: int, **options) -> Any:
+        """The model registry (drop_rate, drop_path_rate, init, architecture)."""
+
+    def canonical_shapes(self, model: Any, name: str) -> dict[str, tuple[int, ...]]:
+        """Shapes of every tensor of an aligned-architecture model by torchvision name and layout."""
+
+    def load_canonical(self, model: Any, name: str, state: dict[str, np.ndarray]) -> None:
+        """Copy tensors given by torchvision name and layout into the model."""
+
+    def equivalence_probe(self, model: Any, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float,
+                          momentum: float, nesterov: bool, weight_decay: float) -> Probe:
+        """The model's numbers on one normalized NHWC float32 batch, on the CPU in float32:
+        eval logits, training loss and gradients, then one step of the aligned SGD rule
+        (PyTorch's, coupled L2)."""
+
 
 # ------------------------------------------------------------------ canonical wording
 # Both backends word their ProtocolFacts with these, so equal facts are equal strings.
@@ -177,9 +204,23 @@ def optimizer_fact(momentum: float, nesterov: bool) -> str:
     return f"SGD(momentum={momentum:g}, nesterov={nesterov}, dampening=0)"
 
 
+def momentum_buffer_fact(lr_in_buffer: bool, nesterov: bool) -> str:
+    """The SGD update rule: PyTorch's (LR applied where the buffer is used) or Keras' (LR
+    folded into the buffer as the gradient enters it)."""
+    if not lr_in_buffer:
+        return (("b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b")
+                + " (LR applied where the buffer is used; b = g at the first step)")
+    return (("v = m*v - lr*g; w += m*v - lr*g" if nesterov else "v = m*v - lr*g; w += v")
+            + " (LR folded into the buffer when the gradient enters it)")
+
+
 def weight_decay_fact(weight_decay: float) -> str:
     return f"coupled L2 {weight_decay:g} on every trainable variable (added to the gradient, through momentum)"
 
+
+SHARED_INIT_FACT = ("shared: torchvision's rules drawn from the seed by benchmark.models.shared_initial_weights, "
+                    "copied in through the layer mapping (identical values in every arm)")
+SHARED_STREAM_FACT = "shared: order, crops and flips drawn from (seed, epoch) by benchmark.data.stream"
 
 LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothing 0"
 LR_STEPPING_FACT = "per optimizer step (benchmark.schedule.Schedule)"
@@ -187,9 +228,12 @@ LR_STEPPING_FACT = "per optimizer step (benchmark.schedule.Schedule)"
 
 def protocol_facts(*, momentum: float, nesterov: bool, momentum_buffer: str, weight_decay: float,
                    reduced_dtype: str | None, loss_scaling: bool, mean, std, layers: list[LayerInfo], model,
+                   drop_rate: float | None, drop_path_rate: float | None, shared_init: bool, data_stream: str,
                    micro_batch: int, accum_steps: int) -> ProtocolFacts:
     """A trainer's ProtocolFacts from its own objects, worded by the helpers above; `model`
-    is its registry entry (dropout, drop_path and initializers)."""
+    is its registry entry (the dropout and drop path in effect for the rates its model was
+    built with, and its zoo's initializers unless the weights are the shared ones);
+    `data_stream` the backend's own words for its stream unless it is the shared one."""
     return ProtocolFacts(
         optimizer=optimizer_fact(momentum, nesterov),
         momentum_buffer=momentum_buffer,
@@ -199,8 +243,9 @@ def protocol_facts(*, momentum: float, nesterov: bool, momentum_buffer: str, wei
         precision=precision_fact(reduced_dtype, loss_scaling),
         input_normalization=normalization_fact(mean, std),
         batchnorm=batchnorm_fact(layers),
-        dropout=dropout_fact(model.dropout(None)),
-        drop_path=drop_path_fact(model.drop_path(None)),
-        initializers=model.initializers,
+        dropout=dropout_fact(model.dropout(drop_rate)),
+        drop_path=drop_path_fact(model.drop_path(drop_path_rate)),
+        initializers=SHARED_INIT_FACT if shared_init else model.initializers,
         accumulation=f"micro-batch {micro_batch} x {accum_steps} steps",
+        data_stream=data_stream,
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from benchmark.data.stream import epoch_plan
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -34,34 +36,48 @@ class Normalizer:
 
 def random_crop_flip(images: tf.Tensor, padding: int, seed: tf.Tensor) -> tf.Tensor:
     """Per-image random crop of the zero-padded uint8 batch, then a random horizontal flip."""
-    shape = tf.shape(images)
-    n, h, w = shape[0], shape[1], shape[2]
+    n = tf.shape(images)[0]
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     offsets = tf.random.stateless_uniform([2, n], crop_seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
+    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
+    return crop_flip(images, padding, offsets[0], offsets[1], flip)
+
+
+def crop_flip(images: tf.Tensor, padding: int, top: tf.Tensor, left: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """Crop image i of the zero-padded batch at (top[i], left[i]); flip it horizontally where flip[i]."""
+    shape = tf.shape(images)
+    h, w = shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-    rows = offsets[0][:, None] + tf.range(h)[None, :]  # (n, h)
-    cols = offsets[1][:, None] + tf.range(w)[None, :]  # (n, w)
+    rows = top[:, None] + tf.range(h)[None, :]  # (n, h)
+    cols = left[:, None] + tf.range(w)[None, :]  # (n, w)
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (n, h, w + 2p, c)
     cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)  # (n, h, w, c)
-    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
     return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
 
 
 class TrainBatches:
-    """Shuffled, augmented, normalized batches; exactly `batches` full batches per epoch."""
+    """Shuffled, augmented, normalized batches; exactly `batches` full batches per epoch.
+
+    The draws come from this backend's own generator (checkpointed), or, with
+    `shared_stream` (protocol.data=aligned), from the framework-neutral
+    benchmark.data.stream, which every backend applies identically."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
-                 normalize: Normalizer, seed: int):
+                 normalize: Normalizer, seed: int, shared_stream: bool = False):
         self.images, self.labels = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
         self.batch_size, self.batches, self.padding, self.normalize = batch_size, batches, padding, normalize
+        self.seed, self.shared_stream = seed, shared_stream
         with tf.device("/CPU:0"):
             self.generator = tf.random.Generator.from_seed(seed)
 
-    def epoch(self) -> tf.data.Dataset:
-        """The next epoch's batches (advances the generator by one epoch seed)."""
+    def epoch(self, epoch: int | None = None) -> tf.data.Dataset:
+        """The batches of 0-based `epoch`; from the own generator, the next epoch's
+        (advancing it by one epoch seed), whatever `epoch` says."""
         if self.batches * self.batch_size > int(self.labels.shape[0]):
             raise ValueError(f"{self.batches} batches of {self.batch_size} need more than the "
                              f"{int(self.labels.shape[0])} images")
+        if self.shared_stream:
+            return self._shared(int(epoch or 0))
         with tf.device("/CPU:0"):
             seed = self.generator.make_seeds(1)[:, 0]
             order_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -76,6 +92,19 @@ class TrainBatches:
             return normalize(x), tf.gather(labels, idx)
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(self.batches, dtype=tf.int64), index))
+        return ds.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+    def _shared(self, epoch: int) -> tf.data.Dataset:
+        plan = epoch_plan(self.seed, epoch, int(self.labels.shape[0]), self.padding)
+        parts = [plan.batch(b, self.batch_size) for b in range(self.batches)]
+        index, top, left, flip = (np.stack([p[i] for p in parts]) for i in range(4))
+        images, labels, padding, normalize = self.images, self.labels, self.padding, self.normalize
+
+        def make_batch(idx, t, l, f):
+            x = crop_flip(tf.gather(images, idx), padding, t, l, f)
+            return normalize(x), tf.gather(labels, idx)
+
+        ds = tf.data.Dataset.from_tensor_slices((index, top, left, flip))
         return ds.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
     def __len__(self) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_init, final_map, registry_entry, stem_for
+from benchmark.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -88,6 +88,11 @@ class Entry:
     initializers: str
     dropout: Callable[[float | None], float]  # the dropout in effect for a drop_rate argument
     drop_path: Callable[[float | None], float]
+    # the aligned architecture (docs/protocol.md §11): further config overrides per layer
+    # name, and the layers that get a symmetric ZeroPadding2D(1) in front of them
+    aligned: Callable[[keras.Model, int], tuple[dict, set]]
+    # layer name -> the torchvision module (state_dict prefix) it is, under the aligned architecture
+    canonical: Callable[[str], str | None]
 
 
 def _resnet_edits(model, image_size):
@@ -128,6 +133,83 @@ def _convnext_blocks(m):
     return rows
 
 
+def _resnet_aligned(model, image_size):
+    """torchvision's ResNet50 (v1.5): no conv biases (BatchNorm follows every conv), and a
+    downsampling block strides in its 3x3 conv, padded 1 on every side, not in its first
+    1x1 conv (Keras' zoo is v1: stride in the 1x1, 'same' padding pads bottom/right only)."""
+    edits: dict = {layer.name: {"use_bias": False} for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    pads = set()
+    for layer in model.layers:
+        match = re.fullmatch(r"conv(\d)_block1_1_conv", layer.name)
+        if match and tuple(layer.strides) != (1, 1):
+            stride, second = tuple(layer.strides), f"conv{match.group(1)}_block1_2_conv"
+            edits[layer.name]["strides"] = (1, 1)
+            edits[second].update(strides=stride, padding="valid")
+            pads.add(second)
+    return edits, pads
+
+
+def _mobilenet_aligned(model, image_size):
+    """torchvision's MobileNetV2: every stride-2 3x3 conv padded 1 on every side (Keras'
+    zoo pads bottom/right only: ZeroPadding2D((0, 1), (0, 1)) before each stride-2
+    depthwise conv, 'same' in a stride-2 stem)."""
+    edits: dict = {layer.name: {"padding": ((1, 1), (1, 1))} for layer in model.layers
+                   if re.fullmatch(r"block_\d+_pad", layer.name)}
+    pads = set()
+    if stem_for("mobilenetv2", image_size).stride != 1:
+        edits["Conv1"] = {"padding": "valid"}
+        pads.add("Conv1")
+    return edits, pads
+
+
+def _resnet_canonical(name: str) -> str | None:
+    fixed = {"conv1_conv": "conv1", "conv1_bn": "bn1", "predictions": "fc"}
+    if name in fixed:
+        return fixed[name]
+    match = re.fullmatch(r"conv(\d)_block(\d+)_(\d)_(conv|bn)", name)
+    if not match:
+        return None
+    stage, block, index, kind = int(match[1]), int(match[2]), int(match[3]), match[4]
+    base = f"layer{stage - 1}.{block - 1}."
+    if index == 0:  # the projection shortcut
+        return base + ("downsample.0" if kind == "conv" else "downsample.1")
+    return base + f"{kind}{index}"
+
+
+_MOBILENET_BLOCK = {"expand": "conv.0.0", "expand_BN": "conv.0.1", "depthwise": "conv.1.0",
+                    "depthwise_BN": "conv.1.1", "project": "conv.2", "project_BN": "conv.3"}
+
+
+def _mobilenet_canonical(name: str) -> str | None:
+    fixed = {"Conv1": "features.0.0", "bn_Conv1": "features.0.1", "Conv_1": "features.18.0",
+             "Conv_1_bn": "features.18.1", "predictions": "classifier.1",
+             # the first block has no expansion: torchvision numbers its layers from 0
+             "expanded_conv_depthwise": "features.1.conv.0.0", "expanded_conv_depthwise_BN": "features.1.conv.0.1",
+             "expanded_conv_project": "features.1.conv.1", "expanded_conv_project_BN": "features.1.conv.2"}
+    if name in fixed:
+        return fixed[name]
+    match = re.fullmatch(r"block_(\d+)_(expand|expand_BN|depthwise|depthwise_BN|project|project_BN)", name)
+    return f"features.{int(match[1]) + 1}.{_MOBILENET_BLOCK[match[2]]}" if match else None
+
+
+_CONVNEXT_BLOCK = {"depthwise_conv": "block.0", "layernorm": "block.2", "pointwise_conv_1": "block.3",
+                   "pointwise_conv_2": "block.5", "layer_scale": "layer_scale"}
+
+
+def _convnext_canonical(name: str) -> str | None:
+    fixed = {"convnext_tiny_stem_conv": "features.0.0", "convnext_tiny_stem_layernorm": "features.0.1",
+             "convnext_tiny_head_layernorm": "classifier.0", "convnext_tiny_head_dense": "classifier.2"}
+    if name in fixed:
+        return fixed[name]
+    match = re.fullmatch(r"convnext_tiny_stage_(\d)_block_(\d+)_(\w+)", name)
+    if match and match[3] in _CONVNEXT_BLOCK:
+        return f"features.{1 + 2 * int(match[1])}.{match[2]}.{_CONVNEXT_BLOCK[match[3]]}"
+    match = re.fullmatch(r"convnext_tiny_downsampling_(layernorm|conv)_(\d)", name)
+    if match:
+        return f"features.{2 + 2 * int(match[2])}.{0 if match[1] == 'layernorm' else 1}"
+    return None
+
+
 REGISTRY: dict[str, Entry] = {
     "resnet50": Entry(
         lambda c, s: keras.applications.ResNet50(**_common(c, s)), _resnet_edits,
@@ -135,7 +217,7 @@ REGISTRY: dict[str, Entry] = {
                              else _last(m, "conv1_relu")).output),
                    *[(f"stage {k}", _last(m, rf"conv{k + 1}_block\d+_out").output) for k in range(1, 5)]],
         "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
-        lambda p: 0.0, lambda p: 0.0),
+        lambda p: 0.0, lambda p: 0.0, _resnet_aligned, _resnet_canonical),
     "mobilenetv2": Entry(
         lambda c, s: keras.applications.MobileNetV2(**_common(c, s)), _mobilenet_edits,
         lambda m: [("stem", _last(m, "Conv1_relu").output),
@@ -143,13 +225,15 @@ REGISTRY: dict[str, Entry] = {
                      for i in range(1, 18)],
                    ("last 1x1 conv", _last(m, "out_relu").output)],
         "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
-        lambda p: 0.0 if p is None else p, lambda p: 0.0),
+        lambda p: 0.0 if p is None else p, lambda p: 0.0, _mobilenet_aligned, _mobilenet_canonical),
     "convnext_tiny": Entry(
         # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
         lambda c, s: keras.applications.ConvNeXtTiny(include_preprocessing=False, **_common(c, s)), _convnext_edits,
         _convnext_blocks,
         "conv and dense: glorot uniform, zero bias (Keras layer defaults); LayerNorm: ones/zeros; layer scale 1e-6",
-        lambda p: 0.0, lambda p: 0.0 if p is None else p),
+        lambda p: 0.0, lambda p: 0.0 if p is None else p,
+        # the zoo's ConvNeXt is torchvision's layer for layer already (the stem edit is symmetric)
+        lambda m, s: ({}, set()), _convnext_canonical),
 }
 assert set(REGISTRY) == set(MODELS)
 
@@ -167,14 +251,24 @@ INIT = {
 
 
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None, init: str | None = None) -> keras.Model:
+                 drop_path_rate: float | None = None, init: str | None = None,
+                 architecture: str = "native", dtype: str | None = None) -> keras.Model:
     """The zoo model `name` with the protocol's stem and PyTorch's BatchNorm settings;
     regularization None = the zoo's own (a dropout before the classifier, stochastic
     depth linear over the residual blocks, where the model has them); init None = the
     zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and dense
-    kernel, biases zero."""
+    kernel, biases zero. `architecture="aligned"`: torchvision's network layer for layer
+    (Entry.aligned; docs/protocol.md §11). `dtype`: every layer's dtype policy (None: the
+    global one; "float64" for the numerical-equivalence check)."""
     check_init(init)
-    model = _create(name, num_classes, image_size, drop_rate, drop_path_rate)
+    check_architecture(architecture)
+    previous = keras.config.dtype_policy()
+    if dtype is not None:
+        keras.config.set_dtype_policy(dtype)
+    try:
+        model = _create(name, num_classes, image_size, drop_rate, drop_path_rate, architecture == "aligned")
+    finally:
+        keras.config.set_dtype_policy(previous)
     if init is not None:
         for layer in all_layers(model):
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
@@ -185,13 +279,18 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
 
 
 def _create(name: str, num_classes: int, image_size: int, drop_rate: float | None,
-            drop_path_rate: float | None) -> keras.Model:
+            drop_path_rate: float | None, aligned: bool) -> keras.Model:
     e = entry(name)
     dropout, drop_path = e.dropout(drop_rate), e.drop_path(drop_path_rate)
     if (drop_rate and not dropout) or (drop_path_rate and not drop_path):
         raise BenchmarkError(f"{name} has no {'dropout' if drop_rate else 'stochastic depth'} to set")
     zoo = e.zoo(num_classes, image_size)
     edits, skip = e.edits(zoo, image_size)
+    pad_before: set = set()
+    if aligned:
+        more, pad_before = e.aligned(zoo, image_size)
+        for layer_name, changes in more.items():
+            edits[layer_name] = {**edits.get(layer_name, {}), **changes}
     branches = [layer.name for layer in zoo.layers if re.fullmatch(rf"{zoo.name}_stage_\d+_block_\d+_identity",
                                                                     layer.name)]
     # torchvision's and Keras' ConvNeXt rule: the rate grows linearly from 0 at the first block
@@ -217,15 +316,106 @@ def _create(name: str, num_classes: int, image_size: int, drop_rate: float | Non
         if layer.name in skip:
             found.add(layer.name)
             return args[0]  # the layer is left out of the graph: its input flows on
+        if layer.name in pad_before:  # torch's symmetric padding=1, as its own layer before a 'valid' conv
+            found.add(layer.name)
+            return layer(keras.layers.ZeroPadding2D(1, name=f"{layer.name}_sympad")(args[0]), **kwargs)
         if dropout and isinstance(layer, keras.layers.Dense):  # the classifier, as torchvision places it
             return layer(keras.layers.Dropout(dropout, name="head_dropout")(args[0]), **kwargs)
         return layer(*args, **kwargs)
 
     model = keras.models.clone_model(zoo, clone_function=clone_layer, call_function=call_layer)
-    missing = (set(edits) | skip) - found
+    missing = (set(edits) | skip | pad_before) - found
     if missing:  # a Keras release renamed the zoo's layers: fail rather than train the unedited model
         raise RuntimeError(f"{name}: layers {sorted(missing)} not found in keras.applications' graph")
     return model
+
+
+# ------------------------------------------------------------------ canonical layout
+# Under the aligned architecture every variable is one tensor of torchvision's network:
+# Entry.canonical names the module, the layer type names the tensor and its layout.
+
+# the axes of a Keras kernel, in the order of torch's: Keras -> torch is value.transpose(layout)
+_CONV = (3, 2, 0, 1)  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
+_DEPTHWISE = (2, 3, 0, 1)  # Keras (kh, kw, C, 1) -> torch (C, 1, kh, kw)
+_DENSE = (1, 0)  # Keras (in, out) -> torch (out, in)
+
+
+def _layer_tensors(layer) -> list[tuple[str, object, tuple | None]]:
+    """(tensor name, variable, layout: the transpose to torch's axes, or None) of one layer."""
+    def with_bias(kernel_layout):
+        rows = [("weight", layer.kernel, kernel_layout)]
+        return rows + [("bias", layer.bias, None)] if layer.use_bias else rows
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return with_bias(_DEPTHWISE)
+    if isinstance(layer, keras.layers.Conv2D):
+        return with_bias(_CONV)
+    if isinstance(layer, keras.layers.Dense):
+        return with_bias(_DENSE)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [("weight", layer.gamma, None), ("bias", layer.beta, None), ("running_mean", layer.moving_mean, None),
+                ("running_var", layer.moving_variance, None)]
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return [("weight", layer.gamma, None), ("bias", layer.beta, None)]
+    if type(layer).__name__ == "LayerScale":  # ConvNeXt's; torch keeps it as (C, 1, 1)
+        return [("", layer.weights[0], "layer_scale")]
+    return []
+
+
+def canonical_variables(model: keras.Model, name: str) -> dict[str, tuple[object, object]]:
+    """{torchvision state_dict name: (variable, layout)} of a model built with the aligned
+    architecture; a weight-carrying layer without a counterpart is an error."""
+    mapping = entry(name).canonical
+    out = {}
+    for layer in all_layers(model):
+        tensors = [] if isinstance(layer, keras.Model) else _layer_tensors(layer)
+        if not tensors:
+            continue
+        module = mapping(layer.name)
+        if module is None:
+            raise ValueError(f"{name}: layer {layer.name} has no counterpart in torchvision's network")
+        for tensor, variable, layout in tensors:
+            key = f"{module}.{tensor}" if tensor else module
+            if key in out:
+                raise ValueError(f"{name}: {key} is mapped twice")
+            out[key] = (variable, layout)
+    return out
+
+
+def _to_torch(value: np.ndarray, layout) -> np.ndarray:
+    if layout == "layer_scale":
+        return value.reshape(-1, 1, 1)
+    return value.transpose(layout) if layout else value
+
+
+def _from_torch(value: np.ndarray, layout, shape) -> np.ndarray:
+    if layout == "layer_scale":
+        return value.reshape(shape)
+    return value.transpose(np.argsort(layout)) if layout else value
+
+
+def canonical_state(model: keras.Model, name: str, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Every variable by torchvision name, in torchvision's layout, as `dtype` arrays."""
+    return {key: _to_torch(np.asarray(v, dtype), layout) for key, (v, layout) in
+            canonical_variables(model, name).items()}
+
+
+def canonical_shapes(model: keras.Model, name: str) -> dict[str, tuple[int, ...]]:
+    return {key: value.shape for key, value in canonical_state(model, name).items()}
+
+
+def load_canonical(model: keras.Model, name: str, state: dict[str, np.ndarray]) -> None:
+    """Copy `state` (torchvision names and layout) into the model; every tensor must be given."""
+    variables = canonical_variables(model, name)
+    missing = set(variables) - set(state)
+    if missing:
+        raise ValueError(f"no value for {sorted(missing)[:3]} ({len(missing)} tensors)")
+    for key, (variable, layout) in variables.items():
+        value = _from_torch(np.asarray(state[key]), layout, tuple(variable.shape))
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{key}: shape {np.asarray(state[key]).shape} given, the model's is "
+                             f"{_to_torch(np.zeros(variable.shape), layout).shape}")
+        variable.assign(value.astype(variable.dtype))
 
 
 def all_layers(model: keras.Model) -> list:

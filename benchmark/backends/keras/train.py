@@ -27,13 +27,20 @@ from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.env import select_device
-from benchmark.backends.keras.models import block_shapes, create_model, entry, layer_table, parameter_counts
+from benchmark.backends.keras.models import (block_shapes, canonical_shapes, create_model, entry, layer_table,
+                                             load_canonical, parameter_counts)
+from benchmark.backends.keras.optim import make_sgd
 from benchmark.backends.keras.schedule import build_lr_schedule
+from benchmark.models import shared_initial_weights
+from benchmark.protocol import Knobs
 from benchmark.rundir import read_json, replace_durably, write_json
 from benchmark.schedule import Schedule
 
 # tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+OWN_STREAM_FACT = ("own: stateless TensorFlow draws keyed per epoch by a tf.random.Generator seeded with the run's "
+                   "seed (order, then per batch crops and flips)")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -77,16 +84,19 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
 
         self.num_classes = data.num_classes
         self.image_size = data.image_size
-        self.model = create_model(cfg.model.name, data.num_classes, data.image_size)
+        self.knobs = Knobs.of(cfg.get("protocol"))
+        self.model_options = self.knobs.model_options(cfg.model.name)
+        self.model = create_model(cfg.model.name, data.num_classes, data.image_size, **self.model_options)
+        if self.knobs.init:  # docs/protocol.md §11: the same initial numbers in every arm
+            load_canonical(self.model, cfg.model.name, shared_initial_weights(
+                cfg.model.name, canonical_shapes(self.model, cfg.model.name), cfg.seed))
         self.variables = self.model.trainable_variables
 
         self.lr_schedule = build_lr_schedule(schedule)
         # optimizer steps taken so far; drives the LR (see the module docstring)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="benchmark_step")
-        sgd = keras.optimizers.SGD(
-            learning_rate=lambda: self.lr_schedule(self.step),
-            momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
-        )
+        sgd = make_sgd(self.knobs.optimizer, lambda: self.lr_schedule(self.step), cfg.optim.momentum,
+                       cfg.optim.nesterov)
         self.loss_scaling = self.reduced_dtype == "float16"
         self.optimizer = keras.optimizers.LossScaleOptimizer(sgd) if self.loss_scaling else sgd
         # slots exist before a restore, so the checkpoint fills them instead of deferring
@@ -99,7 +109,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = TrainBatches(
             train_x, train_y, self.micro_batch, schedule.steps_per_epoch * self.accum_steps,
-            cfg.dataset.crop_padding, self.normalize, seed=cfg.seed,
+            cfg.dataset.crop_padding, self.normalize, seed=cfg.seed, shared_stream=self.knobs.data,
         )
 
         # running sums stay in variables updated inside the step: no host sync per step
@@ -168,7 +178,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         self.loss_sum.assign(0.0)
         self.correct.assign(0)
         images = 0
-        batches = iter(self.train_batches)
+        batches = iter(self.train_batches.epoch(epoch))
         start = time.perf_counter()
         for step in range(steps):
             if k == 1:
@@ -216,11 +226,14 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         # _apply: coupled_l2 on every trainable variable, then the step counter the LR schedule reads
         return contract.protocol_facts(
             momentum=float(sgd.momentum), nesterov=bool(sgd.nesterov),
-            momentum_buffer=("v = m*v - lr*g; w += m*v - lr*g" if sgd.nesterov else "v = m*v - lr*g; w += v")
-            + " (LR folded into the buffer when the gradient enters it)",
+            momentum_buffer=contract.momentum_buffer_fact(lr_in_buffer=not self.knobs.optimizer,
+                                                          nesterov=bool(sgd.nesterov)),
             weight_decay=self.weight_decay, reduced_dtype=self.reduced_dtype, loss_scaling=self.loss_scaling,
             mean=np.asarray(self.normalize.mean), std=np.asarray(self.normalize.std), layers=self.layers(),
-            model=entry(self.cfg.model.name), micro_batch=self.micro_batch, accum_steps=self.accum_steps)
+            model=entry(self.cfg.model.name), drop_rate=self.model_options["drop_rate"],
+            drop_path_rate=self.model_options["drop_path_rate"], shared_init=self.knobs.init,
+            data_stream=contract.SHARED_STREAM_FACT if self.knobs.data else OWN_STREAM_FACT,
+            micro_batch=self.micro_batch, accum_steps=self.accum_steps)
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.model)
@@ -236,8 +249,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
 
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
         sgd, step = self._sgd(), tf.Variable(0, dtype=tf.int64, trainable=False)
-        probe_sgd = keras.optimizers.SGD(learning_rate=lambda: self.lr_schedule(step), momentum=sgd.momentum,
-                                         nesterov=sgd.nesterov)
+        probe_sgd = make_sgd(self.knobs.optimizer, lambda: self.lr_schedule(step), sgd.momentum, sgd.nesterov)
         probe = keras.Variable(np.zeros(grads.shape[1], np.float32))
         probe_sgd.build([probe])
         out = np.empty_like(grads)
@@ -249,9 +261,9 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
 
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a Keras training step can be: tape, loss, gradients, SGD apply, in tf.function."""
-        model = create_model(self.cfg.model.name, self.num_classes, self.image_size)
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
         sgd = self._sgd()
-        opt = keras.optimizers.SGD(learning_rate=0.01, momentum=sgd.momentum, nesterov=sgd.nesterov)
+        opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
         if self.loss_scaling:
             opt = keras.optimizers.LossScaleOptimizer(opt)
         x, y = self.normalize(tf.constant(images)), tf.constant(np.asarray(labels, np.int32))

@@ -13,18 +13,27 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from benchmark.data.stream import epoch_plan
+
 
 def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Per-image random crop of the zero-padded batch, then a random horizontal flip."""
+    n = images.shape[0]
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return crop_flip(images, padding, top, left, flip)
+
+
+def crop_flip(images: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor,
+              flip: torch.Tensor) -> torch.Tensor:
+    """Crop image i of the zero-padded batch at (top[i], left[i]); flip it horizontally where flip[i]."""
     n, h, w, c = images.shape
     padded = images.new_zeros((n, h + 2 * padding, w + 2 * padding, c))
     padded[:, padding : padding + h, padding : padding + w] = images
-    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     rows = (top[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
     cols = (left[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
     cropped = padded[torch.arange(n)[:, None, None], rows, cols]  # (n, h, w, c)
-    flip = torch.rand(n, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], cropped.flip(2), cropped)
 
 
@@ -43,16 +52,34 @@ class Normalizer:
 
 
 class TrainBatches:
-    """Shuffled, augmented, normalized batches; drops the last incomplete batch."""
+    """Shuffled, augmented, normalized batches; drops the last incomplete batch.
+
+    The draws come from this backend's own seeded ``torch.Generator`` (checkpointed), or,
+    with `shared_stream` (protocol.data=aligned), from the framework-neutral
+    benchmark.data.stream, which every backend applies identically."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
-                 normalize: Normalizer, seed: int):
+                 normalize: Normalizer, seed: int, shared_stream: bool = False):
         self.images, self.labels = images, torch.from_numpy(np.asarray(labels, np.int64))
         self.batch_size, self.padding, self.normalize = batch_size, padding, normalize
+        self.seed, self.shared_stream = seed, shared_stream
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of 0-based `epoch`."""
+        return self._shared(epoch) if self.shared_stream else iter(self)
+
+    def _shared(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = epoch_plan(self.seed, epoch, len(self.labels), self.padding)
+        device = self.normalize.device
+        for b in range(len(self)):
+            idx, top, left, flip = plan.batch(b, self.batch_size)
+            images = crop_flip(torch.from_numpy(self.images[idx]), self.padding, torch.from_numpy(top).long(),
+                               torch.from_numpy(left).long(), torch.from_numpy(flip))
+            yield self.normalize(images), self.labels[idx].to(device, non_blocking=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.labels), generator=self.generator)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision import models as tvm
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_init, final_map, registry_entry, stem_for
+from benchmark.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,16 @@ INIT = {
 
 
 def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None, init: str | None = None) -> nn.Module:
+                 drop_path_rate: float | None = None, init: str | None = None,
+                 architecture: str = "native", dtype: str | None = None) -> nn.Module:
     """The zoo model `name` with the protocol's stem; regularization and initialization
     None = the zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and
-    dense kernel, biases zero."""
+    dense kernel, biases zero. `architecture`: torchvision's networks are the reference
+    the aligned architecture is defined by (docs/protocol.md §11), so both values build
+    the same network here. `dtype`: of every parameter (None: float32; "float64" for the
+    numerical-equivalence check)."""
     check_init(init)
+    check_architecture(architecture)
     model = entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
     if init is not None:
         for module in model.modules():
@@ -120,7 +126,38 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
                 INIT[init](module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-    return model
+    return model if dtype is None else model.to(getattr(torch, dtype))
+
+
+# ------------------------------------------------------------------ canonical layout
+# The aligned protocol names every tensor as torchvision's state_dict does (the
+# canonical layout the shared initial weights and the equivalence check use), so the
+# mapping is the identity here; the Keras registry maps its variables onto these names.
+# (`name`, the model's registry name, is what the Keras mapping needs; unused here.)
+
+
+def canonical_state(model: nn.Module, name: str = "", dtype=np.float32) -> dict[str, np.ndarray]:
+    """Every parameter and normalization statistic, by state_dict name, as `dtype` arrays."""
+    return {k: v.detach().cpu().double().numpy().astype(dtype) for k, v in model.state_dict().items()
+            if not k.endswith("num_batches_tracked")}
+
+
+def canonical_shapes(model: nn.Module, name: str = "") -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def load_canonical(model: nn.Module, name: str, state: dict[str, np.ndarray]) -> None:
+    """Copy `state` (canonical names and layout) into the model; every tensor must be given."""
+    own = model.state_dict()
+    missing = set(canonical_shapes(model, name)) - set(state)
+    if missing:
+        raise ValueError(f"no value for {sorted(missing)[:3]} ({len(missing)} tensors)")
+    with torch.no_grad():
+        for key, value in state.items():
+            target = own[key]
+            if tuple(target.shape) != tuple(value.shape):
+                raise ValueError(f"{key}: shape {tuple(value.shape)} given, the model has {tuple(target.shape)}")
+            target.copy_(torch.from_numpy(np.asarray(value)).to(target.dtype))
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

@@ -17,12 +17,17 @@ from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, report_every
 from benchmark.backends import contract
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
-from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
+from benchmark.backends.pytorch.models import (block_shapes, canonical_shapes, create_model, entry, layer_table,
+                                               load_canonical, parameter_counts)
 from benchmark.backends.pytorch.schedule import build_scheduler
+from benchmark.models import shared_initial_weights
+from benchmark.protocol import Knobs
 from benchmark.rundir import replace_durably
 from benchmark.schedule import Schedule
 
 log = logging.getLogger(__name__)
+
+OWN_STREAM_FACT = "own: torch.Generator seeded with the run's seed (order, then per batch crops and flips)"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,8 +70,12 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # `module` holds the weights (checkpoints); `model` is what runs, compiled or not
         self.image_size = data.image_size
-        self.module = create_model(cfg.model.name, data.num_classes, data.image_size).to(
-            self.device, memory_format=memory_format)
+        self.knobs = Knobs.of(cfg.get("protocol"))
+        self.model_options = self.knobs.model_options(cfg.model.name)
+        module = create_model(cfg.model.name, data.num_classes, data.image_size, **self.model_options)
+        if self.knobs.init:  # docs/protocol.md §11: the same initial numbers in every arm
+            load_canonical(module, cfg.model.name, shared_initial_weights(cfg.model.name, canonical_shapes(module), cfg.seed))
+        self.module = module.to(self.device, memory_format=memory_format)
         self.model = torch.compile(self.module) if cfg.framework.compile else self.module
         self.mode = ("torch.compile" if cfg.framework.compile else "eager") + ("+channels_last" if channels_last else "")
         self.criterion = nn.CrossEntropyLoss()
@@ -87,7 +96,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         self.normalize = Normalizer(data.mean, data.std, self.device, channels_last)
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = TrainBatches(train_x, train_y, self.micro_batch, cfg.dataset.crop_padding,
-                                          self.normalize, seed=cfg.seed)
+                                          self.normalize, seed=cfg.seed, shared_stream=self.knobs.data)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
@@ -101,7 +110,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         images = 0
-        batches = iter(self.train_batches)
+        batches = self.train_batches.epoch(epoch)
         start = time.perf_counter()
         for step in range(steps):
             for _ in range(k):
@@ -151,12 +160,14 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         nesterov = bool(group["nesterov"])
         return contract.protocol_facts(
             momentum=group["momentum"], nesterov=nesterov,
-            momentum_buffer=("b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b")
-            + " (LR applied where the buffer is used; b = g at the first step)",
+            momentum_buffer=contract.momentum_buffer_fact(lr_in_buffer=False, nesterov=nesterov),
             weight_decay=group["weight_decay"],
             reduced_dtype=str(self.amp_dtype).replace("torch.", "") if self.amp else None,
             loss_scaling=self.scaler.is_enabled(), mean=self.normalize.mean.cpu().numpy(),
             std=self.normalize.std.cpu().numpy(), layers=self.layers(), model=entry(self.cfg.model.name),
+            drop_rate=self.model_options["drop_rate"], drop_path_rate=self.model_options["drop_path_rate"],
+            shared_init=self.knobs.init,
+            data_stream=contract.SHARED_STREAM_FACT if self.knobs.data else OWN_STREAM_FACT,
             micro_batch=self.micro_batch, accum_steps=self.accum_steps)
 
     def layers(self) -> list[contract.LayerInfo]:
@@ -196,7 +207,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
 
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
-        model = create_model(self.cfg.model.name, self.num_classes, self.image_size).to(
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options).to(
             self.device, memory_format=self.normalize.memory_format)
         model = torch.compile(model) if self.cfg.framework.compile else model
         group = self.optimizer.param_groups[0]

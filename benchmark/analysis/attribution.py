@@ -1,0 +1,119 @@
+"""Attribution of a gap between arms to the zoo differences (docs/protocol.md §11).
+
+Where a comparison ran under the native protocol and under the aligned one (same
+dataset, model, precision and arm pair), the zoo effect on a metric is
+
+    zoo = Δ_native − Δ_aligned
+
+the part of the native gap that the aligned protocol removes. It is estimated per seed,
+zoo_s = d_native,s − d_aligned,s (each d the paired difference A − B of that seed), with a
+percentile bootstrap CI over the seeds present in both protocols, the same bootstrap as
+the paired statistics. A knob ablation (``protocol=aligned protocol.init=native``, a
+variant of the aligned runs) is attributed the same way against the native runs: its
+row says how much of the native gap remains with that one difference switched back on.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from benchmark.analysis.stats import COMPARED_METRICS, bootstrap_ci
+from benchmark.runkey import GROUP_FIELDS, PAIR_FIELD, VARIANT_FIELD
+
+PROTOCOL = "protocol"
+NATIVE = "native"
+# what identifies one comparison, besides its protocol and variant
+_SCOPE = [f for f in GROUP_FIELDS if f != PROTOCOL]
+_COMPARISON = ["metric", "arm_a", "arm_b", "mode_a", "mode_b"]
+
+ATTRIBUTION_COLUMNS = (
+    *_SCOPE, "metric", "arm_a", "arm_b", "protocol", VARIANT_FIELD, "n_seeds", "seeds",
+    "delta_native", "ci_native_low", "ci_native_high", "delta_aligned", "ci_aligned_low", "ci_aligned_high",
+    "zoo_effect", "zoo_ci_low", "zoo_ci_high", "zoo_share", "sentence",
+)
+
+
+def _baseline_variant(variant: str) -> str:
+    """The native runs' variant that a protocol variant is measured against: its own
+    overrides without the protocol knobs (protocol.init=native,epochs=3 -> epochs=3)."""
+    parts = [p for p in variant.split(",") if p and not re.match(r"protocol\.", p)]
+    return ",".join(parts)
+
+
+def _fmt(value: float, scale: float) -> str:
+    return f"{value * scale:+.2f}"
+
+
+def _sentence(row: dict, unit: str, scale: float, label: str) -> str:
+    native = f"{_fmt(row['delta_native'], scale)} [{_fmt(row['ci_native_low'], scale)}, {_fmt(row['ci_native_high'], scale)}]"
+    aligned = f"{_fmt(row['delta_aligned'], scale)} [{_fmt(row['ci_aligned_low'], scale)}, {_fmt(row['ci_aligned_high'], scale)}]"
+    zoo = f"{_fmt(row['zoo_effect'], scale)} [{_fmt(row['zoo_ci_low'], scale)}, {_fmt(row['zoo_ci_high'], scale)}]"
+    what = "aligned" if not row[VARIANT_FIELD] else f"aligned except {row[VARIANT_FIELD]}"
+    text = (f"{row['arm_a']} − {row['arm_b']} in {label}: {native} {unit} native, {aligned} {unit} {what}; "
+            f"the differences the protocol removes account for {zoo} {unit}")
+    native_sure = row["ci_native_low"] > 0 or row["ci_native_high"] < 0
+    if np.isfinite(row["zoo_share"]) and native_sure:
+        text += f" ({row['zoo_share'] * 100:.0f}% of the native gap)"
+    elif not native_sure:
+        text += " (the native gap's CI includes 0, so no share of it is stated)"
+    zoo_sure = row["zoo_ci_low"] > 0 or row["zoo_ci_high"] < 0
+    return text + (". The zoo effect's CI excludes 0." if zoo_sure else ". The zoo effect's CI includes 0.")
+
+
+def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison and metric that ran natively and under a non-native protocol."""
+    if stats.empty or PROTOCOL not in stats.columns:
+        return pd.DataFrame(columns=list(ATTRIBUTION_COLUMNS))
+    rows = []
+    key = [*_SCOPE, *_COMPARISON]
+    for values, group in stats.groupby(key, dropna=False, sort=True):
+        scope = dict(zip(key, values))
+        natives = group[group[PROTOCOL] == NATIVE]
+        for _, other in group[group[PROTOCOL] != NATIVE].iterrows():
+            baseline = natives[natives[VARIANT_FIELD] == _baseline_variant(other[VARIANT_FIELD])]
+            if baseline.empty:
+                continue
+            native = baseline.iloc[0]
+            selector = np.logical_and.reduce([pairs[k] == scope[k] for k in key if k in pairs.columns])
+            mine = pairs[selector]
+            d_native = mine[(mine[PROTOCOL] == NATIVE) & (mine[VARIANT_FIELD] == native[VARIANT_FIELD])]
+            d_other = mine[(mine[PROTOCOL] == other[PROTOCOL]) & (mine[VARIANT_FIELD] == other[VARIANT_FIELD])]
+            both = d_native[[PAIR_FIELD, "diff"]].merge(d_other[[PAIR_FIELD, "diff"]], on=PAIR_FIELD,
+                                                        suffixes=("_native", "_other"))
+            zoo = (both["diff_native"] - both["diff_other"]).to_numpy(float)
+            low, high = bootstrap_ci(zoo)
+            effect = float(zoo.mean()) if len(zoo) else np.nan
+            d_nat = float(both["diff_native"].mean()) if len(zoo) else np.nan
+            row = {
+                **{k: scope[k] for k in _SCOPE}, "metric": scope["metric"], "arm_a": scope["arm_a"],
+                "arm_b": scope["arm_b"], "protocol": other[PROTOCOL], VARIANT_FIELD: other[VARIANT_FIELD],
+                "n_seeds": len(zoo), "seeds": " ".join(str(int(s)) for s in both[PAIR_FIELD]),
+                "delta_native": native["delta"], "ci_native_low": native["ci_low"], "ci_native_high": native["ci_high"],
+                "delta_aligned": other["delta"], "ci_aligned_low": other["ci_low"],
+                "ci_aligned_high": other["ci_high"], "zoo_effect": effect, "zoo_ci_low": low, "zoo_ci_high": high,
+                "zoo_share": effect / d_nat if len(zoo) and d_nat != 0 else np.nan,
+            }
+            metric = COMPARED_METRICS[scope["metric"]]
+            row["sentence"] = _sentence(row, metric.unit, metric.scale, metric.label) if len(zoo) else (
+                "no seed ran under both protocols")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(ATTRIBUTION_COLUMNS))
+
+
+def attribution_markdown(table: pd.DataFrame) -> str:
+    """The report's attribution section ("" when no comparison ran under both protocols)."""
+    if table.empty:
+        return ""
+    lines = ["## Attribution: framework or zoo?", "",
+             "Δ = A − B per protocol (mean over paired seeds, 95% bootstrap CI); the zoo effect Δ_native − Δ_aligned "
+             "is bootstrapped over the seeds present in both (docs/protocol.md §11). attribution.csv has every "
+             "number.", ""]
+    for (scope), rows in table.groupby(_SCOPE, sort=True):
+        lines.append(f"**{' × '.join(str(v) for v in (scope if isinstance(scope, tuple) else (scope,)))}**")
+        lines.append("")
+        lines.extend(f"- {sentence}" for sentence in rows["sentence"])
+        lines.append("")
+    return "\n".join(lines).rstrip()
