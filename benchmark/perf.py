@@ -42,7 +42,7 @@ from benchmark.backends import BACKENDS
 from benchmark.rundir import atomic_write_text, read_json
 
 REPO = Path(__file__).resolve().parent.parent
-COLUMNS = ("backend", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
+COLUMNS = ("backend", "protocol", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
            "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "ratio_min", "ratio_max", "startup_seconds",
            "first_epoch_overhead_seconds", "steady_ips")
 PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding, images
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds of each side (odd: a true median)")
     parser.add_argument("--out", default="perf.csv")
     parser.add_argument("--override", action="append", default=[], help="extra config override, e.g. framework.compile=true")
+    parser.add_argument("--protocols", default="native",
+                        help="comma-separated protocols to measure (native,aligned: also prints aligned/native ratios)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one backend in this process
     args = parser.parse_args(argv)
 
@@ -157,25 +159,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    for backend in args.backends.split(","):
+    from benchmark.protocol import SETTINGS
+
+    protocols = args.protocols.split(",")
+    if any(p not in SETTINGS for p in protocols):
+        print(f"error: --protocols {args.protocols}: valid: {', '.join(SETTINGS)}", file=sys.stderr)
+        return 2
+    for backend, protocol in [(b, p) for b in args.backends.split(",") for p in protocols]:
         if backend not in BACKENDS:
             print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(BACKENDS)}", file=sys.stderr)
             return 2
+        overrides = [f"protocol={protocol}", *args.override]
         cmd = [sys.executable, "-m", "benchmark.perf", "--worker", backend, "--model", args.model,
                "--batch", str(args.batch), "--precision", args.precision, "--steps", str(args.steps),
-               "--rounds", str(args.rounds)] + [f"--override={o}" for o in args.override]
+               "--rounds", str(args.rounds)] + [f"--override={o}" for o in overrides]
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ})
         lines = [line for line in out.stdout.splitlines() if line.startswith("PERF ")]
         if out.returncode != 0 or not lines:
             print(f"error: measuring {backend} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
-        row = {"backend": backend, "model": args.model, "batch_size": args.batch, "precision": args.precision,
-               **json.loads(lines[-1][5:]), **measure_real_run(backend, args.model, args.batch, args.precision,
-                                                                 args.override)}
+        row = {"backend": backend, "protocol": protocol, "model": args.model, "batch_size": args.batch,
+               "precision": args.precision, **json.loads(lines[-1][5:]),
+               **measure_real_run(backend, args.model, args.batch, args.precision, overrides)}
         rows.append({k: row.get(k) for k in COLUMNS})
 
     text = _table(rows)
     print(text)
+    for backend in dict.fromkeys(r["backend"] for r in rows):  # docs/protocol.md §11: aligned may cost <= 5%
+        by = {r["protocol"]: r for r in rows if r["backend"] == backend}
+        if "native" in by and "aligned" in by:
+            print(f"{backend}: aligned/native harness images/s {by['aligned']['harness_ips'] / by['native']['harness_ips']:.3f}, "
+                  f"real run steady images/s {by['aligned']['steady_ips'] / by['native']['steady_ips']:.3f}")
     buf_rows = [",".join(COLUMNS)] + [",".join(_fmt(r[k]) for k in COLUMNS) for r in rows]
     atomic_write_text(Path(args.out), "\n".join(buf_rows) + "\n")
     print(f"written: {args.out}")

@@ -131,6 +131,7 @@ def make_run(
     name: str | None = None,
     execution_mode: str | None = None,
     data_fingerprint: str | None = None,
+    protocol: str | None = None,
 ) -> Path:
     """Write one run directory `root/<name>` and return it.
 
@@ -149,7 +150,9 @@ def make_run(
     if epoch_seconds is None:
         epoch_seconds = (SECONDS[model] * (2 if dataset == "tiny_imagenet" else 1)
                          * (0.6 if precision == "amp" else 1.0) * (1.1 if framework == "keras" else 1.0))
-    run_dir = Path(root) / (name or run_name(*key))
+    default_name = run_name(*key) if protocol in (None, "native") else run_name(*key).replace(
+        f"_seed{seed}", f"_{protocol}_seed{seed}")
+    run_dir = Path(root) / (name or default_name)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     steps = TRAIN_IMAGES[dataset] // BATCH
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
@@ -162,6 +165,7 @@ def make_run(
         "batch_size": BATCH,
         "grad_accum_steps": 1,
         "data_dir": "data",
+        **({"protocol": {"name": protocol}} if protocol else {}),
     }, sort_keys=False))
     _write_json(run_dir / "summary.json", {
         "framework": framework, "dataset": dataset, "model": model, "precision": precision, "seed": seed,
@@ -172,6 +176,7 @@ def make_run(
         "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}.get(framework, "jit"),
         "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
         "accelerator_peak_bytes": 5 << 30,
+        **({"protocol": protocol} if protocol else {}),
     })
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"
     _write_json(run_dir / "env.json", {**ENV_COMMON, "hostname": host, "slurm_job_id": str(1000 + seed),

@@ -21,7 +21,7 @@ def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["backend"] for r in rows] == ["pytorch", "keras"]
     for row in rows:
-        assert tuple(row) == COLUMNS
+        assert tuple(row) == COLUMNS and row["protocol"] == "native"
         for key in ("pipeline_ips_32", "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio",
                     "ratio_min", "ratio_max", "startup_seconds", "steady_ips"):
             assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
@@ -34,3 +34,9 @@ def test_perf_rejects_unknown_backend(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmark.perf", "--backends", "jax", "--out", str(tmp_path / "x")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "jax" in out.stderr
+
+
+def test_perf_rejects_unknown_protocol(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmark.perf", "--protocols", "native,zoo", "--out",
+                          str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--protocols native,zoo" in out.stderr and not (tmp_path / "x").exists()

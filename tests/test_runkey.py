@@ -4,6 +4,7 @@ pair of arms can be compared, and a third arm gives every pairwise comparison.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def read_csv(path):
 def test_directory_names_come_from_the_key_and_keep_todays_layout():
     cfg = compose("framework=keras", "model=resnet50", "dataset=cifar100", "precision=amp", "seed=7")
     key = key_of_config(cfg)
-    assert tuple(key) == KEY == ("framework", "dataset", "model", "precision", "seed")
+    assert tuple(key) == KEY == ("framework", "dataset", "model", "precision", "protocol", "seed")
     assert dirname(key) == run_name("keras", "cifar100", "resnet50", "amp", 7) == "keras_cifar100_resnet50_amp_seed7"
     full = compose("framework=keras", "seed=7", "epochs=3", "hydra.sweep.dir=/s", return_hydra=True)
     assert full.hydra.sweep.subdir == "keras_digits_mobilenetv2_fp32_seed7/epochs=3"  # the variant below its key
@@ -45,32 +46,26 @@ def test_directory_names_come_from_the_key_and_keep_todays_layout():
     assert override_keys("x") == [k for f in RUN_KEY for k in f.overrides] + ["x"]
 
 
-def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(monkeypatch, tmp_path):
-    """Adding an axis is one KeyField (and its config group); at its legacy value, old
-    directory names, keys and completed runs stay valid; at another value it is another run."""
-    from omegaconf import OmegaConf
-
+def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(tmp_path):
+    """The protocol was added as one KeyField (and its config group): at its legacy value
+    (native) old directory names, keys and completed runs stay valid; aligned is another run."""
     import benchmark.resume as resume
     import benchmark.runkey as runkey
     from benchmark import OtherRunError
 
-    extended = (*RUN_KEY[:1], runkey.KeyField("protocol", "protocol.name", "arm", legacy="native"), *RUN_KEY[1:])
-    monkeypatch.setattr(runkey, "RUN_KEY", extended)
-    monkeypatch.setattr(resume, "RUN_KEY", extended)
     old = {"framework": "pytorch", "dataset": "digits", "model": "mobilenetv2", "precision": "fp32", "seed": 42}
     assert runkey.key_of_record(old)["protocol"] == "native"
     assert runkey.dirname(runkey.key_of_record(old)) == "pytorch_digits_mobilenetv2_fp32_seed42"
-    assert runkey.dirname({**old, "protocol": "aligned"}) == "pytorch_aligned_digits_mobilenetv2_fp32_seed42"
-    # a completed run recorded before the axis existed is still this config's run ...
+    assert runkey.dirname({**old, "protocol": "aligned"}) == "pytorch_digits_mobilenetv2_fp32_aligned_seed42"
+    # a completed run recorded before the axis existed (no protocol node) is still this config's run ...
     run = tmp_path / "run"
     shutil.copytree(FIXTURE_V0 / "pytorch_digits_mobilenetv2_fp32_seed42", run)
-    cfg = compose("framework=pytorch")
-    OmegaConf.set_struct(cfg, False)
-    cfg.protocol = {"name": "native", "architecture": "zoo"}
-    assert resume.completed_result(run, cfg)["test_accuracy"] > 0.9
-    cfg.protocol.name = "aligned"  # ... and never the run of another value of it
-    with pytest.raises(OtherRunError, match="holds the run pytorch_digits.*not pytorch_aligned_digits"):
-        resume.check_same_run(run, cfg)
+    assert "protocol" not in json.loads((run / "summary.json").read_text())["config"]
+    assert resume.completed_result(run, compose("framework=pytorch"))["test_accuracy"] > 0.9
+    # ... and never the run of another value of it
+    with pytest.raises(OtherRunError, match="holds the run pytorch_digits_mobilenetv2_fp32_seed42, not "
+                                            "pytorch_digits_mobilenetv2_fp32_aligned_seed42"):
+        resume.check_same_run(run, compose("framework=pytorch", "protocol=aligned"))
 
 
 def test_the_analysis_reads_the_key_and_names_no_framework():
@@ -103,7 +98,8 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     report = tmp_path / "report"
     results, old_results = read_csv(report / "results.csv"), read_csv(GOLDEN / "results.csv")
     assert results["variant"].isna().all()  # "" for every run: none was launched with extra overrides
-    pd.testing.assert_frame_equal(results.drop(columns="variant"), old_results)
+    assert (results["protocol"] == "native").all()  # recorded before protocols existed
+    pd.testing.assert_frame_equal(results.drop(columns=["variant", "protocol"]), old_results)
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
     old = read_csv(GOLDEN / "statistical_results.csv").rename(columns={
         "pytorch_mode": "mode_a", "keras_mode": "mode_b", "mean_pytorch": "mean_a", "std_pytorch": "std_a",

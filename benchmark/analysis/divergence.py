@@ -17,8 +17,6 @@ same table for contrast (there a seed's two arms share nothing but the data spli
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 import pandas as pd
 
@@ -30,40 +28,49 @@ DIVERGENCE_COLUMNS = (*GROUP, "arm_a", "arm_b", "curve", "epoch", "n_seeds", "fr
                       "seed_spread_b", "ratio")
 
 
-def _spread(values: pd.Series) -> float:
-    """Mean |x_s − x_s'| over the pairs of seeds."""
-    x = values.dropna().to_numpy(float)
-    pairs = list(combinations(range(len(x)), 2))
-    return float(np.mean([abs(x[i] - x[j]) for i, j in pairs])) if pairs else np.nan
+def _pairwise_spread(x: np.ndarray, paired: np.ndarray) -> np.ndarray:
+    """Per row (epoch): mean |x_s − x_s'| over the pairs of paired seeds (NaN below two)."""
+    diffs = np.abs(x[:, :, None] - x[:, None, :])
+    both = paired[:, :, None] & paired[:, None, :]
+    upper = np.triu(np.ones(both.shape[1:], bool), k=1)[None]
+    mask = both & upper
+    with np.errstate(invalid="ignore"):
+        return np.where(mask.sum((1, 2)) > 0, np.where(mask, diffs, 0.0).sum((1, 2)) / mask.sum((1, 2)), np.nan)
 
 
 def divergence(curves: pd.DataFrame) -> pd.DataFrame:
-    """DIVERGENCE_COLUMNS for every comparison with at least two paired seeds."""
+    """DIVERGENCE_COLUMNS for every comparison and epoch with at least two paired seeds."""
     if curves.empty:
         return pd.DataFrame(columns=list(DIVERGENCE_COLUMNS))
     runs = with_arm(curves.dropna(subset=list(KEY)).assign(**{MODE_FIELD: "unknown"}))
     # the newest directory of an (arm, seed, epoch) when a sweep holds a run twice
     runs = runs.sort_values("run_dir").drop_duplicates([*GROUP, "arm", PAIR_FIELD, "epoch"], keep="last")
-    rows = []
+    frames = []
     for group, mine in runs.groupby(list(GROUP), sort=True):
         for pair in default_pairs(mine["arm"]):
-            both = mine[mine["arm"].isin([pair.first, pair.second])]
             for curve in CURVES:
-                wide = both.pivot_table(index=["epoch", PAIR_FIELD], columns="arm", values=curve)
-                if pair.first not in wide or pair.second not in wide:
+                wide = mine.pivot_table(index="epoch", columns=["arm", PAIR_FIELD], values=curve)
+                if pair.first not in wide.columns.get_level_values(0) or \
+                        pair.second not in wide.columns.get_level_values(0):
                     continue
-                for epoch, at in wide.groupby(level="epoch"):
-                    paired = at.dropna(subset=[pair.first, pair.second])
-                    if len(paired) < 2:
-                        continue
-                    gap = float((paired[pair.first] - paired[pair.second]).abs().mean())
-                    spread_a, spread_b = _spread(paired[pair.first]), _spread(paired[pair.second])
-                    seed_level = np.nanmean([spread_a, spread_b])
-                    rows.append({**dict(zip(GROUP, group)), "arm_a": pair.first, "arm_b": pair.second, "curve": curve,
-                                 "epoch": int(epoch), "n_seeds": len(paired), "framework_gap": gap,
-                                 "seed_spread_a": spread_a, "seed_spread_b": spread_b,
-                                 "ratio": gap / seed_level if seed_level > 0 else np.nan})
-    return pd.DataFrame(rows, columns=list(DIVERGENCE_COLUMNS))
+                seeds = sorted(set(wide[pair.first].columns) | set(wide[pair.second].columns))
+                a = wide[pair.first].reindex(columns=seeds).to_numpy(float)
+                b = wide[pair.second].reindex(columns=seeds).to_numpy(float)
+                paired = np.isfinite(a) & np.isfinite(b)
+                n = paired.sum(axis=1)
+                with np.errstate(invalid="ignore"):
+                    gap = np.where(paired, np.abs(a - b), 0.0).sum(axis=1) / np.where(n > 0, n, np.nan)
+                spread_a, spread_b = _pairwise_spread(a, paired), _pairwise_spread(b, paired)
+                seed_level = (spread_a + spread_b) / 2
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.where(seed_level > 0, gap / seed_level, np.nan)
+                frame = pd.DataFrame({"epoch": wide.index.astype(int), "n_seeds": n, "framework_gap": gap,
+                                      "seed_spread_a": spread_a, "seed_spread_b": spread_b, "ratio": ratio})
+                frames.append(frame[frame["n_seeds"] >= 2].assign(
+                    **dict(zip(GROUP, group)), arm_a=pair.first, arm_b=pair.second, curve=curve))
+    if not frames:
+        return pd.DataFrame(columns=list(DIVERGENCE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(DIVERGENCE_COLUMNS)]
 
 
 def verdict(rows: pd.DataFrame) -> str:

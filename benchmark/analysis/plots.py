@@ -20,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from benchmark.analysis.stats import COMPARED_METRICS, GROUP, with_arm
 from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD
@@ -225,6 +226,7 @@ def divergence_figure(rows: pd.DataFrame, title: str) -> Figure:
             ax.plot(mine["epoch"], mine[column], color=colour, ls="--", lw=1.6, marker=marker, ms=4)
         ax.set(title=f"{label}: mean absolute difference", xlabel="epoch")
         ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     seeds = int(rows["n_seeds"].max())
     handles = [Line2D([], [], color="black", lw=2.2, marker="o", label=f"{arm_a} vs {arm_b}, same seed"),
                *[Line2D([], [], color=styles[arm][0], ls="--", lw=1.6, marker=styles[arm][2],
