@@ -154,3 +154,15 @@ def test_bad_override_is_a_one_line_error():
         assert proc.returncode == 2, (bad, proc.stderr)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (bad, proc.stderr)
+
+
+def test_audit_under_the_aligned_protocol_finds_no_difference_and_checks_equivalence(tmp_path, data_dir):
+    from benchmark.parity.__main__ import run
+
+    findings, md, _ = run(["protocol=aligned", "model=mobilenetv2", "dataset=digits", f"data_dir={data_dir}",
+                           f"out={tmp_path}"])
+    checks = [f for f in findings if f.kind == "check"]
+    assert checks and all(f.same for f in checks), [f.item for f in checks if not f.same]
+    equivalence = [f for f in findings if f.category == "Numerical equivalence"]
+    assert {f.item.split(":")[0] for f in equivalence} >= {"float32", "float64"}
+    assert find(rows_of(tmp_path, "mobilenetv2", "digits"), "Declared protocol", "data stream")[0]["same"] == "true"

@@ -8,7 +8,9 @@ dataset, model, precision and arm pair), the zoo effect on a metric is
 the part of the native gap that the aligned protocol removes. It is estimated per seed,
 zoo_s = d_native,s − d_aligned,s (each d the paired difference A − B of that seed), with a
 percentile bootstrap CI over the seeds present in both protocols, the same bootstrap as
-the paired statistics. A knob ablation (``protocol=aligned protocol.init=native``, a
+the paired statistics. Δ_native and Δ_aligned are given on those seeds too (with their
+own bootstrap CIs), so the three numbers of a row add up; with every seed in both they
+equal statistical_results.csv's deltas. A knob ablation (``protocol=aligned protocol.init=native``, a
 variant of the aligned runs) is attributed the same way against the native runs: its
 row says how much of the native gap remains with that one difference switched back on.
 """
@@ -83,17 +85,20 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             d_other = mine[(mine[PROTOCOL] == other[PROTOCOL]) & (mine[VARIANT_FIELD] == other[VARIANT_FIELD])]
             both = d_native[[PAIR_FIELD, "diff"]].merge(d_other[[PAIR_FIELD, "diff"]], on=PAIR_FIELD,
                                                         suffixes=("_native", "_other"))
-            zoo = (both["diff_native"] - both["diff_other"]).to_numpy(float)
+            # all three on the seeds present in both, so that zoo = Δ_native − Δ_aligned exactly
+            d_nat_s, d_other_s = both["diff_native"].to_numpy(float), both["diff_other"].to_numpy(float)
+            zoo = d_nat_s - d_other_s
             low, high = bootstrap_ci(zoo)
             effect = float(zoo.mean()) if len(zoo) else np.nan
-            d_nat = float(both["diff_native"].mean()) if len(zoo) else np.nan
+            d_nat = float(d_nat_s.mean()) if len(zoo) else np.nan
+            nat_ci, other_ci = bootstrap_ci(d_nat_s), bootstrap_ci(d_other_s)
             row = {
                 **{k: scope[k] for k in _SCOPE}, "metric": scope["metric"], "arm_a": scope["arm_a"],
                 "arm_b": scope["arm_b"], "protocol": other[PROTOCOL], VARIANT_FIELD: other[VARIANT_FIELD],
                 "n_seeds": len(zoo), "seeds": " ".join(str(int(s)) for s in both[PAIR_FIELD]),
-                "delta_native": native["delta"], "ci_native_low": native["ci_low"], "ci_native_high": native["ci_high"],
-                "delta_aligned": other["delta"], "ci_aligned_low": other["ci_low"],
-                "ci_aligned_high": other["ci_high"], "zoo_effect": effect, "zoo_ci_low": low, "zoo_ci_high": high,
+                "delta_native": d_nat, "ci_native_low": nat_ci[0], "ci_native_high": nat_ci[1],
+                "delta_aligned": float(d_other_s.mean()) if len(zoo) else np.nan, "ci_aligned_low": other_ci[0],
+                "ci_aligned_high": other_ci[1], "zoo_effect": effect, "zoo_ci_low": low, "zoo_ci_high": high,
                 "zoo_share": effect / d_nat if len(zoo) and d_nat != 0 else np.nan,
             }
             metric = COMPARED_METRICS[scope["metric"]]

@@ -3,7 +3,9 @@
 A backend is a subpackage ``benchmark.backends.<name>`` that implements the contract
 of :mod:`benchmark.backends.contract` (``Backend`` for the module, ``Trainer`` for its
 trainer), and a model registry (``models.create_model(name, num_classes, image_size,
-drop_rate=..., drop_path_rate=...)``). Adding a backend is one entry in BACKENDS and
+drop_rate=..., drop_path_rate=..., init=..., architecture=...)``) whose aligned
+architecture maps every tensor onto torchvision's names and layout
+(``canonical_shapes``/``load_canonical``; docs/protocol.md §11). Adding a backend is one entry in BACKENDS and
 its subpackage. Only the selected backend is imported, so a PyTorch run never
 imports TensorFlow.
 """
