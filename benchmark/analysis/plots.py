@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from benchmark.analysis.stats import COMPARED_METRICS, GROUP, with_arm
-from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD
+from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
 
 # Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -80,8 +80,18 @@ def _arm_legend(fig: Figure, styles: dict, seeds: str) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
 
 
+def _file_stem(values: tuple) -> str:
+    """A file name part from a group's values (GROUP order, then anything after it),
+    leaving out empty ones and a key field at its legacy value (the native protocol)."""
+    legacy = {i: f.legacy for i, name in enumerate(GROUP) for f in RUN_KEY if f.name == name and f.legacy is not None}
+    return "_".join(_safe(v) for i, v in enumerate(values) if v != "" and legacy.get(i, object()) != v)
+
+
 def _title(group: dict) -> str:
-    title = " / ".join(str(group[field]) for field in GROUP_FIELDS)
+    """"dataset / model / precision[ / protocol]": a field at its legacy value (the native
+    protocol) is left out, as in directory names."""
+    title = " / ".join(str(group[f.name]) for f in RUN_KEY if f.name in GROUP_FIELDS
+                       and not (f.legacy is not None and group[f.name] == f.legacy))
     return title + (f" [{group[VARIANT_FIELD]}]" if group.get(VARIANT_FIELD) else "")
 
 
@@ -117,7 +127,7 @@ def plot_curves(curves: pd.DataFrame, results: pd.DataFrame, out: Path) -> list[
     done = with_arms(done.assign(variant=done[VARIANT_FIELD].fillna("")))
     paths = []
     for group, runs in done.groupby(list(GROUP), sort=True):
-        name = "curves_" + "_".join(_safe(g) for g in group if g != "") + ".png"
+        name = "curves_" + _file_stem(group) + ".png"
         paths.append(_save(curves_figure(runs, _title(dict(zip(GROUP, group)))), out / name))
     return paths
 
@@ -240,7 +250,7 @@ def plot_divergence(table: pd.DataFrame, out: Path) -> list[Path]:
     """divergence_<dataset>_<model>_<precision>_<protocol>[_<variant>]_<a>_<b>.png per comparison."""
     paths = []
     for group, rows in table.groupby([*GROUP, "arm_a", "arm_b"], sort=True):
-        name = "divergence_" + "_".join(_safe(g) for g in group if g != "") + ".png"
+        name = "divergence_" + _file_stem(group) + ".png"
         paths.append(_save(divergence_figure(rows, _title(dict(zip(GROUP, group)))), out / name))
     return paths
 
