@@ -37,6 +37,7 @@ import numpy as np
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, load_backend
 from benchmark.models import MODELS, shared_initial_weights
+from benchmark.protocol import ALIGNED_REGULARIZATION
 
 TOLERANCE = 1e-4  # float32: logits and loss
 # float32 gradients of these networks are themselves only accurate to about 1e-2 (the
@@ -113,9 +114,10 @@ def build(backend_name: str, model: str, image_size: int, weights: dict | None, 
           dtype: str = "float32"):
     """A backend's aligned model with regularization off, holding the shared initial weights."""
     backend = load_backend(backend_name)
-    net = backend.create_model(model, NUM_CLASSES, image_size, architecture="aligned",
-                               drop_rate=0.0 if model == "mobilenetv2" else None,
-                               drop_path_rate=0.0 if model == "convnext_tiny" else None, dtype=dtype)
+    # the aligned protocol's regularization switched off (rate 0) where the model has it
+    off = [None if rate is None else 0.0 for rate in ALIGNED_REGULARIZATION[model]]
+    net = backend.create_model(model, NUM_CLASSES, image_size, architecture="aligned", drop_rate=off[0],
+                               drop_path_rate=off[1], dtype=dtype)
     if weights is None:
         weights = shared_initial_weights(model, backend.canonical_shapes(net, model), seed)
     backend.load_canonical(net, model, weights)

@@ -382,7 +382,8 @@ def canonical_variables(model: keras.Model, name: str) -> dict[str, tuple[object
     return out
 
 
-def _to_torch(value: np.ndarray, layout) -> np.ndarray:
+def to_canonical(value: np.ndarray, layout) -> np.ndarray:
+    """A Keras variable's value (or its gradient) in torchvision's layout."""
     if layout == "layer_scale":
         return value.reshape(-1, 1, 1)
     return value.transpose(layout) if layout else value
@@ -396,7 +397,7 @@ def _from_torch(value: np.ndarray, layout, shape) -> np.ndarray:
 
 def canonical_state(model: keras.Model, name: str, dtype=np.float32) -> dict[str, np.ndarray]:
     """Every variable by torchvision name, in torchvision's layout, as `dtype` arrays."""
-    return {key: _to_torch(np.asarray(v, dtype), layout) for key, (v, layout) in
+    return {key: to_canonical(np.asarray(v, dtype), layout) for key, (v, layout) in
             canonical_variables(model, name).items()}
 
 
@@ -414,7 +415,7 @@ def load_canonical(model: keras.Model, name: str, state: dict[str, np.ndarray]) 
         value = _from_torch(np.asarray(state[key]), layout, tuple(variable.shape))
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(f"{key}: shape {np.asarray(state[key]).shape} given, the model's is "
-                             f"{_to_torch(np.zeros(variable.shape), layout).shape}")
+                             f"{to_canonical(np.zeros(variable.shape), layout).shape}")
         variable.assign(value.astype(variable.dtype))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmark.backends.contract import Probe
-from benchmark.backends.keras.models import canonical_state, canonical_variables
+from benchmark.backends.keras.models import canonical_state, canonical_variables, to_canonical
 from benchmark.backends.keras.optim import make_sgd
 from benchmark.backends.keras.train import coupled_l2
 
@@ -26,9 +26,7 @@ def equivalence_probe(model: keras.Model, name: str, images: np.ndarray, labels:
     canonical_grads = {}
     for key, (variable, layout) in canonical_variables(model, name).items():
         if id(variable) in by_variable:
-            g = np.asarray(by_variable[id(variable)], np.float64)
-            canonical_grads[key] = g.reshape(-1, 1, 1) if layout == "layer_scale" else (
-                g.transpose(layout) if layout else g)
+            canonical_grads[key] = to_canonical(np.asarray(by_variable[id(variable)], np.float64), layout)
     # the trainer's step: coupled L2 added to the gradients, then the aligned (PyTorch) SGD rule
     optimizer = make_sgd(True, lr, momentum, nesterov)
     optimizer.build(variables)
