@@ -147,3 +147,14 @@ def shared_initial_weights(model: str, shapes: dict[str, tuple[int, ...]], seed:
             raise ValueError(f"{model}: no initialization rule for {key} {shape}")
         out[key] = value.astype(np.float32)
     return out
+
+
+def create_for_protocol(registry, name: str, num_classes: int, image_size: int, knobs, seed: int):
+    """A backend's model under a run's protocol knobs (benchmark.protocol.Knobs): built by
+    its registry module (``create_model``, ``canonical_shapes``, ``load_canonical``) with
+    the knobs' architecture and regularization, and holding the shared initial weights
+    when ``knobs.init`` (docs/protocol.md §11). One definition for every backend."""
+    model = registry.create_model(name, num_classes, image_size, **knobs.model_options(name))
+    if knobs.init:
+        registry.load_canonical(model, name, shared_initial_weights(name, registry.canonical_shapes(model, name), seed))
+    return model

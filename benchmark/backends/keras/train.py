@@ -27,11 +27,11 @@ from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.env import select_device
-from benchmark.backends.keras.models import (block_shapes, canonical_shapes, create_model, entry, layer_table,
-                                             load_canonical, parameter_counts)
+from benchmark.backends.keras import models
+from benchmark.backends.keras.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.keras.optim import make_sgd
 from benchmark.backends.keras.schedule import build_lr_schedule
-from benchmark.models import shared_initial_weights
+from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
 from benchmark.rundir import read_json, replace_durably, write_json
 from benchmark.schedule import Schedule
@@ -86,10 +86,8 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         self.image_size = data.image_size
         self.knobs = Knobs.of(cfg.get("protocol"))
         self.model_options = self.knobs.model_options(cfg.model.name)
-        self.model = create_model(cfg.model.name, data.num_classes, data.image_size, **self.model_options)
-        if self.knobs.init:  # docs/protocol.md §11: the same initial numbers in every arm
-            load_canonical(self.model, cfg.model.name, shared_initial_weights(
-                cfg.model.name, canonical_shapes(self.model, cfg.model.name), cfg.seed))
+        self.model = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs,
+                                         cfg.seed)
         self.variables = self.model.trainable_variables
 
         self.lr_schedule = build_lr_schedule(schedule)

@@ -17,10 +17,10 @@ from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, report_every
 from benchmark.backends import contract
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
-from benchmark.backends.pytorch.models import (block_shapes, canonical_shapes, create_model, entry, layer_table,
-                                               load_canonical, parameter_counts)
+from benchmark.backends.pytorch import models
+from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
-from benchmark.models import shared_initial_weights
+from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
 from benchmark.rundir import replace_durably
 from benchmark.schedule import Schedule
@@ -72,9 +72,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         self.image_size = data.image_size
         self.knobs = Knobs.of(cfg.get("protocol"))
         self.model_options = self.knobs.model_options(cfg.model.name)
-        module = create_model(cfg.model.name, data.num_classes, data.image_size, **self.model_options)
-        if self.knobs.init:  # docs/protocol.md §11: the same initial numbers in every arm
-            load_canonical(module, cfg.model.name, shared_initial_weights(cfg.model.name, canonical_shapes(module), cfg.seed))
+        module = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs, cfg.seed)
         self.module = module.to(self.device, memory_format=memory_format)
         self.model = torch.compile(self.module) if cfg.framework.compile else self.module
         self.mode = ("torch.compile" if cfg.framework.compile else "eager") + ("+channels_last" if channels_last else "")
