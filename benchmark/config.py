@@ -60,6 +60,9 @@ class DatasetConfig:
     archive: Optional[str] = None  # official file name, e.g. cifar-10-python.tar.gz
     url: Optional[str] = None
     md5: Optional[str] = None
+    # Val accuracies whose time to reach is reported (first epoch and cumulative training
+    # seconds; DAWNBench/MLPerf's figure). Analysis only: they never change a run.
+    accuracy_targets: List[float] = field(default_factory=list)
 
 
 @dataclass

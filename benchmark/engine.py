@@ -25,6 +25,7 @@ from benchmark.resume import check_same_data, check_same_run, comparable_config
 from benchmark.rundir import RunDir, atomic_write_text, write_json
 from benchmark.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
 from benchmark.schedule import make_schedule
+from benchmark.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger("benchmark")
 
@@ -56,6 +57,9 @@ def validate(cfg) -> None:
         )
     if cfg.precision.dtype not in ("float16", "bfloat16"):
         raise BenchmarkError(f"precision.dtype={cfg.precision.dtype}: valid: float16, bfloat16")
+    targets = list(cfg.dataset.accuracy_targets)
+    if any(not 0 < t <= 1 for t in targets) or len(set(targets)) != len(targets):
+        raise BenchmarkError(f"dataset.accuracy_targets={targets}: each must be a distinct val accuracy in (0, 1]")
     for split in ("train", "val", "test"):
         limit = cfg.limit[split]
         if limit is not None and limit < 1:
@@ -84,6 +88,7 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -
         "warmup_steps": schedule.warmup_steps,
         "total_steps": schedule.total_steps,
         "peak_lr": schedule.base_lr,
+        "accuracy_targets": sorted(cfg.dataset.accuracy_targets),  # the analysis's time-to-accuracy targets
         "deterministic": cfg.framework.deterministic,
         # never pool runs of different modes: the analysis reports it per run
         MODE_FIELD: mode,
@@ -142,6 +147,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     best = best_meta["best"] if best_meta and resumed else {"val_accuracy": -1.0, "epoch": 0}
     metrics = MetricsLog(rd.metrics)
     metrics.truncate(start_epoch)
+    board = TensorBoardLog(rd.root, start_epoch)
     if resumed:
         log.info("resuming after epoch %d from %s", start_epoch, rd.checkpoints)
     log.info(
@@ -151,6 +157,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     )
 
     startup_seconds = time.time() - environment.process_start_time()
+    loop_start = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         label = f"epoch {epoch + 1}/{cfg.epochs}"
 
@@ -176,15 +183,22 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
             "learning_rate": schedule.epoch_lr(epoch),
         }
         metrics.append(row)
+        images_per_sec = stats.images / stats.seconds if stats.seconds > 0 else float("nan")
+        board.add_epoch(row, images_per_sec)
         log.info(
             "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  %.1fs (%.0f img/s)",
             label, stats.loss, stats.accuracy, val_loss, val_acc, val_f1, row["learning_rate"], stats.seconds,
-            stats.images / stats.seconds if stats.seconds > 0 else float("nan"),
+            images_per_sec,
         )
         if val_acc > best["val_accuracy"]:
             best = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "epoch": epoch + 1}
             trainer.save("best", {"epoch": epoch + 1, "best": best})
         trainer.save("last", {"epoch": epoch + 1, "best": best, "learning_rate": row["learning_rate"]})
+        rd.set_progress(epoch=epoch + 1, epochs=cfg.epochs, best_val_accuracy=best["val_accuracy"],
+                        images_per_sec=images_per_sec, resumed_from_epoch=start_epoch,
+                        # wall time per epoch of this launch, validation and checkpoints included
+                        seconds_per_epoch=(time.time() - loop_start) / (epoch + 1 - start_epoch))
+    board.close()
 
     if trainer.restore("best") is None:
         raise BenchmarkError(f"no best checkpoint in {rd.checkpoints}; delete the run directory and start again")

@@ -29,6 +29,7 @@ def comparable_config(cfg) -> dict:
     container["framework"] = {k: v for k, v in framework.items()
                               if FRAMEWORK_ONLY_OPTIONS.get(k, framework["name"]) == framework["name"]}
     container["dataset"].pop("source", None)  # where the raw files are does not change the run
+    container["dataset"].pop("accuracy_targets", None)  # read by the analysis only
     return {k: v for k, v in container.items() if k not in NOT_COMPARED}
 
 

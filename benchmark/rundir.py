@@ -52,6 +52,16 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def scheduler_job() -> dict:
+    """The SLURM job this process runs in ({} outside SLURM): its own id, and the
+    array id as squeue prints it (123_4) for a task of a job array."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return {}
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {"slurm_job_id": job, **({"slurm_array_task": f"{array}_{task}"} if array and task else {})}
+
+
 log = logging.getLogger(__name__)
 LOCK_NAME = ".run.lock"
 # How long a launch waits for another live process on the same run before refusing:
@@ -88,9 +98,21 @@ class RunDir:
             "updated_at": now,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
+            **scheduler_job(),
             **details,
         }
+        if state != "running" and "progress" in previous:  # the last progress stays readable
+            status.setdefault("progress", previous["progress"])
         write_json(self.status, status)
+
+    def set_progress(self, **progress) -> None:
+        """Where a running run is (epoch, epochs, best val accuracy, seconds per epoch),
+        for `python -m benchmark.status`; written after every epoch."""
+        status = self.read_status() or {}
+        if status.get("state") == "running":
+            status["progress"] = progress
+            status["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            write_json(self.status, status)
 
     def fail_unreported(self, reason: str) -> dict:
         """Mark failed a run whose process ended without saying why (a signal, a killed

@@ -19,6 +19,8 @@ import pytest
 
 from benchmark.analysis.report import _swap_in
 from benchmark.analysis.runs import RESULTS_COLUMNS, epoch_summary, find_run_dirs, read_metrics
+from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
+from benchmark.analysis.time_to_accuracy import parse as parse_tta
 from benchmark.analysis.stats import D_Z_CAP, holm, paired_statistics, wilcoxon_min_p
 from benchmark.analyze import analyze
 from helpers import REPO
@@ -204,16 +206,24 @@ def test_stage2_report(stage2, capsys):
         print(f"\n[analysis] 180-run stage-2 report built in {seconds:.1f} s")
     results, stats = read_report(sweep)
 
-    assert tuple(results.columns) == RESULTS_COLUMNS
+    assert [c for c in results.columns if not parse_tta(c)] == list(RESULTS_COLUMNS)
+    # conf/dataset/*.yaml's targets (the generated runs predate recorded targets): 2 per dataset
+    assert ordered_tta(results.columns) == [
+        c for t in (0.4, 0.55, 0.7, 0.85, 0.93) for c in (f"epochs_to_val_acc_{t:g}", f"seconds_to_val_acc_{t:g}")]
+    cifar10 = results[results["dataset"] == "cifar10"]
+    assert cifar10["epochs_to_val_acc_0.4"].isna().all() and np.isfinite(cifar10["epochs_to_val_acc_0.85"]).all()
+    assert np.isinf(cifar10["epochs_to_val_acc_0.93"]).any()  # completed runs that never got there
     assert len(results) == 180 and (results["state"] == "completed").all()
     assert (results["epochs_done"] == results["dataset"].map({"cifar10": 200, "cifar100": 200, "tiny_imagenet": 100})).all()
     run = results.iloc[0]
     assert run["test_accuracy"] == true_test_accuracy(run["framework"], run["dataset"], run["model"],
                                                       run["precision"], int(run["seed"]))
 
-    assert len(stats) == 54  # 18 comparisons x 3 metrics
-    assert set(stats["metric"]) == {"test_accuracy", "test_macro_f1", "images_per_sec_avg"}
+    assert len(stats) == 126  # 18 comparisons x (3 metrics + 2 targets x epochs and seconds)
+    assert set(stats["metric"]) == {"test_accuracy", "test_macro_f1", "images_per_sec_avg", *ordered_tta(results.columns)}
     assert (stats["n_pairs"] == 5).all()
+    censored = stats[stats["note"].fillna("").str.contains("where neither did")]
+    assert not censored.empty and (stats.loc[stats["metric"].str.startswith("seconds_to"), "wilcoxon_method"] != "none").any()
     # 2 / 2^5, or larger where a seed's difference is exactly zero (scores are whole test images)
     assert (stats["wilcoxon_min_p"] >= 0.0625).all() and (stats["wilcoxon_min_p"] == 0.0625).sum() > 40
     assert_valid_statistics(stats)
@@ -224,12 +234,12 @@ def test_stage2_report(stage2, capsys):
     assert len([p for p in plots if p.startswith("curves_")]) == 18
     assert [p for p in plots if p.startswith("bars_")] == [
         "bars_accuracy_amp.png", "bars_accuracy_fp32.png", "bars_throughput_amp.png", "bars_throughput_fp32.png"]
-    assert [p for p in plots if p.startswith("diff_")] == [
-        "diff_images_per_sec_avg.png", "diff_test_accuracy.png", "diff_test_macro_f1.png"]
+    assert {"diff_images_per_sec_avg.png", "diff_test_accuracy.png", "diff_test_macro_f1.png",
+            "diff_seconds_to_val_acc_0.85.png"} <= {p for p in plots if p.startswith("diff_")}
     assert all((report / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
 
     summary = pd.read_csv(report / "significance_summary.csv")
-    assert len(summary) == 54 and set(summary["significant_holm"]) <= {"yes", "no"}
+    assert len(summary) == 126 and set(summary["significant_holm"]) <= {"yes", "no"}
     md = (report / "significance_summary.md").read_text()
     assert "cannot reach p < 0.05 (minimum p = 0.0625)" in md
     assert "Cohen, J. (1988)" in md and "Romano" in md

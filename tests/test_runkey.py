@@ -15,6 +15,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from benchmark.analysis.report import AnalysisError
+from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analyze import analyze
 from benchmark.runkey import KEY, RUN_KEY, dirname, key_of_config, override_keys
 from helpers import REPO, compose, run_cli
@@ -99,12 +100,14 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     results, old_results = read_csv(report / "results.csv"), read_csv(GOLDEN / "results.csv")
     assert results["variant"].isna().all()  # "" for every run: none was launched with extra overrides
     assert (results["protocol"] == "native").all()  # recorded before protocols existed
-    pd.testing.assert_frame_equal(results.drop(columns=["variant", "protocol"]), old_results)
+    new_columns = ["variant", "protocol", *ordered_tta(results.columns)]  # time to accuracy came later
+    pd.testing.assert_frame_equal(results.drop(columns=new_columns), old_results)
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
+    new = read_csv(report / "statistical_results.csv")
+    new = new[~new["metric"].isin(ordered_tta(results.columns))]
     old = read_csv(GOLDEN / "statistical_results.csv").rename(columns={
         "pytorch_mode": "mode_a", "keras_mode": "mode_b", "mean_pytorch": "mean_a", "std_pytorch": "std_a",
         "mean_keras": "mean_b", "std_keras": "std_b"})
-    new = read_csv(report / "statistical_results.csv")
     assert set(zip(new["arm_a"], new["arm_b"])) == {("pytorch", "keras")} and len(new) == len(old)
     on = ["dataset", "model", "precision", "metric", "mode_a", "mode_b"]
     both = old.merge(new, on=on, suffixes=("_old", ""), validate="one_to_one")
@@ -161,6 +164,9 @@ def test_three_arms_give_every_pairwise_comparison_matching_a_recomputation(thre
     results = read_csv(three_arms / "report" / "results.csv")
     pairs = {("keras", "jax"), ("pytorch", "jax"), ("pytorch", "keras")}
     assert set(zip(stats["arm_a"], stats["arm_b"])) == pairs
+    tta = stats["metric"].isin(ordered_tta(results.columns))
+    assert tta.sum() == 2 * 3 * 4  # models x arm pairs x (cifar10's 2 targets: epochs and seconds)
+    stats = stats[~tta]
     assert len(stats) == 2 * 3 * 3  # models x arm pairs x metrics
     for row in stats.itertuples():
         runs = results[(results["model"] == row.model)].set_index(["framework", "seed"])[row.metric]

@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from benchmark.analysis.stats import COMPARED_METRICS, bootstrap_ci
+from benchmark.analysis.stats import bootstrap_ci, metric_for
 from benchmark.runkey import GROUP_FIELDS, PAIR_FIELD, VARIANT_FIELD
 
 PROTOCOL = "protocol"
@@ -71,6 +71,8 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ATTRIBUTION_COLUMNS))
     rows = []
     key = [*_SCOPE, *_COMPARISON]
+    # time to accuracy is censored (never reached = inf): a mean of its differences is not defined
+    stats = stats[~stats["metric"].map(lambda name: metric_for(name).censored)]
     for values, group in stats.groupby(key, dropna=False, sort=True):
         scope = dict(zip(key, values))
         natives = group[group[PROTOCOL] == NATIVE]
@@ -101,7 +103,7 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 "ci_aligned_high": other_ci[1], "zoo_effect": effect, "zoo_ci_low": low, "zoo_ci_high": high,
                 "zoo_share": effect / d_nat if len(zoo) and d_nat != 0 else np.nan,
             }
-            metric = COMPARED_METRICS[scope["metric"]]
+            metric = metric_for(scope["metric"])
             row["sentence"] = _sentence(row, metric.unit, metric.scale, metric.label) if len(zoo) else (
                 "no seed ran under both protocols")
             rows.append(row)

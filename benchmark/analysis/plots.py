@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from benchmark.analysis.stats import COMPARED_METRICS, GROUP, with_arm
+from benchmark.analysis.stats import GROUP, metric_for, with_arm
 from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
 
 # Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
@@ -185,9 +186,10 @@ def _diff_labels(frame: pd.DataFrame) -> pd.Series:
 
 def diff_figure(pairs: pd.DataFrame, stats: pd.DataFrame, metric_name: str) -> Figure:
     """Per comparison: each seed's Δ as a point, the mean Δ with its bootstrap CI."""
-    metric = COMPARED_METRICS[metric_name]
+    metric = metric_for(metric_name)
     stats = stats[stats["n_pairs"] > 0].assign(label=lambda s: _diff_labels(s))
     pairs = pairs.assign(label=_diff_labels(pairs), value=pairs["diff"] * metric.scale)
+    pairs = pairs[np.isfinite(pairs["value"])]  # a target one arm never reached has no Δ to draw
     order = list(stats["label"])
     fig = Figure(figsize=(8, 1.2 + 0.32 * len(order)), layout="constrained")
     ax = fig.subplots()
@@ -208,9 +210,9 @@ def diff_figure(pairs: pd.DataFrame, stats: pd.DataFrame, metric_name: str) -> F
 def plot_diffs(pairs: pd.DataFrame, stats: pd.DataFrame, out: Path) -> list[Path]:
     """diff_<metric>.png for each compared metric with at least one pair."""
     paths = []
-    for metric in COMPARED_METRICS:
+    for metric in dict.fromkeys(stats["metric"]):
         rows = stats[stats["metric"] == metric]
-        if (rows["n_pairs"] > 0).any():
+        if (rows["n_pairs"] > 0).any() and rows["delta"].notna().any():
             fig = diff_figure(pairs[pairs["metric"] == metric], rows, metric)
             paths.append(_save(fig, out / f"diff_{_safe(metric)}.png"))
     return paths

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmark.analysis.time_to_accuracy import ordered, run_targets, time_to_accuracy
 from benchmark.metrics import METRICS_COLUMNS
 from benchmark.rundir import STATES, read_json
 from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD, key_of_record, key_of_saved_config, variant_of_path
@@ -185,13 +186,15 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
     key = run_key(run_dir, summary)
     relative = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else "."
     variant = summary.get(VARIANT_FIELD)
+    state = run_state(read_json(run_dir / "status.json"), test)
     row = {
         **key,
         VARIANT_FIELD: variant if variant is not None else variant_of_path(relative, key),
         **epoch_summary(metrics, summary.get("images_per_epoch")),
+        **time_to_accuracy(metrics, run_targets(summary, key.get("dataset")), completed=state == "completed"),
         "test_accuracy": (test or {}).get("test_accuracy", np.nan),
         "test_macro_f1": (test or {}).get("test_macro_f1", np.nan),
-        "state": run_state(read_json(run_dir / "status.json"), test),
+        "state": state,
         "epochs_done": len(metrics),
         "run_dir": relative,
         "data_fingerprint": summary.get("data_fingerprint") or "",
@@ -200,6 +203,12 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
     row[MODE_FIELD] = summary.get(MODE_FIELD) or "unknown"
     tags = {name: row[name] for name in (*KEY, VARIANT_FIELD, "state", "run_dir")}
     return row, metrics.assign(**tags), read_json(run_dir / "env.json")
+
+
+def results_columns(rows: list[dict]) -> list[str]:
+    """RESULTS_COLUMNS with the time-to-accuracy columns of the runs' targets after the throughput."""
+    at = RESULTS_COLUMNS.index("images_per_sec_avg_late") + 1
+    return [*RESULTS_COLUMNS[:at], *ordered({c for row in rows for c in row}), *RESULTS_COLUMNS[at:]]
 
 
 def collect(sweep_dir: str | Path) -> Sweep:
@@ -212,7 +221,7 @@ def collect(sweep_dir: str | Path) -> Sweep:
         if not metrics.empty:
             curves.append(metrics)
         environments[row["run_dir"]] = env
-    results = pd.DataFrame(rows, columns=list(RESULTS_COLUMNS))
+    results = pd.DataFrame(rows, columns=results_columns(rows))
     results = results.sort_values([*KEY, "run_dir"], na_position="last", ignore_index=True)
     results[PAIR_FIELD] = results[PAIR_FIELD].astype("Int64")
     results["epoch_best"] = results["epoch_best"].astype("Int64")

@@ -72,6 +72,9 @@ class Metric:
     more: str  # the word for a positive delta ...
     less: str
     phrase: str  # ... and what it qualifies: "A is 0.8 points higher in test accuracy than B"
+    digits: int = 2  # decimals of a displayed delta
+    # inf is a censored value ("never reached": benchmark.analysis.time_to_accuracy), not a missing one
+    censored: bool = False
 
 
 COMPARED_METRICS = {
@@ -79,9 +82,29 @@ COMPARED_METRICS = {
     for m in (
         Metric("test_accuracy", "test accuracy", "points", 100.0, "higher", "lower", "in test accuracy"),
         Metric("test_macro_f1", "test macro-F1", "points", 100.0, "higher", "lower", "in test macro-F1"),
-        Metric("images_per_sec_avg", "training throughput", "images/s", 1.0, "faster", "slower", "in training"),
+        Metric("images_per_sec_avg", "training throughput", "images/s", 1.0, "faster", "slower", "in training", 0),
     )
 }
+
+
+def metric_for(name: str) -> Metric:
+    """The Metric of a compared column: COMPARED_METRICS, or a time-to-accuracy column."""
+    from benchmark.analysis.time_to_accuracy import parse
+
+    if name in COMPARED_METRICS:
+        return COMPARED_METRICS[name]
+    kind, target = parse(name)
+    reach = f"to reach {100 * target:g}% val accuracy"
+    if kind == "seconds":
+        return Metric(name, f"training time {reach}", "s", 1.0, "slower", "faster", reach, 1, censored=True)
+    return Metric(name, f"epochs {reach}", "epochs", 1.0, "later", "sooner", reach, 2, censored=True)
+
+
+def compared_metrics(results: pd.DataFrame) -> list[str]:
+    """COMPARED_METRICS, then the time-to-accuracy columns of the sweep's targets."""
+    from benchmark.analysis.time_to_accuracy import ordered
+
+    return [*COMPARED_METRICS, *ordered(results.columns)]
 
 STAT_COLUMNS = (
     *GROUP,
@@ -218,6 +241,41 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
     return {**row, "ttest_p": float(stats.ttest_rel(a, b).pvalue), "cohens_d": cohens_dz(diffs), "note": ""}
 
 
+def censored_statistics(a: np.ndarray, b: np.ndarray) -> dict:
+    """paired_statistics where inf means "never reached" (time to accuracy; the
+    convention is in benchmark.analysis.time_to_accuracy): delta, CI, t-test and d_z
+    over the pairs where both arms reached the target; the Wilcoxon test and Cliff's
+    delta over every pair, a pair reached by one arm only ranking above every other."""
+    from benchmark.analysis.time_to_accuracy import censored_counts
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = np.isfinite(a) & np.isfinite(b)
+    row = paired_statistics(a[both], b[both])
+    only_b, only_a, neither = censored_counts(a, b)  # only_b: B reached it, A never did (A slower)
+    if only_a + only_b + neither == 0:
+        return row
+    scale = float(np.max(np.abs(np.concatenate([a[both], b[both]])))) if both.any() else 1.0
+    snapped = _snap(a[both] - b[both], scale)
+    top = 2.0 * float(np.max(np.abs(snapped), initial=0.0)) + 1.0  # above every finite |difference|
+    ranked = np.concatenate([snapped, np.full(only_b, top), np.full(only_a, -top), np.zeros(neither)])
+    n = len(a)
+    row["n_pairs"] = n
+    row["wilcoxon_min_p"] = wilcoxon_min_p(int(np.count_nonzero(ranked)))
+    row["wilcoxon_p"], row["wilcoxon_method"] = wilcoxon_test(ranked) if n >= 2 else (1.0, "none")
+    with np.errstate(invalid="ignore"):
+        signs = np.nan_to_num(np.sign(a[:, None] - b[None, :]))  # inf − inf: a tie
+    row["cliffs_delta"] = float(signs.mean())
+    counts = [f"{k} pair{'s' if k != 1 else ''} {what}" for k, what in (
+        (only_b, "where only the second arm reached the target"),
+        (only_a, "where only the first arm reached it"), (neither, "where neither did")) if k]
+    reached = int(both.sum())
+    row["note"] = "; ".join(filter(None, [
+        f"of {n} pairs, {', '.join(counts)}: they enter the Wilcoxon test and Cliff's delta (one arm reaching "
+        f"it ranks above every other difference, neither is a tie); delta, CI, t-test and d_z use the "
+        f"{reached} where both reached it", row["note"] if reached >= 2 else ""]))
+    return row
+
+
 # ------------------------------------------------------------------ arms
 
 
@@ -308,7 +366,7 @@ def pair_values(runs: pd.DataFrame, metric: str, pair: ArmPair) -> tuple[pd.Data
     arms = [pair.first, pair.second]
     wide = (usable.pivot(index=PAIR_FIELD, columns="arm", values=metric)
             .reindex(index=sorted(set(runs[PAIR_FIELD].dropna())), columns=arms).astype(float))
-    missing = ~np.isfinite(wide)
+    missing = wide.isna() if metric_for(metric).censored else ~np.isfinite(wide)
     complete = ~missing.any(axis=1)
     dropped = [
         f"{seed} ({', '.join(_unpaired_reason(runs, arm, seed) for arm in arms if missing.at[seed, arm])})"
@@ -360,11 +418,15 @@ def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[
     """(statistical_results, pairs): one statistics row per comparison and metric, and
     the per-seed paired values behind them (for the difference plots)."""
     rows, pair_tables = [], []
+    metrics = compared_metrics(results)
     for group, pair, modes, runs in comparisons(results, pairs):
         arms = {"arm_a": pair.first, "arm_b": pair.second}
-        for metric in COMPARED_METRICS:
+        for metric in metrics:
+            if metric not in COMPARED_METRICS and runs[metric].isna().all():
+                continue  # another dataset's target
             values, notes = pair_values(runs, metric, pair)
-            row = paired_statistics(values["a"].to_numpy(), values["b"].to_numpy())
+            statistics = censored_statistics if metric_for(metric).censored else paired_statistics
+            row = statistics(values["a"].to_numpy(), values["b"].to_numpy())
             row["note"] = "; ".join(filter(None, [row["note"], *notes]))
             row["seeds"] = " ".join(str(int(s)) for s in values[PAIR_FIELD])
             rows.append({**group, "metric": metric, **arms, **modes, **row})

@@ -18,7 +18,7 @@ import math
 import pandas as pd
 
 from benchmark.analysis.sanity import verdict
-from benchmark.analysis.stats import COMPARED_METRICS, GROUP, Metric
+from benchmark.analysis.stats import GROUP, Metric, metric_for
 from benchmark.runkey import GROUP_FIELDS, VARIANT_FIELD
 
 ALPHA = 0.05
@@ -67,14 +67,13 @@ def fmt_p(p: float) -> str:
 
 
 def fmt_value(value: float, metric: Metric) -> str:
-    """A delta in display units: percentage points for accuracy-like metrics, images/s."""
-    digits = 2 if metric.scale != 1.0 else 0
-    return f"{value * metric.scale:,.{digits}f}"
+    """A delta in display units: percentage points for accuracy-like metrics, images/s, seconds."""
+    return f"{value * metric.scale:,.{metric.digits}f}"
 
 
 def delta_with_ci(row) -> str:
-    metric = COMPARED_METRICS[row["metric"]]
-    if row["n_pairs"] == 0:
+    metric = metric_for(row["metric"])
+    if row["n_pairs"] == 0 or math.isnan(row["delta"]):
         return "n/a"
     return (f"{fmt_value(row['delta'], metric)} [{fmt_value(row['ci_low'], metric)}, "
             f"{fmt_value(row['ci_high'], metric)}] {metric.unit}")
@@ -117,9 +116,12 @@ def _minimum_p_clause(row) -> str:
 
 def sentence(row) -> str:
     """One plain-language sentence (or three) for one comparison."""
-    metric = COMPARED_METRICS[row["metric"]]
+    metric = metric_for(row["metric"])
     if row["n_pairs"] == 0:
         text = f"No completed {row['arm_a']}/{row['arm_b']} pair for {metric.label}: nothing to compare."
+    elif math.isnan(row["delta"]):  # censored metric: no pair where both arms reached the target
+        text = (f"In no pair did both {row['arm_a']} and {row['arm_b']} reach the target, so there is no mean "
+                f"difference in {metric.label}; {_significance_clause(row)}.")
     else:
         text = f"{_difference_clause(row, metric)}; {_significance_clause(row)}."
         if row["n_pairs"] >= 2:
@@ -224,10 +226,8 @@ def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sa
     """significance_summary.md: methods, sanity verdict, one section per metric, `extra`
     sections (attribution, divergence: "" where a sweep has none), excluded runs, references."""
     sections = [f"# Significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]
-    for metric in COMPARED_METRICS.values():
-        rows = table[table["metric"] == metric.name]
-        if not rows.empty:
-            sections.append(_metric_section(metric, rows))
+    for name in dict.fromkeys(table["metric"]):
+        sections.append(_metric_section(metric_for(name), table[table["metric"] == name]))
     sections.extend(section for section in extra or [] if section)
     sections.append(_excluded_section(results))
     sections.append("## References\n\n" + "\n".join(f"- {ref}" for ref in REFERENCES))

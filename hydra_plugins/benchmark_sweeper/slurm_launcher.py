@@ -45,6 +45,18 @@ class _IsolatedJob:
                               _return_value=status)]
 
 
+def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
+    """{run directory: job id} in the sweep's slurm_jobs.json, so that
+    `python -m benchmark.status` can ask SLURM about jobs still queued."""
+    from benchmark.rundir import read_json, write_json
+    from benchmark.status import SLURM_JOBS_FILE
+
+    path = sweep_dir / SLURM_JOBS_FILE
+    known = read_json(path) or {}
+    known.update({str(Path(run_dir).resolve()): str(job.job_id) for run_dir, job in zip(run_dirs, jobs)})
+    write_json(path, known)
+
+
 class IsolatingSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
@@ -54,6 +66,7 @@ class IsolatingSlurmLauncher(SlurmLauncher):
 
         def map_array(executor, fn, *iterables):
             jobs = submit(executor, fn, *iterables)
+            _record_job_ids(Path(self.config.hydra.sweep.dir), run_dirs, jobs)
             return [_IsolatedJob(job, overrides, run_dir) for job, overrides, run_dir in zip(jobs, job_overrides, run_dirs)]
 
         submitit.AutoExecutor.map_array = map_array
