@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -67,14 +69,67 @@ def peak_host_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+# Instruction-set extensions that decide which CPU kernels oneDNN, MKL, OpenBLAS and
+# XLA dispatch to, and so the last bits of a seed's numbers (x86 and Arm names as
+# /proc/cpuinfo spells them).
+CPU_FEATURES = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "sve2", "bf16", "i8mm",
+)
+
+
+def cpu_features() -> str:
+    """The CPU_FEATURES this CPU has, space-separated ("" where /proc/cpuinfo is missing)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in CPU_FEATURES if f in flags)
+    except OSError:
+        pass
+    return ""
+
+
+def installed_packages() -> dict[str, str]:
+    """{distribution name: version} of every package installed in this interpreter."""
+    packages = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name.lower().replace("_", "-")] = dist.version
+    return dict(sorted(packages.items()))
+
+
+def packages_digest(packages: dict[str, str]) -> str:
+    """One hash of the whole package set: equal hashes, equal sets."""
+    text = "".join(f"{name}=={version}\n" for name, version in sorted(packages.items()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def numpy_blas() -> str:
+    """The BLAS NumPy was built with (the data pipeline's and the analysis' arithmetic)."""
+    try:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"
+
+
 def collect() -> dict:
+    packages = installed_packages()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
+        "numpy_blas": numpy_blas(),
         "gpu_driver": gpu_driver(),
         "git_commit": git_commit(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "packages_sha256": packages_digest(packages),
+        "packages": packages,
     }

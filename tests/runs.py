@@ -49,6 +49,10 @@ ENV_COMMON = {
     "cpu_count": 32,
     "gpu_driver": "535.161.08",
     "git_commit": "3f2c1e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e",
+    "cpu_features": "sse4_2 avx avx2 fma f16c",
+    "numpy_blas": "scipy-openblas 0.3.27",
+    "packages_sha256": "sha256:1111111111111111",
+    "packages": {"numpy": "1.26.4", "scipy": "1.13.1", "torch": "2.3.1"},
 }
 ENV_FRAMEWORK = {
     "pytorch": {"torch": "2.3.1+cu121", "torchvision": "0.18.1+cu121", "cuda": "12.1", "cudnn": 8902,

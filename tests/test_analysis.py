@@ -365,11 +365,17 @@ def test_environment_flags_runs_that_differ(tmp_path):
     make_sweep(tmp_path, seeds=[42, 123, 456], epochs=3)
     make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 789, epochs=3, env={"torch": "2.4.0"}, name="odd")
     make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=3, env={"gpu_name": "NVIDIA A100"})
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 1024, epochs=3, name="newer", env={
+        "packages_sha256": "sha256:2222222222222222", "cpu_features": "sse4_2 avx avx2 fma f16c avx512f amx_tile",
+        "packages": {"numpy": "2.0.0", "scipy": "1.13.1", "torch": "2.3.1", "tensorboard": "2.17.0"}})
     report = analyze(tmp_path, plots=False)
     text = (report / "environment.txt").read_text()
+    assert "  newer: package set sha256:2222222222222222 (majority sha256:1111111111111111): numpy 1.26.4 -> 2.0.0, " \
+           "+tensorboard 2.17.0" in text
+    assert "  newer: CPU features has amx_tile avx512f (than the majority)" in text
     assert "  odd: torch 2.4.0 (majority 2.3.1+cu121)" in text
     assert "keras_cifar10_resnet50_fp32_seed789: GPU NVIDIA A100 (majority NVIDIA A40)" in text
-    assert "NVIDIA A40 (7 runs), NVIDIA A100 (1 run)" in text
+    assert "NVIDIA A40 (8 runs), NVIDIA A100 (1 run)" in text
 
 
 # ------------------------------------------------------------------ command line and notebook

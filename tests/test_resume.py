@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from benchmark.tensorboard_log import TAGS, scalars
 from helpers import REPO, read_json, read_metrics, run_cli, without_timing
 
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
@@ -65,6 +68,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert read_json(run_dir / "status.json")["state"] == "running"
     assert len(read_metrics(run_dir)) == 1  # killed inside epoch 2
+    status = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    killed = next(line for line in status.stdout.splitlines() if line.startswith("killed "))
+    assert killed.split()[1:3] == ["stalled", "1/3"], status.stdout  # not "running": nothing trains it
 
     resumed = run_cli(*ARGS, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -74,6 +81,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     ref_test.pop("finished_at"), test.pop("finished_at")
     assert test == ref_test
     assert read_json(run_dir / "status.json")["state"] == "completed"
+    # the TensorBoard curves continue: every epoch once, the values of metrics.csv
+    curves = scalars(run_dir)
+    assert {tag: [step for step, _ in points] for tag, points in curves.items()} == {tag: [1, 2, 3] for tag in TAGS.values()}
+    assert [value for _, value in curves["accuracy/val"]] == pytest.approx(
+        [float(row["val_accuracy"]) for row in read_metrics(run_dir)])
 
 
 def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_dir):

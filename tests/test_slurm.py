@@ -64,6 +64,12 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
         assert read_json(run_dir / "env.json")["slurm_job_id"]  # it ran inside a SLURM job
         assert len(read_metrics(run_dir)) == 1
     assert (sweep / "sweep_status.csv").read_text().count("completed") == 3
+    # the live status names each run's job and asks SLURM about it (sacct, once the jobs left the queue)
+    status = subprocess.run([sys.executable, "-m", "benchmark.status", str(sweep)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    lines = [line.split() for line in status.stdout.splitlines() if "_seed" in line]
+    assert len(lines) == 3 and all(cells[1] == "completed" and cells[-1] == "COMPLETED" for cells in lines), status.stdout
+    assert set(read_json(sweep / "slurm_jobs.json").values()) == {cells[-2] for cells in lines}
 
     # launched again: nothing is submitted, every run is skipped
     again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())

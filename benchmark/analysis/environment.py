@@ -21,12 +21,17 @@ SHARED_FIELDS = {
     "gpu_name": "GPU",
     "gpu_driver": "GPU driver",
     "cpu_model": "CPU",
+    # the instruction sets and kernel libraries behind the CPU arithmetic: a seed gives
+    # other numbers on another CPU generation
+    "cpu_features": "CPU features",
+    "numpy_blas": "NumPy BLAS",
     "python": "Python",
     "git_commit": "git commit",
+    "packages_sha256": "package set",  # benchmark.environment.packages_digest; what differs is named
 }
 LISTED_FIELDS = ("hostname", "platform")
 # recorded per run and different by design, or already the arm: never compared
-NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform"}
+NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform", "packages"}
 MISSING = "(not recorded)"
 
 
@@ -67,17 +72,45 @@ def _field_lines(table: pd.DataFrame, fields: dict) -> list[str]:
     return [f"  {label:<14} {_counted(table[field])}" for field, label in fields.items()]
 
 
-def deviations(table: pd.DataFrame) -> list[str]:
-    """"<run_dir>: <field> 2.4.0 (majority 2.3.1)" for every field where a run is off the majority."""
+def package_changes(mine: dict | None, majority: dict | None) -> str:
+    """"torch 2.3.1 -> 2.4.0, +extra 1.0, -gone 2.1" between two recorded package sets."""
+    if not isinstance(mine, dict) or not isinstance(majority, dict):
+        return "(package list not recorded)"
+    changes = [f"{name} {majority[name]} -> {mine[name]}" for name in sorted(set(mine) & set(majority))
+               if mine[name] != majority[name]]
+    changes += [f"+{name} {mine[name]}" for name in sorted(set(mine) - set(majority))]
+    changes += [f"-{name} {majority[name]}" for name in sorted(set(majority) - set(mine))]
+    return ", ".join(changes) or "same packages"
+
+
+def feature_changes(mine: str, majority: str) -> str:
+    """"lacks avx512f; has amx_tile" between two cpu_features strings."""
+    a, b = set(mine.split()), set(majority.split())
+    parts = [f"lacks {' '.join(sorted(b - a))}" if b - a else "", f"has {' '.join(sorted(a - b))}" if a - b else ""]
+    return "; ".join(p for p in parts if p) or "same features"
+
+
+def deviations(table: pd.DataFrame, environments: dict[str, dict | None] | None = None) -> list[str]:
+    """"<run_dir>: <field> 2.4.0 (majority 2.3.1)" for every field where a run is off the
+    majority; for the package set and the CPU features, what differs."""
     lines = []
+    environments = environments or {}
     scopes = [(table, SHARED_FIELDS)] + [
         (runs, _arm_fields(runs)) for _, runs in table.groupby("arm", sort=True)
     ]
     for runs, fields in scopes:
         for field, label in fields.items():
             majority = runs[field].mode().iloc[0]
+            exemplar = runs.loc[runs[field] == majority, "run_dir"].iloc[0]
             for run_dir, value in runs.loc[runs[field] != majority, ["run_dir", field]].itertuples(index=False):
-                lines.append(f"  {run_dir}: {label} {value} (majority {majority})")
+                if field == "packages_sha256":
+                    changes = package_changes((environments.get(run_dir) or {}).get("packages"),
+                                              (environments.get(exemplar) or {}).get("packages"))
+                    lines.append(f"  {run_dir}: {label} {value} (majority {majority}): {changes}")
+                elif field == "cpu_features" and MISSING not in (value, majority):
+                    lines.append(f"  {run_dir}: {label} {feature_changes(value, majority)} (than the majority)")
+                else:
+                    lines.append(f"  {run_dir}: {label} {value} (majority {majority})")
     return sorted(lines)
 
 
@@ -106,7 +139,7 @@ def environment_report(environments: dict[str, dict | None], results: pd.DataFra
         lines += [f"{arm} ({len(runs)} runs)"] + _field_lines(runs, _arm_fields(runs)) + [""]
     lines += ["Distinct environments (runs with identical software and hardware grouped)"]
     lines += distinct_environments(table) + [""]
-    lines += ["Runs that differ from the majority"] + (deviations(table) or ["  none"]) + [""]
+    lines += ["Runs that differ from the majority"] + (deviations(table, environments) or ["  none"]) + [""]
     missing = sorted(run_dir for run_dir, env in environments.items() if env is None)
     if missing:
         lines += ["Runs without env.json"] + [f"  {run_dir}" for run_dir in missing] + [""]

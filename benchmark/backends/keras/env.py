@@ -7,6 +7,7 @@ before keras (or anything else) can initialize the GPUs.
 from __future__ import annotations
 
 import logging
+import os
 
 import tensorflow as tf
 
@@ -66,4 +67,6 @@ def environment() -> dict:
         "tf_build_cudnn": build.get("cudnn_version"),
         "gpu_name": gpu_name,
         "gpu_count": len(gpus),
+        # TensorFlow's x86 builds use oneDNN kernels unless this is "0" (different rounding)
+        "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
     }
