@@ -151,3 +151,39 @@ def test_status_cli_rejects_what_is_not_a_sweep(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path / "nothing")], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error:") and len(out.stderr.splitlines()) == 1
+
+
+# ------------------------------------------------------------------ pinned environment
+
+
+def _locked(path) -> dict[str, str]:
+    """{name: version} of a lock file, checking that every entry carries a hash."""
+    from packaging.utils import canonicalize_name
+
+    pinned, lines = {}, path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line and line[0].isalnum():
+            name, _, version = line.split(" ")[0].partition("==")
+            assert version and lines[i + 1].strip().startswith("--hash=sha256:"), line
+            pinned[canonicalize_name(name.split("[")[0])] = version
+    return pinned
+
+
+@pytest.mark.parametrize("lock, extras", [("cpu.txt", ["test"]), ("cuda.txt", ["test", "cuda"])])
+def test_the_locks_pin_every_dependency_with_hashes(lock, extras):
+    """A dependency added to pyproject.toml without refreshing the locks (scripts/lock.sh) fails here."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = _locked(REPO / "requirements" / lock)
+    wanted = [Requirement(r) for r in project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]]
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in pinned and req.specifier.contains(pinned[name], prereleases=True), (lock, str(req))
+    for line in (REPO / "requirements" / "pins.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            assert pinned[name] == version

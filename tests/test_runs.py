@@ -3,12 +3,14 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from benchmark.metrics import METRICS_COLUMNS
 from benchmark.schedule import make_schedule
+from benchmark.tensorboard_log import TAGS, scalars
 from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
 
 SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
@@ -56,8 +58,16 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     for key in ("python", "torch", "cuda", "cudnn", "gpu_name", "gpu_driver", "cpu_model", "hostname", "git_commit"):
         assert key in env
     assert env["gpu_name"] == "cpu" or env["cuda"]
+    import importlib.metadata
+
+    assert env["packages"]["torch"] == importlib.metadata.version("torch") and env["packages_sha256"].startswith("sha256:")
+    assert env["torch_cpu_capability"] and env["torch_onednn"] and "numpy_blas" in env
+    if "avx2" in Path("/proc/cpuinfo").read_text():
+        assert "avx2" in env["cpu_features"].split()
     status = read_json(run_dir / "status.json")
     assert status["state"] == "completed"
+    assert status["progress"]["epoch"] == 2 and status["progress"]["seconds_per_epoch"] > 0
+    assert read_json(run_dir / "summary.json")["accuracy_targets"] == [0.9]  # conf/dataset/digits.yaml
     summary = read_json(run_dir / "summary.json")
     assert summary["images_per_epoch"] == 128 and summary["steps_per_epoch"] == 4 and summary["seed"] == 42
     assert summary["execution_mode"] == "eager+channels_last" and summary["startup_seconds"] > 0
@@ -65,6 +75,7 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     meta = read_json(data_dir / "cache" / "digits" / "meta.json")
     assert summary["data_fingerprint"] == meta["fingerprint"] and summary["data_source"] == meta["source"]
     assert "accelerator_peak_bytes" in summary
+    assert sorted(scalars(run_dir)) == sorted(TAGS.values())
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "keras"])
@@ -112,6 +123,7 @@ def test_neutral_modules_import_no_framework():
 import sys
 import benchmark.config, benchmark.data, benchmark.engine, benchmark.metrics, benchmark.models
 import benchmark.rundir, benchmark.schedule, benchmark.environment, benchmark.backends
+import benchmark.status, benchmark.tensorboard_log
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorflow", "keras"))
 print("IMPORTED", bad)
 """
