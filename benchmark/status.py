@@ -203,13 +203,22 @@ def sweep_eta(rows: list[RunStatus]) -> float | None:
     waiting = [r for r in rows if r.state == NOT_STARTED]
     if not running and not waiting:
         return 0.0
-    if not per_epoch:
+    if not per_epoch or not in_progress(rows):
         return None
     typical_epochs = statistics.median([r.epochs for r in rows if r.epochs] or [1])
     left = [r.eta_seconds if r.eta_seconds is not None else typical_epochs * statistics.median(per_epoch)
             for r in running]
     work = sum(left) + len(waiting) * typical_epochs * statistics.median(per_epoch)
     return max(max(left, default=0.0), work / max(1, len(running)))
+
+
+# SLURM states of a job that will still run (squeue's long names)
+QUEUED = {"PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
+
+
+def in_progress(rows: list[RunStatus]) -> bool:
+    """Whether anything still moves: a run training, or a job queued or running on SLURM."""
+    return any(r.state == "running" or r.scheduler_state in QUEUED for r in rows)
 
 
 def _duration(seconds: float | None) -> str:
@@ -244,7 +253,10 @@ def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     total = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: ORDER.index(s) if s in ORDER else 99))
-    lines.append(f"{len(rows)} runs: {total or 'none found'}; sweep ETA {_duration(sweep_eta(rows))}")
+    unfinished = any(r.state != "completed" for r in rows)
+    eta = (f"sweep ETA {_duration(sweep_eta(rows))}" if in_progress(rows) or not unfinished
+           else "nothing in progress: launch the sweep again to continue it")
+    lines.append(f"{len(rows)} runs: {total or 'none found'}; {eta}")
     return "\n".join(lines)
 
 

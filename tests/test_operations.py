@@ -144,6 +144,8 @@ def test_status_tells_running_from_stalled_and_not_started(tmp_path):
     with live.exclusive(wait_s=0):
         quiet = {r.run: r for r in collect(sweep, stalled_after=600)}["live_seed1"]
     assert quiet.state == STALLED and quiet.note.startswith("no output for 1:00:00")
+    # nothing trains any more: no ETA, and the way out
+    assert "nothing in progress: launch the sweep again" in render(sweep, collect(sweep))
     assert dead.read_status()["state"] == "running"  # the status command never writes
 
 
