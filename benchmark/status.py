@@ -66,6 +66,11 @@ def _timestamp(text: str | None) -> float | None:
         return None
 
 
+def _mapping(value):
+    """A JSON file's object, None for anything else (a damaged file is shown, not fatal)."""
+    return value if isinstance(value, dict) else None
+
+
 def lock_is_held(run_dir: Path) -> bool | None:
     """Whether a live process holds the run's lock (None: cannot tell)."""
     try:
@@ -100,7 +105,8 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
     from benchmark.analysis.runs import run_state
 
     rd = RunDir(run_dir)
-    status, test, summary = rd.read_status(), rd.read_test(), rd.read_summary() or {}
+    status, test, summary = (_mapping(read()) for read in (rd.read_status, rd.read_test, rd.read_summary))
+    summary = summary or {}
     relative = os.path.relpath(run_dir, sweep_dir)
     if status is None and test is None:
         return RunStatus(relative, NOT_STARTED)
