@@ -8,12 +8,14 @@ import json
 import math
 import shutil
 import subprocess
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 import pingouin
 import pytest
 
@@ -21,7 +23,7 @@ from benchmark.analysis.report import _swap_in
 from benchmark.analysis.runs import RESULTS_COLUMNS, epoch_summary, find_run_dirs, read_metrics
 from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analysis.time_to_accuracy import parse as parse_tta
-from benchmark.analysis.stats import D_Z_CAP, holm, paired_statistics, wilcoxon_min_p
+from benchmark.analysis.stats import D_Z_CAP, holm, paired_statistics, signed_rank_null, wilcoxon_min_p, wilcoxon_test
 from benchmark.analyze import analyze
 from helpers import REPO
 from runs import FRAMEWORKS, SEEDS, make_run, make_stage2, make_sweep, true_test_accuracy
@@ -105,6 +107,25 @@ def test_tied_differences_use_exact_enumeration():
     assert row["wilcoxon_p"] == pytest.approx(brute_force_wilcoxon_p(np.round(pytorch - keras, 9)), rel=1e-9)
 
 
+def test_exact_wilcoxon_with_ties_at_any_n():
+    """Midranks and the exact null distribution of the signed-rank sum: equal to all
+    2^n sign patterns where those can be enumerated, and exact at 50 pairs."""
+    rng = np.random.default_rng(3)
+    diffs = rng.integers(-3, 4, size=16).astype(float)
+    diffs = diffs[diffs != 0]
+    p, method = wilcoxon_test(diffs)
+    assert method == "exact (ties: midranks)"
+    every_sign = scipy_stats.wilcoxon(diffs, method=scipy_stats.PermutationMethod(n_resamples=np.inf)).pvalue
+    assert p == pytest.approx(every_sign, rel=1e-12)
+    ties = np.repeat([1.0, 2.0, 3.0, 5.0, 8.0], 10)  # 50 pairs, five tied groups
+    assert wilcoxon_test(ties)[0] == pytest.approx(2.0 / 2**50, rel=1e-9)  # all on one side: the floor
+    mixed = ties * np.where(np.arange(50) % 3 == 0, -1.0, 1.0)
+    p50, _ = wilcoxon_test(mixed)
+    normal = scipy_stats.wilcoxon(mixed, method="asymptotic", correction=False).pvalue
+    assert 0 < p50 < 1 and p50 == pytest.approx(normal, rel=0.1)  # the large-n approximation agrees roughly
+    assert signed_rank_null(scipy_stats.rankdata(np.abs(mixed))).sum() == pytest.approx(1.0)
+
+
 def test_holm_equals_pingouin():
     p = np.array([0.01, 0.04, 0.03, 0.2, 0.0625, 0.5])
     assert holm(p) == pytest.approx(pingouin.multicomp(p, method="holm")[1])
@@ -174,6 +195,20 @@ def test_run_without_summary_is_keyed_from_its_config_and_duplicates_are_noted(t
     assert "2 completed keras runs for seed 42: used zz_rerun" in accuracy["note"]
     assert accuracy["mean_b"] == pytest.approx(np.mean([0.5, *(true_test_accuracy(
         "keras", "cifar10", "resnet50", "fp32", s) for s in (123, 456))]))
+
+
+def test_the_newest_duplicate_is_the_last_modified_not_the_last_named(tmp_path):
+    make_sweep(tmp_path, seeds=[42, 123], epochs=4)
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 42, epochs=4, test_accuracy=0.5, name="zz_first")
+    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 42, epochs=4, test_accuracy=0.6, name="aa_rerun")
+    old = time.time() - 86400
+    for path in (tmp_path / "zz_first").iterdir():
+        if path.is_file():
+            os.utime(path, (old, old))
+    analyze(tmp_path, plots=False)
+    _, stats = read_report(tmp_path)
+    accuracy = stat_row(stats, "cifar10", "resnet50", "test_accuracy")
+    assert "3 completed keras runs for seed 42: used aa_rerun" in accuracy["note"]
 
 
 def test_swap_replaces_the_whole_report(tmp_path):

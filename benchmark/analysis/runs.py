@@ -41,6 +41,7 @@ RESULTS_COLUMNS = (
     "state",
     "epochs_done",
     "run_dir",
+    "modified_at",  # the latest modification of its status, test and metrics files (UTC): "newest" of duplicates
     "data_fingerprint",  # of the prepared data the run saw (summary.json)
     # performance facts of the run (summary.json): results of different execution modes
     # (eager, compiled, graph, XLA) are compared separately, never pooled
@@ -178,6 +179,19 @@ def epoch_summary(metrics: pd.DataFrame, images_per_epoch: float | None) -> dict
     }
 
 
+def modified_at(run_dir: Path) -> str:
+    """ISO time (UTC) of the last change to the run's status, test result or metrics ("" if none)."""
+    times = []
+    for name in ("status.json", "test.json", "metrics.csv", "summary.json"):
+        try:
+            times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    if not times:
+        return ""
+    return pd.Timestamp(max(times), unit="s", tz="UTC").isoformat(timespec="microseconds")
+
+
 def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict | None]:
     """(results row, per-epoch metrics tagged with the run's key, env.json) of one run."""
     summary = read_json(run_dir / "summary.json") or {}
@@ -197,6 +211,7 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
         "state": state,
         "epochs_done": len(metrics),
         "run_dir": relative,
+        "modified_at": modified_at(run_dir),
         "data_fingerprint": summary.get("data_fingerprint") or "",
         **{name: summary.get(name, np.nan) for name in PERFORMANCE_COLUMNS},
     }
