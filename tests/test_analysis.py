@@ -197,6 +197,25 @@ def test_run_without_summary_is_keyed_from_its_config_and_duplicates_are_noted(t
         "keras", "cifar10", "resnet50", "fp32", s) for s in (123, 456))]))
 
 
+def test_a_damaged_metrics_csv_gives_its_intact_rows_and_a_note_not_a_divergence(tmp_path):
+    make_sweep(tmp_path, seeds=[42, 123], epochs=6)
+    cut = tmp_path / "keras_cifar10_resnet50_fp32_seed42" / "metrics.csv"
+    text = cut.read_text()
+    intact = pd.read_csv(cut).iloc[:4]
+    cut.write_text(text[: text.index("\n5,") + 6])  # cut in the middle of epoch 5's row
+    garbage = tmp_path / "pytorch_cifar10_resnet50_fp32_seed42" / "metrics.csv"
+    garbage.write_bytes(b"\x00\x01 not a csv \xff")
+    analyze(tmp_path, plots=False)
+    results, _ = read_report(tmp_path)
+    row = results.set_index("run_dir").loc["keras_cifar10_resnet50_fp32_seed42"]
+    assert row["acc_best"] == pytest.approx(intact["val_accuracy"].max()) and row["epochs_done"] == 4
+    assert row["note"].startswith("metrics.csv damaged: 1 unreadable row(s) (line 6) left out, 4 intact epoch(s) read")
+    other = results.set_index("run_dir").loc["pytorch_cifar10_resnet50_fp32_seed42"]
+    assert other["epochs_done"] == 0 and "not in the metrics.csv format" in other["note"]
+    sanity = pd.read_csv(tmp_path / "report" / "sanity.csv")
+    assert sanity.loc[sanity["check"] == "finite", "passed"].all()  # damage is not a divergence
+
+
 def test_the_newest_duplicate_is_the_last_modified_not_the_last_named(tmp_path):
     make_sweep(tmp_path, seeds=[42, 123], epochs=4)
     make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 42, epochs=4, test_accuracy=0.5, name="zz_first")

@@ -11,6 +11,7 @@ writing it, from the saved config; its variant (the overrides outside the key) f
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ RESULTS_COLUMNS = (
     "startup_seconds",
     "peak_host_rss_bytes",
     "accelerator_peak_bytes",
+    "note",  # what is wrong with the run's files (a damaged metrics.csv), "" when nothing
 )
-PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index(MODE_FIELD):]
+PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index(MODE_FIELD):RESULTS_COLUMNS.index("note")]
 # Files that make a directory a run directory (besides .hydra/config.yaml).
 RUN_MARKERS = {"summary.json", "status.json"}
 # The results.csv columns that come from metrics.csv (see epoch_summary).
@@ -131,17 +133,44 @@ def run_state(status: dict | None, test: dict | None) -> str:
     return state
 
 
-def read_metrics(path: Path) -> pd.DataFrame:
-    """metrics.csv sorted by epoch (last row of a repeated epoch wins); empty if absent
-    or not in the metrics.csv format."""
+def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
+    """(metrics.csv sorted by epoch, the last row of a repeated epoch winning; "" or what
+    is damaged). Only rows with every field present and numeric are kept, so a file cut
+    mid-row (a full disk, a copy interrupted) still gives its intact epochs; a file
+    that is not in the metrics.csv format gives no rows. Absent: no rows, no damage."""
+    empty = pd.DataFrame(columns=list(METRICS_COLUMNS), dtype=float)
     try:
-        metrics = pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
-        metrics = pd.DataFrame(columns=list(METRICS_COLUMNS))
-    if not set(METRICS_COLUMNS) <= set(metrics.columns):
-        metrics = pd.DataFrame(columns=list(METRICS_COLUMNS))
-    metrics = metrics[list(METRICS_COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    return metrics.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return empty, ""
+    except OSError as exc:
+        return empty, f"metrics.csv unreadable ({exc.strerror or exc})"
+    header = next(csv.reader(lines[:1]), [])
+    if not set(METRICS_COLUMNS) <= set(header):
+        return empty, "metrics.csv is not in the metrics.csv format (no header row of its columns): no epochs read"
+    rows, damaged = [], []
+    for number, fields in enumerate(csv.reader(lines[1:]), start=2):
+        if not fields:
+            continue
+        try:
+            if len(fields) != len(header):
+                raise ValueError
+            rows.append({name: float(value) for name, value in zip(header, fields) if name in METRICS_COLUMNS})
+        except ValueError:
+            damaged.append(number)
+    metrics = pd.DataFrame(rows, columns=list(METRICS_COLUMNS), dtype=float) if rows else empty
+    metrics = metrics.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+    note = ""
+    if damaged:
+        shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+        note = (f"metrics.csv damaged: {len(damaged)} unreadable row(s) (line {shown}) left out, "
+                f"{len(metrics)} intact epoch(s) read")
+    return metrics, note
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """The intact rows of metrics.csv (read_metrics_checked without the damage report)."""
+    return read_metrics_checked(path)[0]
 
 
 def late_window(n_epochs: int) -> int:
@@ -164,7 +193,8 @@ def epoch_summary(metrics: pd.DataFrame, images_per_epoch: float | None) -> dict
     """
     if metrics.empty:
         return dict.fromkeys(EPOCH_COLUMNS, np.nan)
-    best = int(metrics["val_accuracy"].to_numpy().argmax()) if metrics["val_accuracy"].notna().any() else None
+    accuracy = metrics["val_accuracy"].to_numpy(float)
+    best = int(np.nanargmax(accuracy)) if np.isfinite(accuracy).any() else None
     seconds = metrics["epoch_time_seconds"].where(metrics["epoch_time_seconds"] > 0)
     rates = (images_per_epoch / seconds) if images_per_epoch else pd.Series(np.nan, index=seconds.index)
     late = late_window(len(metrics))
@@ -196,7 +226,7 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
     """(results row, per-epoch metrics tagged with the run's key, env.json) of one run."""
     summary = read_json(run_dir / "summary.json") or {}
     test = read_json(run_dir / "test.json")
-    metrics = read_metrics(run_dir / "metrics.csv")
+    metrics, damage = read_metrics_checked(run_dir / "metrics.csv")
     key = run_key(run_dir, summary)
     relative = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else "."
     variant = summary.get(VARIANT_FIELD)
@@ -216,6 +246,7 @@ def read_run(run_dir: Path, sweep_dir: Path) -> tuple[dict, pd.DataFrame, dict |
         **{name: summary.get(name, np.nan) for name in PERFORMANCE_COLUMNS},
     }
     row[MODE_FIELD] = summary.get(MODE_FIELD) or "unknown"
+    row["note"] = damage
     tags = {name: row[name] for name in (*KEY, VARIANT_FIELD, "state", "run_dir")}
     return row, metrics.assign(**tags), read_json(run_dir / "env.json")
 
