@@ -8,6 +8,8 @@ value of the wrong type or an unknown group option fails before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -148,3 +150,118 @@ def keys_outside_schema(cfg: DictConfig, prefix: str = "") -> list[str]:
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
             extra += keys_outside_schema(node, f"{prefix}{name}.")
     return extra
+
+
+# ------------------------------------------------------------------ value ranges
+
+INF = float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of one numeric config key: [low, high], either end open, where a
+    bound may name another key ("epochs"); `nullable` lets null through; a list value is
+    checked item by item."""
+
+    key: str
+    low: float | str = -INF
+    high: float | str = INF
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False
+    integer: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    key: str
+    values: tuple
+
+
+# Every numeric option of the schema and its valid range, in one list (checked by
+# check_values before any work; tests/test_config.py walks it). The why is beside each.
+RANGES = (
+    Range("seed", 0, 2**32 - 1, integer=True),  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+    Range("epochs", 1, integer=True),
+    Range("batch_size", 1, integer=True),
+    Range("grad_accum_steps", 1, "batch_size", integer=True),
+    Range("progress_updates", 0, integer=True),  # 0: no progress lines within an epoch
+    Range("optim.lr", 0, low_open=True),  # a step against the gradient, never along it
+    Range("optim.lr_reference_batch", 1, integer=True),
+    Range("optim.momentum", 0, 1, high_open=True),  # 1 never forgets: the velocity grows without bound
+    Range("optim.weight_decay", 0),  # negative decay pushes weights away from 0
+    Range("optim.warmup_epochs", 0, "epochs", integer=True),
+    Range("dataset.num_classes", 2, integer=True),
+    Range("dataset.image_size", 8, integer=True),
+    Range("dataset.crop_padding", 0, "dataset.image_size", high_open=True, integer=True),
+    Range("dataset.val_size", "dataset.num_classes", integer=True),  # stratified: one image per class at least
+    Range("dataset.test_size", "dataset.num_classes", nullable=True, integer=True),
+    Range("dataset.epochs", 1, integer=True),
+    Range("dataset.batch_size", 1, integer=True),
+    Range("dataset.warmup_epochs", 0, "dataset.epochs", integer=True),
+    Range("dataset.mean", 0, 1, nullable=True),  # per-channel mean of [0, 1] pixels
+    Range("dataset.std", 0, 1, low_open=True, nullable=True),
+    Range("dataset.accuracy_targets", 0, 1, low_open=True),
+    Range("limit.train", 1, nullable=True, integer=True),
+    Range("limit.val", 1, nullable=True, integer=True),
+    Range("limit.test", 1, nullable=True, integer=True),
+)
+CHOICES = (
+    Choice("framework.device", ("auto", "cpu", "cuda")),
+    Choice("precision.dtype", ("float16", "bfloat16")),
+)
+
+
+def _bound(cfg, bound) -> float:
+    return OmegaConf.select(cfg, bound) if isinstance(bound, str) else bound
+
+
+def describe(rule: Range, cfg) -> str:
+    """"[0, 4294967295]", "(0, 1]", "[0, epochs = 10]" ..."""
+    def show(bound, open_, left):
+        value = _bound(cfg, bound)
+        text = ("-inf" if left else "inf") if value in (INF, -INF) else (
+            str(int(value)) if float(value).is_integer() else f"{value:g}")
+        text = f"{bound} = {text}" if isinstance(bound, str) else text
+        return ("(" if open_ else "[") + text if left else text + (")" if open_ or value == INF else "]")
+
+    span = f"{show(rule.low, rule.low_open, True)}, {show(rule.high, rule.high_open, False)}"
+    return span + (" or null" if rule.nullable else "") + (", whole numbers" if rule.integer else "")
+
+
+def _out_of_range(rule: Range, value, cfg) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    low, high = _bound(cfg, rule.low), _bound(cfg, rule.high)
+    if not math.isfinite(value) or (rule.integer and value != int(value)):
+        return True
+    return (value <= low if rule.low_open else value < low) or (value >= high if rule.high_open else value > high)
+
+
+def check_values(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
+    """Raise BenchmarkError naming the first key whose value is outside RANGES or CHOICES,
+    the value and the valid range; and refuse a data_dir or run directory that is a file."""
+    from benchmark import BenchmarkError
+
+    for rule in RANGES:
+        value = OmegaConf.select(cfg, rule.key, throw_on_missing=False)
+        if value is None and rule.nullable:
+            continue
+        values = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if item is None or _out_of_range(rule, item, cfg):
+                shown = list(values) if len(values) > 1 or not isinstance(value, (int, float)) else value
+                raise BenchmarkError(f"{rule.key}={shown} is out of range: valid {describe(rule, cfg)}")
+    for choice in CHOICES:
+        value = OmegaConf.select(cfg, choice.key)
+        if value not in choice.values:
+            raise BenchmarkError(f"{choice.key}={value} is unknown; valid: {', '.join(choice.values)}")
+    for what, path in (("data_dir", cfg.data_dir), (run_dir_key, run_dir)):
+        if path is not None and os.path.exists(str(path)) and not os.path.isdir(str(path)):
+            raise BenchmarkError(f"{what}={path} is a file, not a directory: give a directory (it is created if missing)")
+
+
+def is_benchmark_config(cfg) -> bool:
+    """Whether a composed config (with or without its hydra node) is this benchmark's."""
+    return OmegaConf.get_type(cfg) is BenchmarkConfig or (
+        isinstance(cfg, DictConfig) and {"framework", "model", "dataset", "optim"} <= set(cfg.keys()))

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, environment
 from benchmark.backends import Trainer, load_backend
-from benchmark.config import keys_outside_schema
+from benchmark.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
 from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
 from benchmark.protocol import SETTINGS, Knobs
@@ -31,39 +31,23 @@ log = logging.getLogger("benchmark")
 
 
 def validate(cfg) -> None:
-    """Checks the schema cannot express; raises BenchmarkError before any work."""
+    """Checks of a run's config before any work; raises BenchmarkError (one line)."""
     extra = keys_outside_schema(cfg)
     if extra:
         raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
                              "benchmark/config.py lists the valid ones: fix the name or drop the override")
-    if cfg.epochs < 1:
-        raise BenchmarkError(f"epochs={cfg.epochs}: must be at least 1")
+    check_values(cfg)  # every numeric option against its range (benchmark.config.RANGES)
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
                              "(choose a protocol with protocol=..., then change single knobs)")
     Knobs.of(cfg.protocol)
-    if cfg.batch_size < 1 or cfg.optim.lr_reference_batch < 1:
-        raise BenchmarkError(f"batch_size={cfg.batch_size}, optim.lr_reference_batch={cfg.optim.lr_reference_batch}: "
-                             "both must be at least 1")
-    if cfg.framework.device not in ("auto", "cpu", "cuda"):
-        raise BenchmarkError(f"framework.device={cfg.framework.device} is unknown; valid: auto, cpu, cuda")
-    if cfg.dataset.val_size < cfg.dataset.num_classes:
-        raise BenchmarkError(f"dataset.val_size={cfg.dataset.val_size}: a stratified split needs at least one "
-                             f"image per class ({cfg.dataset.num_classes})")
-    if cfg.grad_accum_steps < 1 or cfg.batch_size % cfg.grad_accum_steps:
+    if cfg.batch_size % cfg.grad_accum_steps:
         raise BenchmarkError(
             f"batch_size={cfg.batch_size} is not divisible by grad_accum_steps={cfg.grad_accum_steps}; "
             "the micro-batch must be a whole number"
         )
-    if cfg.precision.dtype not in ("float16", "bfloat16"):
-        raise BenchmarkError(f"precision.dtype={cfg.precision.dtype}: valid: float16, bfloat16")
-    targets = list(cfg.dataset.accuracy_targets)
-    if any(not 0 < t <= 1 for t in targets) or len(set(targets)) != len(targets):
-        raise BenchmarkError(f"dataset.accuracy_targets={targets}: each must be a distinct val accuracy in (0, 1]")
-    for split in ("train", "val", "test"):
-        limit = cfg.limit[split]
-        if limit is not None and limit < 1:
-            raise BenchmarkError(f"limit.{split}={limit}: must be a positive number of images or null")
+    if len(set(cfg.dataset.accuracy_targets)) != len(cfg.dataset.accuracy_targets):
+        raise BenchmarkError(f"dataset.accuracy_targets={list(cfg.dataset.accuracy_targets)}: each target once")
 
 
 def _limited(n: int, limit: int | None) -> int:

@@ -4,63 +4,90 @@ Hydra's basic launcher runs every job in the launching process. For this benchma
 that is wrong three ways: TensorFlow keeps the GPU memory it took, so a PyTorch run
 after a Keras run starves; framework globals (mixed-precision policy, XLA caches,
 seeds) leak from one run into the next; and a crash in native code (a segfault)
-would end the whole sweep. One process per run removes all three. Output streams to
-the terminal as for a single run; the run writes its own directory as usual.
+would end the whole sweep. One process per job removes all three.
+
+Otherwise it is Hydra's basic launcher: each job's config is the sweep config with
+the job's overrides, number and id (so any `hydra.sweep.subdir` works, and every
+`hydra.*` override reaches the job), the task function is the one Hydra hands the
+launcher (any Hydra app, not only this benchmark), `run_job` sets up the job's
+directory, logging and working directory in the child, and the child's JobReturn
+(config, Hydra config, task name, return value or exception) comes back whole
+(job_process.py). A child that dies without returning (a signal, a segfault) gives a
+FAILED JobReturn naming how it ended; a benchmark run's status.json says so too.
 """
 
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import List, Sequence
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 
-from hydra_plugins.benchmark_sweeper import job_run_dir
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 
-log = logging.getLogger("benchmark.sweep")
-
+log = logging.getLogger(__name__)
 
 @dataclass
 class ProcessLauncherConf:
     _target_: str = "hydra_plugins.benchmark_sweeper.process_launcher.ProcessLauncher"
-    module: str = "benchmark"  # what each job runs: python -m <module> <overrides>
-
 
 ConfigStore.instance().store(group="hydra/launcher", name="process", node=ProcessLauncherConf, provider="benchmark")
 
+def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
+    """The JobReturn of a job whose process ended without returning one."""
+    from benchmark.rundir import RunDir
 
-def _quoted(value: str) -> str:
-    """A Hydra override value that may contain '=' and ',' (run directories do)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
+    working_dir = job_dir(sweep_config)
+    reason = f"the job's process ended with {how} without reporting"
+    rd = RunDir(working_dir)
+    if rd.status.is_file():  # a benchmark run: its status.json must not stay "running"
+        rd.fail_unreported(reason)
+    ret = JobReturn(overrides=list(overrides), cfg=task_config(sweep_config), hydra_cfg=sweep_config,
+                    working_dir=str(working_dir), task_name=sweep_config.hydra.job.name, status=JobStatus.FAILED,
+                    _return_value=RuntimeError(f"{working_dir}: {reason}"))
+    return ret
 
 class ProcessLauncher(Launcher):
-    def __init__(self, module: str = "benchmark") -> None:
-        self.module = module
+    def __init__(self) -> None:
         self.hydra_context = None
+        self.task_function = None
         self.config = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        self.hydra_context, self.config = hydra_context, config
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from benchmark.rundir import RunDir
+        import cloudpickle
 
-        returns = []
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs locally, one process each", len(job_overrides))
+        runs: List[JobReturn] = []
         for offset, overrides in enumerate(job_overrides):
-            run_dir = job_run_dir(self.hydra_context, self.config, overrides)
-            log.info("#%d : %s", initial_job_idx + offset, " ".join(overrides))
-            cmd = [sys.executable, "-m", self.module, *overrides, f"hydra.run.dir={_quoted(str(run_dir))}"]
-            code = subprocess.call(cmd)
-            rd = RunDir(run_dir)
-            status: Optional[dict] = rd.read_status()
-            if code != 0:  # a signal or a failed start: say so for the sweep report
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                status = rd.fail_unreported(f"the run's process ended with {how} without reporting")
-            value = rd.read_test() if status and status.get("state") == "completed" else status
-            returns.append(JobReturn(overrides=list(overrides), working_dir=str(run_dir),
-                                     status=JobStatus.COMPLETED, _return_value=value))
-        return returns
+            idx = initial_job_idx + offset
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            sweep_config = job_config(self.hydra_context, self.config, overrides, idx)
+            with tempfile.TemporaryDirectory(prefix="hydra-job-") as scratch:
+                job_path, result_path = os.path.join(scratch, "job.pkl"), os.path.join(scratch, "result.pkl")
+                with open(job_path, "wb") as fh:
+                    cloudpickle.dump({"hydra_context": self.hydra_context, "task_function": self.task_function,
+                                      "config": sweep_config, "singletons": Singleton.get_state()}, fh)
+                code = subprocess.call([sys.executable, "-m", "hydra_plugins.benchmark_sweeper.job_process",
+                                        job_path, result_path])
+                if os.path.isfile(result_path):
+                    with open(result_path, "rb") as fh:
+                        ret = cloudpickle.load(fh)
+                else:
+                    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                    ret = died(sweep_config, overrides, how)
+            runs.append(ret)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return runs

@@ -3,6 +3,14 @@
 Lives in the ``hydra_plugins`` namespace because Hydra only instantiates sweepers
 found there. Filtering before the launcher matters on SLURM: a re-launched stage-2
 sweep submits only what is missing instead of 180 jobs that would each exit at once.
+
+Otherwise it honours Hydra's sweeper contract as the basic sweeper does (batches of
+`max_batch_size`, multirun.yaml, job numbers counted over the whole sweep, so any
+`hydra.sweep.subdir` works), with two differences of policy: every job's config is
+composed and, for this benchmark's config, checked (benchmark.config.check_values)
+before anything is written, so a bad value in a sweep is one line and no directory;
+and a job that fails does not stop the sweep (the others still run; the end-of-sweep
+report lists it): its FAILED JobReturn is logged, not raised.
 """
 
 import logging
@@ -14,9 +22,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
+
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -29,6 +40,11 @@ class ResumableSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="benchmark")
+
+
+def _stop(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 class _SkipCompleted(Launcher):
@@ -45,46 +61,84 @@ class _SkipCompleted(Launcher):
         from benchmark.resume import completed_result
 
         tic = time.perf_counter()
-        loader, master = self.sweeper.hydra_context.config_loader, self.sweeper.config
         results: List[Optional[JobReturn]] = []
-        pending: List[Sequence[str]] = []
         run_dirs: List[str] = []
-        for overrides in job_overrides:
-            cfg = loader.load_sweep_config(master, list(overrides))
-            run_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+        for offset, overrides in enumerate(job_overrides):
+            cfg = job_config(self.sweeper.hydra_context, self.sweeper.config, overrides, initial_job_idx + offset)
+            run_dir = job_dir(cfg)
             run_dirs.append(str(run_dir.resolve()))
             try:
-                done = completed_result(run_dir, _task_config(cfg))
+                done = completed_result(run_dir, task_config(cfg))
             except BenchmarkError as exc:  # nothing launched yet: stop the whole sweep here
-                print(f"error: {exc}", file=sys.stderr)
-                raise SystemExit(2) from None
-            if done is None:
-                results.append(None)
-                pending.append(overrides)
-            else:
-                results.append(JobReturn(overrides=list(overrides), working_dir=str(run_dir),
-                                         status=JobStatus.COMPLETED, _return_value=done))
+                _stop(str(exc))
+            results.append(None if done is None else JobReturn(
+                overrides=list(overrides), cfg=task_config(cfg), hydra_cfg=cfg, working_dir=str(run_dir),
+                task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=done))
         self.sweeper.record_jobs(run_dirs)
-        skipped = len(job_overrides) - len(pending)
+        pending = [i for i, r in enumerate(results) if r is None]
         log.info("sweep: %d runs, %d already completed (skipped, checked in %.1f s), %d to launch",
-                 len(job_overrides), skipped, time.perf_counter() - tic, len(pending))
-        launched = iter(self.inner.launch(pending, initial_job_idx) if pending else [])
-        return [r if r is not None else next(launched) for r in results]
+                 len(job_overrides), len(job_overrides) - len(pending), time.perf_counter() - tic, len(pending))
+        # each stretch of consecutive pending jobs keeps its job numbers (hydra.job.num)
+        for start, stop in _stretches(pending):
+            launched = self.inner.launch([job_overrides[i] for i in range(start, stop)], initial_job_idx + start)
+            results[start:stop] = list(launched)
+        return results  # type: ignore[return-value]
 
 
-def _task_config(cfg):
-    """The job's config as the task function sees it (without the hydra node)."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+def _stretches(indices: List[int]) -> List[tuple]:
+    """[(start, stop), ...] of the runs of consecutive integers in `indices`."""
+    out: List[tuple] = []
+    for i in indices:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
 
 
 class ResumableSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Composing every job is what the skip check does anyway; a bad job fails there."""
+        """Every job of the sweep was composed and checked before the first was launched."""
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: List[str] = []
+
+    def _check_all_jobs(self) -> None:
+        """Compose every job (a composition error is Hydra's own exception) and check a
+        benchmark config's values, before any file of the sweep is written."""
+        from benchmark import BenchmarkError
+        from benchmark.config import check_values, is_benchmark_config
+
+        for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
+            cfg = job_config(self.hydra_context, self.config, overrides, idx)
+            if is_benchmark_config(cfg):
+                try:
+                    check_values(task_config(cfg), job_dir(cfg), "hydra.sweep.dir/subdir")
+                except BenchmarkError as exc:
+                    _stop(f"{exc} (in the job {' '.join(overrides) or 'with no overrides'})")
+
+    def sweep(self, arguments: List[str]) -> Any:
+        """BasicSweeper.sweep, with every job checked first and failed jobs logged, not raised."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        self._check_all_jobs()
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns: List[Sequence[JobReturn]] = []
+        initial_job_idx = 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+            for r in results:
+                if r.status == JobStatus.FAILED:
+                    log.error("job %s failed: %s", " ".join(r.overrides), r._return_value)
+            initial_job_idx += len(batch)
+            returns.append(results)
+        return returns
 
     def record_jobs(self, run_dirs: List[str]) -> None:
         """The end-of-sweep report judges this sweep by these runs only (sweep_jobs.json)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.benchmark_sweeper import job_run_dir
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
 log = logging.getLogger("benchmark.sweep")
@@ -28,8 +28,9 @@ log = logging.getLogger("benchmark.sweep")
 class _IsolatedJob:
     """A submitit job whose ``results()`` reports a death instead of raising."""
 
-    def __init__(self, job, overrides: Sequence[str], run_dir: Path):
-        self.job, self.overrides, self.run_dir = job, list(overrides), run_dir
+    def __init__(self, job, overrides: Sequence[str], sweep_config):
+        self.job, self.overrides, self.sweep_config = job, list(overrides), sweep_config
+        self.run_dir = job_dir(sweep_config)
 
     def results(self):
         from benchmark.rundir import RunDir
@@ -37,12 +38,14 @@ class _IsolatedJob:
         try:
             return self.job.results()
         except Exception as exc:  # submitit: UncompletedJobError / FailedJobError, job state in the text
-            reason = " ".join(str(exc).split())[:500]
-            status = RunDir(self.run_dir).fail_unreported(
-                f"SLURM job {self.job.job_id} ended without reporting: {reason}")
+            reason = f"SLURM job {self.job.job_id} ended without reporting: {' '.join(str(exc).split())[:500]}"
+            rd = RunDir(self.run_dir)
+            if rd.status.is_file() or rd.root.joinpath(".hydra").is_dir():  # a run that started: say so in it
+                rd.fail_unreported(reason)
             log.error("SLURM job %s (%s) ended without reporting", self.job.job_id, self.run_dir)
-            return [JobReturn(overrides=self.overrides, working_dir=str(self.run_dir), status=JobStatus.COMPLETED,
-                              _return_value=status)]
+            cfg = self.sweep_config
+            return [JobReturn(overrides=self.overrides, cfg=task_config(cfg), hydra_cfg=cfg, working_dir=str(self.run_dir),
+                              task_name=cfg.hydra.job.name, status=JobStatus.FAILED, _return_value=RuntimeError(reason))]
 
 
 def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
@@ -61,13 +64,16 @@ class IsolatingSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
 
-        run_dirs = [job_run_dir(self.hydra_context, self.config, overrides) for overrides in job_overrides]
         submit = submitit.AutoExecutor.map_array
 
         def map_array(executor, fn, *iterables):
             jobs = submit(executor, fn, *iterables)
-            _record_job_ids(Path(self.config.hydra.sweep.dir), run_dirs, jobs)
-            return [_IsolatedJob(job, overrides, run_dir) for job, overrides, run_dir in zip(jobs, job_overrides, run_dirs)]
+            # the job's config as the job will see it: submitit's launcher sets its id in the job
+            configs = [job_config(self.hydra_context, self.config, overrides, initial_job_idx + i, job.job_id)
+                       for i, (job, overrides) in enumerate(zip(jobs, job_overrides))]
+            isolated = [_IsolatedJob(job, overrides, cfg) for job, overrides, cfg in zip(jobs, job_overrides, configs)]
+            _record_job_ids(Path(self.config.hydra.sweep.dir), [j.run_dir for j in isolated], jobs)
+            return isolated
 
         submitit.AutoExecutor.map_array = map_array
         try:
