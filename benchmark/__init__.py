@@ -13,4 +13,10 @@ class BenchmarkError(Exception):
 
 
 class OtherRunError(BenchmarkError):
-    """The run directory holds another run: reported, and that run's files left alone."""
+    """The run directory must be left as it is (it holds another run, or another
+    process trains it): reported, and its files left alone."""
+
+
+class DamagedRunError(OtherRunError):
+    """A run directory whose files are unreadable or disagree (a history shorter than
+    its checkpoint): refused before any training, nothing in it overwritten."""

@@ -7,7 +7,9 @@ reference (hydra_plugins/benchmark_sweeper/process_launcher.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -18,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import BenchmarkError, OtherRunError
+from benchmark import BenchmarkError, DamagedRunError, OtherRunError
 from benchmark.config import register_configs
 
 log = logging.getLogger("benchmark")
@@ -56,10 +58,38 @@ def train(cfg: DictConfig) -> dict:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     rundir = RunDir(run_dir)
     try:
-        with rundir.exclusive():  # held until the run's final status is written
+        with interruptible(), rundir.exclusive():  # the lock is held until the run's final status is written
             return _run(cfg, rundir, in_sweep, str(HydraConfig.get().job.override_dirname or ""))
     except OtherRunError as exc:  # another live process has the run: leave its files alone
         return _refuse(exc, in_sweep)
+    except Interrupted as exc:  # before the run held its directory: nothing to record
+        print(f"interrupted by {exc.name} before the run started", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived (raised from the handler, so that no `except Exception`
+    on the way swallows it and every temporary file on the way is removed)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM (scancel, preemption, `kill`) and SIGINT (Ctrl-C) raise Interrupted while
+    the run trains; SLURM's pre-timeout signal (SIGUSR2, submitit's) is left alone, so
+    it still checkpoints and requeues the job."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _refuse(exc: BenchmarkError, in_sweep: bool) -> dict:
@@ -75,28 +105,48 @@ def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
 
     run_dir = rundir.root
     try:
+        problems = rundir.damaged_files()
+        if problems:
+            raise DamagedRunError(f"{run_dir} is damaged ({'; '.join(problems)}); nothing in it was changed: repair "
+                                  "the file or delete the run directory to redo the run")
         check_same_run(run_dir, cfg)
         done = completed_result(run_dir, cfg)
         if done is not None:
             log.info("skipped: %s already completed (test_accuracy %.4f)", run_dir, done["test_accuracy"])
             return done
-        rundir.set_status("running")
-        from benchmark.engine import train_and_test
+        from benchmark.engine import train_and_test  # marks the run running once its files are checked
 
         result = train_and_test(cfg, run_dir, variant)
+    except Interrupted as exc:
+        # The process ends here without returning a result, in a sweep too: a SLURM job
+        # being requeued must not report, and the launchers record how it ended.
+        epoch = (rundir.read_status() or {}).get("progress", {}).get("epoch", 0)
+        reason = f"interrupted by {exc.name} after epoch {epoch}; launch it again to resume"
+        _record(rundir, "interrupted", signal=exc.name, last_epoch=epoch, reason=reason)
+        log.warning("%s: %s", run_dir, reason)
+        print(f"{run_dir}: {reason}", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
     except BenchmarkError as exc:
         if not isinstance(exc, OtherRunError):  # never overwrite another run's status
-            rundir.set_status("failed", reason=str(exc))
+            _record(rundir, "failed", reason=str(exc))
         return _refuse(exc, in_sweep)
     except Exception as exc:
         reason = f"{exc.__class__.__name__}: {exc}"
-        rundir.set_status("failed", reason=reason, traceback=traceback.format_exc())
+        _record(rundir, "failed", reason=reason, traceback=traceback.format_exc())
         if in_sweep:
             log.exception("failed: %s", reason)
             return {"state": "failed", "reason": reason}
         raise
     rundir.set_status("completed", test=result)
     return result
+
+
+def _record(rundir, state: str, **details) -> None:
+    """Write the run's final status if the disk lets us (it may be the full one)."""
+    try:
+        rundir.set_status(state, **details)
+    except (OSError, BenchmarkError) as exc:
+        log.error("could not record the run's state %s in %s: %s", state, rundir.status, exc)
 
 
 main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(train)

@@ -111,12 +111,6 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     schedule = make_schedule(cfg, train_size)
     backend = load_backend(cfg.framework.name)
     trainer: Trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
-    write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
-    # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
-    # every value as the run used it
-    atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    summary = run_summary(cfg, data, train_size, schedule, trainer.mode, variant)
-    write_json(rd.summary, summary)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a
     # best newer than its last, and that file is what the test will evaluate. `best` is
@@ -129,8 +123,15 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         trainer.restore("last")
     start_epoch = resumed["epoch"] if resumed else 0
     best = best_meta["best"] if best_meta and resumed else {"val_accuracy": -1.0, "epoch": 0}
-    metrics = MetricsLog(rd.metrics)
+    metrics = MetricsLog(rd.metrics)  # a damaged history is refused here, before anything is written
     metrics.truncate(start_epoch)
+    rd.set_status("running")
+    write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
+    # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
+    # every value as the run used it
+    atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    summary = run_summary(cfg, data, train_size, schedule, trainer.mode, variant)
+    write_json(rd.summary, summary)
     board = TensorBoardLog(rd.root, start_epoch)
     if resumed:
         log.info("resuming after epoch %d from %s", start_epoch, rd.checkpoints)

@@ -38,15 +38,44 @@ class MetricsLog:
     """metrics.csv, rewritten whole (atomically) after every epoch."""
 
     def __init__(self, path: Path):
+        """The history so far; a file that is not a whole metrics.csv is refused
+        (DamagedRunError), never silently rewritten without its rows."""
+        from benchmark import DamagedRunError
+
         self.path = path
         self.rows: list[dict] = []
-        if path.is_file():
+        if not path.exists():
+            return
+        try:
             with open(path, newline="") as fh:
-                self.rows = [dict(r) for r in csv.DictReader(fh)]
+                reader = csv.DictReader(fh)
+                rows = [dict(r) for r in reader]
+            if tuple(reader.fieldnames or ()) != METRICS_COLUMNS:
+                raise ValueError(f"its header is not {','.join(METRICS_COLUMNS)}")
+            for number, row in enumerate(rows, start=2):
+                if None in row or any(v is None for v in row.values()):
+                    raise ValueError(f"line {number} has {len(row) - (None in row)} fields")
+                for value in row.values():
+                    float(value)
+        except (OSError, ValueError, csv.Error, UnicodeDecodeError) as exc:
+            raise DamagedRunError(f"{path} is damaged ({exc}); nothing was changed: restore it, or delete the run "
+                                  "directory to redo the run") from None
+        self.rows = rows
 
     def truncate(self, epochs_done: int) -> None:
-        """Keep the rows of the first `epochs_done` epochs (a resumed run redoes the rest)."""
-        self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
+        """Keep the rows of the first `epochs_done` epochs (a resumed run redoes the rest);
+        refuse (DamagedRunError) a history that lacks one of them: resuming would end
+        in a completed run whose metrics miss epochs."""
+        from benchmark import DamagedRunError
+
+        kept = [r for r in self.rows if float(r["epoch"]) <= epochs_done]
+        missing = sorted(set(range(1, epochs_done + 1)) - {int(float(r["epoch"])) for r in kept})
+        if missing:
+            raise DamagedRunError(
+                f"{self.path} lacks epoch(s) {', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''} "
+                f"although the last checkpoint is after epoch {epochs_done}: the history is lost; nothing was "
+                "changed: restore metrics.csv, or delete the run directory to redo the run")
+        self.rows = kept
 
     def append(self, row: dict) -> None:
         if tuple(row) != METRICS_COLUMNS:

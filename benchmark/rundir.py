@@ -10,16 +10,66 @@ killed mid-write) never sees half a file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
 
-STATES = ("running", "completed", "failed")
+# interrupted: SIGTERM or SIGINT stopped it (benchmark.cli); like failed, it resumes when launched again
+STATES = ("running", "completed", "failed", "interrupted")
+# A write that fails for one of these is the disk's (or the quota's) fault, not the run's.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+DISK_MESSAGES = ("No space left on device", "Disk quota exceeded", "File too large", "Read-only file system")
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """What is wrong with the disk, if a failed write `exc` says so (OSError, or a
+    framework's own error carrying the OS message)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return os.strerror(exc.errno)
+    return next((m for m in DISK_MESSAGES if m in str(exc)), None)
+
+
+@contextlib.contextmanager
+def writing(path: Path, *leftovers: Path):
+    """A write of `path`: on any failure (or a signal) the `leftovers` (its temporary
+    files) are removed, so a failed write keeps nothing half-written and frees what it
+    took; a full disk becomes a one-line BenchmarkError. What `path` held before is
+    untouched: writes go to a temporary name and are renamed only when complete."""
+    from benchmark import BenchmarkError
+
+    try:
+        yield
+    except BaseException as exc:
+        for leftover in leftovers:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        problem = disk_problem(exc)
+        if problem:
+            raise BenchmarkError(f"cannot write {path}: {problem}; free space, then launch again (what was "
+                                 "saved before is intact, and the run resumes from it)") from exc
+        raise
+
+
+def umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def replace_durably(tmp: Path, path: Path) -> None:
@@ -32,13 +82,11 @@ def replace_durably(tmp: Path, path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    with writing(path, Path(tmp)):
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it 0600; colleagues read a shared sweep
         replace_durably(Path(tmp), path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -46,10 +94,13 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object file's content; None if it is missing, unreadable or not an object
+    (RunDir.damaged_files tells a damaged file from a missing one)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, unreadable, not JSON, not UTF-8
         return None
+    return data if isinstance(data, dict) else None
 
 
 def scheduler_job() -> dict:
@@ -78,6 +129,22 @@ class RunDir:
         self.summary = self.root / "summary.json"
         self.env = self.root / "env.json"
         self.status = self.root / "status.json"
+
+    def damaged_files(self) -> list[str]:
+        """What is wrong with the run's JSON files (status, summary, test, env): each
+        must be a JSON object where it exists."""
+        problems = []
+        for path in (self.status, self.summary, self.test, self.env):
+            if not path.exists():
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                problems.append(f"{path.name} is not readable JSON")
+                continue
+            if not isinstance(data, dict):
+                problems.append(f"{path.name} holds a JSON {type(data).__name__}, not an object")
+        return problems
 
     def read_status(self) -> dict | None:
         return read_json(self.status)
@@ -117,7 +184,7 @@ class RunDir:
     def fail_unreported(self, reason: str) -> dict:
         """Mark failed a run whose process ended without saying why (a signal, a killed
         SLURM job), unless it recorded its own failure; its status.json afterwards."""
-        if (self.read_status() or {}).get("state") != "failed":
+        if (self.read_status() or {}).get("state") not in ("failed", "interrupted"):
             self.set_status("failed", reason=reason)
         return self.read_status()
 

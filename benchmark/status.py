@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark.rundir import LOCK_NAME, RunDir, read_json
-from benchmark.sweep_report import JOBS_FILE
+from benchmark.sweep_report import listed_run_dirs
 
 SLURM_JOBS_FILE = "slurm_jobs.json"  # run directory -> SLURM job id, written by the slurm_a40 launcher
 NOT_STARTED = "not started"
@@ -38,7 +38,7 @@ STALLED = "stalled"
 # default for --stalled-after: an epoch of the real datasets on a slow node takes minutes,
 # and the log gets a progress line every few dozen steps
 STALLED_AFTER_SECONDS = 900.0
-ORDER = ("running", STALLED, NOT_STARTED, "failed", "incomplete", "completed")
+ORDER = ("running", STALLED, "interrupted", NOT_STARTED, "failed", "incomplete", "completed")
 
 
 @dataclass
@@ -142,6 +142,8 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
         row.elapsed_seconds = updated - started if started and updated else None
         if state == "completed":
             row.eta_seconds = 0.0
+        elif state == "interrupted":
+            row.note = f"{status.get('signal', 'a signal')}: launch the sweep again to resume"
         elif status.get("reason"):
             row.note = str(status["reason"]).splitlines()[0][:120]
     return row
@@ -152,7 +154,7 @@ def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
     directory found below it."""
     from benchmark.analysis.runs import find_run_dirs
 
-    listed = [Path(d) for d in (read_json(sweep_dir / JOBS_FILE) or {}).get("run_dirs", [])]
+    listed = listed_run_dirs(sweep_dir) or []
     listed += [Path(d) for d in (read_json(sweep_dir / SLURM_JOBS_FILE) or {})]
     found = find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []
     unique = {os.path.realpath(d): d for d in [*listed, *found]}

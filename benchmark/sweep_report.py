@@ -11,6 +11,9 @@ import csv
 import io
 import logging
 import os
+import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +25,56 @@ from benchmark.rundir import RunDir, atomic_write_text, read_json
 log = logging.getLogger("benchmark.sweep")
 
 
-JOBS_FILE = "sweep_jobs.json"  # the run directories of the last sweep launched here
+# One job list per launch (several sweeps may share a directory: stage 1 and stage 2 do),
+# written by the resumable sweeper; a sweep is judged by its own list only.
+JOBS_DIR = ".sweeps"
+LEGACY_JOBS_FILE = "sweep_jobs.json"  # the single list of sweeps launched before
+# the job list of the sweep launched by this process (set by the resumable sweeper)
+THIS_LAUNCH: dict = {}
 
 
-def sweep_runs(sweep_dir: Path) -> list[dict]:
-    """One row per run of the sweep just launched (all runs below `sweep_dir` if unknown).
+def launch_jobs_file(sweep_dir: Path) -> Path:
+    """A new job list for a launch by this process: <host>-<pid>-<time>.json."""
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.json"
+    return Path(sweep_dir) / JOBS_DIR / name
 
-    Only this sweep's jobs decide its exit status: a stale run of another sweep in a
-    shared directory (stage 1 and 2 share one) must not fail the next launch.
-    """
-    from benchmark.analysis.runs import find_run_dirs, run_state
 
-    jobs = read_json(sweep_dir / JOBS_FILE)
-    run_dirs = [Path(d) for d in jobs["run_dirs"]] if jobs else find_run_dirs(sweep_dir)
-    rows = []
-    for run_dir in run_dirs:
-        rd = RunDir(run_dir)
-        status, test = rd.read_status(), rd.read_test()
-        state = run_state(status, test) if status or test else "not started"
-        reason = (status or {}).get("reason") or ""
-        rows.append({
-            "run": os.path.relpath(run_dir, sweep_dir),
-            "state": state,
-            "test_accuracy": test.get("test_accuracy", "") if state == "completed" else "",
-            "reason": reason.splitlines()[0][:200] if reason else "",
-        })
-    return rows
+def listed_run_dirs(sweep_dir: Path, jobs_file: Path | None = None) -> list[Path] | None:
+    """The run directories of one launch's job list, or of every list in the sweep
+    directory (None where there is none)."""
+    files = [jobs_file] if jobs_file else [*sorted((Path(sweep_dir) / JOBS_DIR).glob("*.json")),
+                                          Path(sweep_dir) / LEGACY_JOBS_FILE]
+    lists = [read_json(f) for f in files if f.is_file()]
+    if not any(lists):
+        return None
+    return list(dict.fromkeys(Path(d) for jobs in lists if jobs for d in jobs.get("run_dirs", [])))
+
+
+def _row(run_dir: Path, sweep_dir: Path) -> dict:
+    from benchmark.analysis.runs import run_state
+
+    rd = RunDir(run_dir)
+    status, test = rd.read_status(), rd.read_test()
+    state = run_state(status, test) if status or test else "not started"
+    reason = (status or {}).get("reason") or ""
+    return {
+        "run": os.path.relpath(run_dir, sweep_dir),
+        "state": state,
+        "test_accuracy": test.get("test_accuracy", "") if state == "completed" else "",
+        "reason": reason.splitlines()[0][:200] if reason else "",
+    }
+
+
+def sweep_runs(sweep_dir: Path, jobs_file: Path | None = None) -> list[dict]:
+    """One row per run of the launch whose job list is `jobs_file` (default: every
+    launch's list; all runs below `sweep_dir` if there is none). Only a sweep's own
+    jobs decide its exit status: another sweep sharing the directory may still be
+    training its runs, and a stale run of an earlier one must not fail this launch."""
+    from benchmark.analysis.runs import find_run_dirs
+
+    listed = listed_run_dirs(sweep_dir, jobs_file)
+    run_dirs = listed if listed is not None else find_run_dirs(sweep_dir)
+    return [_row(run_dir, sweep_dir) for run_dir in run_dirs]
 
 
 def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
@@ -61,9 +88,12 @@ def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
 
 
 def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
-    """Write sweep_status.csv (and the analysis report where available); return the unfinished runs."""
-    rows = sweep_runs(sweep_dir)
-    path = write_sweep_status(sweep_dir, rows)
+    """Write sweep_status.csv (every run of the directory, whichever sweep launched it)
+    and the analysis report where available; return this launch's unfinished runs."""
+    everything = sweep_runs(sweep_dir)
+    mine = THIS_LAUNCH.get("jobs_file")
+    rows = sweep_runs(sweep_dir, mine) if mine and Path(mine).is_file() else everything
+    path = write_sweep_status(sweep_dir, everything)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1

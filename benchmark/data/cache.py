@@ -13,6 +13,7 @@ either exists whole or not at all.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -29,7 +30,7 @@ from benchmark import BenchmarkError
 from benchmark.data import sources
 from benchmark.data.splits import SPLIT_SEED, stratified_holdout
 from benchmark.data.stats import channel_stats
-from benchmark.rundir import atomic_write_text
+from benchmark.rundir import atomic_write_text, umask
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -83,8 +84,7 @@ def data_fingerprint(arrays: dict[str, np.ndarray]) -> str:
 def _add_fingerprint(target: Path, meta: dict) -> dict:
     """Fingerprint a cache prepared before fingerprints existed, in place: its arrays
     are valid, and rebuilding could need a raw archive that is gone."""
-    arrays = {key: np.load(target / f"{key}.npy", mmap_mode="r") for key in FINGERPRINT_ORDER}
-    meta = {**meta, "fingerprint": data_fingerprint(arrays)}
+    meta = {**meta, "fingerprint": data_fingerprint(_load_arrays(target))}
     atomic_write_text(target / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -162,6 +162,7 @@ def _build(ds, data_dir: Path, target: Path) -> None:
             "fingerprint": data_fingerprint(arrays),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a lab's shared cache is not
         if target.exists():  # an outdated cache (other version): replace it whole
             shutil.rmtree(target)
         os.rename(tmp, target)
@@ -175,27 +176,80 @@ def cache_dir(ds, data_dir: str | Path) -> Path:
     return Path(data_dir) / "cache" / ds.name
 
 
+def _damaged(target: Path, what: str) -> BenchmarkError:
+    return BenchmarkError(f"the cache {target} is damaged ({what}): delete {target} and launch again to rebuild it")
+
+
+def _lock_file(data_dir: Path, name: str):
+    """The open lock file of a dataset's cache, or None where data_dir is read-only
+    (a shared, prepared cache mounted read-only: nobody builds there)."""
+    locks = data_dir / ".locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        return open(locks / f"{name}.lock", "a")
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return None
+        raise
+
+
+def _read_meta(target: Path) -> dict | None:
+    path = target / "meta.json"
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _damaged(target, f"meta.json unreadable: {exc.__class__.__name__}") from None
+    if not isinstance(meta, dict) or not {"version", "num_classes", "image_size", "sizes", "train_mean",
+                                          "train_std", "source"} <= set(meta):
+        raise _damaged(target, "meta.json lacks its fields")
+    return meta
+
+
+def _load_arrays(target: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key in FINGERPRINT_ORDER:
+        try:
+            arrays[key] = np.load(target / f"{key}.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:  # missing, truncated, not an .npy file
+            raise _damaged(target, f"{key}.npy {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}") from None
+    return arrays
+
+
 def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
-    """Load the cache of dataset config `ds`, building it first if needed."""
+    """Load the cache of dataset config `ds`, building it first if needed, and verify
+    it: its fingerprint (a SHA-256 over every array) is recomputed and must equal the
+    one recorded at preparation, so changed, truncated or missing files are a one-line
+    error naming the cache, never a run on damaged data."""
+    data_dir = Path(data_dir)
     target = cache_dir(ds, data_dir)
-    meta_path = target / "meta.json"
-    locks = Path(data_dir) / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    # The runs of a sweep start together (SLURM array, joblib): one builds, the others
-    # wait on the lock and then read what it built.
-    with open(locks / f"{ds.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    lock = _lock_file(data_dir, ds.name)
+    if lock is None:  # read-only: use what is prepared there, or say why not
+        meta = _read_meta(target)
         if meta is None or meta.get("version") != CACHE_VERSION:
-            _build(ds, Path(data_dir), target)
-            meta = json.loads(meta_path.read_text())
-        elif "fingerprint" not in meta:
-            meta = _add_fingerprint(target, meta)
+            raise BenchmarkError(f"data_dir={data_dir} is read-only and holds no prepared {ds.name} cache; prepare it "
+                                 f"once with write access (python -m benchmark dataset={ds.name} epochs=1 "
+                                 f"data_dir={data_dir}) or set data_dir= to a writable directory")
+    else:
+        # The runs of a sweep start together (SLURM array): one builds, the others wait
+        # on the lock and then read what it built.
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            meta = _read_meta(target)
+            if meta is None or meta.get("version") != CACHE_VERSION:
+                _build(ds, data_dir, target)
+                meta = _read_meta(target)
+            elif "fingerprint" not in meta:
+                meta = _add_fingerprint(target, meta)
+    arrays = _load_arrays(target)
+    found = data_fingerprint(arrays)
+    if found != meta.get("fingerprint", found):
+        raise _damaged(target, f"its arrays hash to {found}, not to {meta['fingerprint']} recorded when it was prepared")
     if meta["num_classes"] != ds.num_classes or meta["image_size"] != ds.image_size or meta["sizes"]["val"] != ds.val_size:
         raise BenchmarkError(
             f"the cache {target} was built with other settings (classes, size or val_size); delete it to rebuild"
         )
-    arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ("train_x", "train_y", "test_x", "test_y")}
     mean, std = meta["train_mean"], meta["train_std"]
     if ds.mean is not None or ds.std is not None:
         if ds.mean is None or ds.std is None or len(ds.mean) != 3 or len(ds.std) != 3:
@@ -216,11 +270,14 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
         name=ds.name,
         num_classes=ds.num_classes,
         image_size=ds.image_size,
-        train_idx=np.load(target / "train_idx.npy"),
-        val_idx=np.load(target / "val_idx.npy"),
+        train_x=arrays["train_x"],
+        train_y=arrays["train_y"],
+        test_x=arrays["test_x"],
+        test_y=arrays["test_y"],
+        train_idx=np.array(arrays["train_idx"]),
+        val_idx=np.array(arrays["val_idx"]),
         mean=mean,
         std=std,
         source=meta["source"],
-        fingerprint=meta["fingerprint"],
-        **arrays,
+        fingerprint=found,
     )

@@ -54,6 +54,19 @@ def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
                     _return_value=RuntimeError(f"{working_dir}: {reason}"))
     return ret
 
+def _run_child(cmd: List[str]) -> int:
+    """The job's exit code. On Ctrl-C the job (in the same process group) gets SIGINT
+    too and records itself as interrupted: wait for it, then end the sweep with one
+    line instead of a traceback (subprocess.call would SIGKILL it first)."""
+    child = subprocess.Popen(cmd)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.wait()
+        print("sweep interrupted (Ctrl-C): launch the same command again to resume it", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 class ProcessLauncher(Launcher):
     def __init__(self) -> None:
         self.hydra_context = None
@@ -80,8 +93,8 @@ class ProcessLauncher(Launcher):
                 with open(job_path, "wb") as fh:
                     cloudpickle.dump({"hydra_context": self.hydra_context, "task_function": self.task_function,
                                       "config": sweep_config, "singletons": Singleton.get_state()}, fh)
-                code = subprocess.call([sys.executable, "-m", "hydra_plugins.benchmark_sweeper.job_process",
-                                        job_path, result_path])
+                code = _run_child([sys.executable, "-m", "hydra_plugins.benchmark_sweeper.job_process",
+                                   job_path, result_path])
                 if os.path.isfile(result_path):
                     with open(result_path, "rb") as fh:
                         ret = cloudpickle.load(fh)

@@ -104,6 +104,9 @@ class ResumableSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: List[str] = []
+        from benchmark import sweep_report
+
+        sweep_report.THIS_LAUNCH["jobs_file"] = sweep_report.launch_jobs_file(Path(config.hydra.sweep.dir))
 
     def _check_all_jobs(self) -> None:
         """Compose every job (a composition error is Hydra's own exception) and check a
@@ -141,9 +144,10 @@ class ResumableSweeper(BasicSweeper):
         return returns
 
     def record_jobs(self, run_dirs: List[str]) -> None:
-        """The end-of-sweep report judges this sweep by these runs only (sweep_jobs.json)."""
+        """The end-of-sweep report judges this launch by these runs only: its own job
+        list in SWEEP_DIR/.sweeps/, beside those of other sweeps sharing the directory."""
+        from benchmark import sweep_report
         from benchmark.rundir import write_json
-        from benchmark.sweep_report import JOBS_FILE
 
         self.job_dirs += run_dirs
-        write_json(Path(self.config.hydra.sweep.dir) / JOBS_FILE, {"run_dirs": self.job_dirs})
+        write_json(sweep_report.THIS_LAUNCH["jobs_file"], {"run_dirs": self.job_dirs})

@@ -33,7 +33,7 @@ from benchmark.backends.keras.optim import make_sgd
 from benchmark.backends.keras.schedule import build_lr_schedule
 from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
-from benchmark.rundir import read_json, replace_durably, write_json
+from benchmark.rundir import read_json, replace_durably, write_json, writing
 from benchmark.schedule import Schedule
 
 # tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
@@ -305,15 +305,22 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         if kind == "best":
             path = self.checkpoint_dir / "best.weights.h5"
             tmp = self.checkpoint_dir / ".best.tmp.weights.h5"  # Keras insists on the suffix
-            self.model.save_weights(tmp)
-            replace_durably(tmp, path)
+            with writing(path, tmp):
+                self.model.save_weights(tmp)
+                replace_durably(tmp, path)
             write_json(self.checkpoint_dir / "best.json", {"meta": meta})
             return
         if kind != "last":
             raise ValueError(f"checkpoint kind {kind!r}; valid: best, last")
         folder = self.checkpoint_dir / "last"
         name = f"epoch{meta.get('epoch', 0):04d}-{time.time_ns()}"
-        prefix = self._state().write(str(folder / name))
+        try:
+            with writing(folder / name):
+                prefix = self._state().write(str(folder / name))
+        except BaseException:  # the partial files of this save (TensorFlow names them after the prefix)
+            for partial in folder.glob(name + "*"):
+                shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+            raise
         write_json(self.checkpoint_dir / "last.json", {"checkpoint": f"last/{Path(prefix).name}", "meta": meta})
         for old in folder.iterdir():  # earlier saves, and leftovers of an interrupted one
             if old.name.startswith(name + "."):

@@ -22,7 +22,7 @@ from benchmark.backends.pytorch.models import block_shapes, create_model, entry,
 from benchmark.backends.pytorch.schedule import build_scheduler
 from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
-from benchmark.rundir import replace_durably
+from benchmark.rundir import replace_durably, writing
 from benchmark.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,9 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         path = self._path(kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        replace_durably(tmp, path)
+        with writing(path, tmp):
+            torch.save(state, tmp)
+            replace_durably(tmp, path)
 
     def restore(self, kind: str) -> dict | None:
         path = self._path(kind)
