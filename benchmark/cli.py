@@ -34,13 +34,14 @@ class CheckValues(Callback):
     value is one line, exit 2 and nothing written (a sweep's jobs: the resumable sweeper)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from benchmark.config import check_values, is_benchmark_config
+        from benchmark.config import is_benchmark_config
+        from benchmark.engine import validate
 
         task = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
         if not is_benchmark_config(task):
             return
         try:
-            check_values(task, config.hydra.run.dir)
+            validate(task, config.hydra.run.dir)
         except BenchmarkError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

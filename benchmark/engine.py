@@ -30,13 +30,14 @@ from benchmark.tensorboard_log import TensorBoardLog
 log = logging.getLogger("benchmark")
 
 
-def validate(cfg) -> None:
-    """Checks of a run's config before any work; raises BenchmarkError (one line)."""
+def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
+    """Checks of a run's config before any work (and, from benchmark.cli.CheckValues and
+    the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
     extra = keys_outside_schema(cfg)
     if extra:
         raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
                              "benchmark/config.py lists the valid ones: fix the name or drop the override")
-    check_values(cfg)  # every numeric option against its range (benchmark.config.RANGES)
+    check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.config.RANGES)
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
                              "(choose a protocol with protocol=..., then change single knobs)")

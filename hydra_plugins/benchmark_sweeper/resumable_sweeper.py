@@ -112,13 +112,14 @@ class ResumableSweeper(BasicSweeper):
         """Compose every job (a composition error is Hydra's own exception) and check a
         benchmark config's values, before any file of the sweep is written."""
         from benchmark import BenchmarkError
-        from benchmark.config import check_values, is_benchmark_config
+        from benchmark.config import is_benchmark_config
+        from benchmark.engine import validate
 
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
             cfg = job_config(self.hydra_context, self.config, overrides, idx)
             if is_benchmark_config(cfg):
                 try:
-                    check_values(task_config(cfg), job_dir(cfg), "hydra.sweep.dir/subdir")
+                    validate(task_config(cfg), job_dir(cfg), "hydra.sweep.dir/subdir")
                 except BenchmarkError as exc:
                     _stop(f"{exc} (in the job {' '.join(overrides) or 'with no overrides'})")
 

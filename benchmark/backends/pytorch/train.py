@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
@@ -246,8 +247,13 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         path = self._path(kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
+        # Serialized in memory, then written by Python: torch.save's own file writer
+        # reports a full disk as a bare RuntimeError, a file write as OSError(ENOSPC).
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
         with writing(path, tmp):
-            torch.save(state, tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getbuffer())
             replace_durably(tmp, path)
 
     def restore(self, kind: str) -> dict | None:
