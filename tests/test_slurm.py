@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import pytest
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 from helpers import REPO, read_json, read_metrics, without_timing
 
@@ -128,3 +129,26 @@ def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
     assert read_json(other / "status.json")["state"] == "completed"
     assert "1 run(s) of the sweep did not complete" in out and "seed1" in out
     assert (sweep / "report" / "results.csv").is_file()  # the end-of-sweep report still ran
+
+
+# ------------------------------------------------------------------ Hydra's own launcher suites
+
+# The site's settings of this machine's cluster (partition, no GPU), as a user passes them
+SITE = tuple(o for o in LAUNCHER if not o.startswith("hydra/launcher="))
+
+
+@pytest.fixture
+def slurm_jobs_env(slurm, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_VENV", sys.prefix)  # the preset's setup lines activate it in each job
+
+
+@pytest.mark.usefixtures("slurm_jobs_env")
+@pytest.mark.parametrize("launcher_name, overrides", [("slurm_a40", list(SITE))])
+class TestSlurmA40Launcher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.usefixtures("slurm_jobs_env")
+@pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=slurm_a40", *SITE])])
+class TestSlurmA40LauncherIntegration(IntegrationTestSuite):
+    pass
