@@ -18,7 +18,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
 from benchmark.config import register_configs
@@ -57,6 +58,12 @@ def train(cfg: DictConfig) -> dict:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    # relative data paths mean the directory the command was launched from, also under
+    # hydra.job.chdir=true (where the job's working directory is its run directory)
+    with open_dict(cfg):
+        cfg.data_dir = to_absolute_path(cfg.data_dir)
+        if cfg.dataset.source:
+            cfg.dataset.source = to_absolute_path(cfg.dataset.source)
     rundir = RunDir(run_dir)
     try:
         with interruptible(), rundir.exclusive():  # the lock is held until the run's final status is written

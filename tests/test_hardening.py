@@ -265,7 +265,7 @@ def test_two_sweeps_share_one_directory(tmp_path, data_dir):
 def test_any_sweep_subdir_and_hydra_overrides_reach_the_job(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     proc = run_cli("--multirun", *TINY, "epochs=1", "seed=1,2", "hydra.sweep.subdir=${hydra.job.num}",
-                   "hydra.job.name=custom", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
+                   "hydra.job.name=custom", "hydra.job.chdir=true", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for num, seed in ((0, 1), (1, 2)):
         assert read_json(sweep / str(num) / "summary.json")["seed"] == seed
