@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -61,9 +62,9 @@ def train(cfg: DictConfig) -> dict:
     # relative data paths mean the directory the command was launched from, also under
     # hydra.job.chdir=true (where the job's working directory is its run directory)
     with open_dict(cfg):
-        cfg.data_dir = to_absolute_path(cfg.data_dir)
+        cfg.data_dir = to_absolute_path(os.path.expanduser(cfg.data_dir))
         if cfg.dataset.source:
-            cfg.dataset.source = to_absolute_path(cfg.dataset.source)
+            cfg.dataset.source = to_absolute_path(os.path.expanduser(cfg.dataset.source))
     rundir = RunDir(run_dir)
     try:
         with interruptible(), rundir.exclusive():  # the lock is held until the run's final status is written
