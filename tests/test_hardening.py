@@ -145,6 +145,11 @@ def read_only(path: Path):
 
 def test_a_read_only_data_dir_trains_from_its_prepared_cache(tmp_path, data_dir):
     shared = _prepared_copy(data_dir, tmp_path / "prepared")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    cache = data_dir / "cache" / "digits"  # prepared by this session: modes follow the umask
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((cache / "meta.json").stat().st_mode) == 0o666 & ~mask
     empty = tmp_path / "empty"
     empty.mkdir()
     with read_only(shared), read_only(empty):
