@@ -73,7 +73,7 @@ def _field_lines(table: pd.DataFrame, fields: dict) -> list[str]:
 
 
 def package_changes(mine: dict | None, majority: dict | None) -> str:
-    """"torch 2.3.1 -> 2.4.0, +extra 1.0, -gone 2.1" between two recorded package sets."""
+    """"numpy 1.26.4 -> 2.0.0, +extra 1.0, -gone 2.1" between two recorded package sets."""
     if not isinstance(mine, dict) or not isinstance(majority, dict):
         return "(package list not recorded)"
     changes = [f"{name} {majority[name]} -> {mine[name]}" for name in sorted(set(mine) & set(majority))
