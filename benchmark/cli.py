@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
 from benchmark.config import register_configs
@@ -39,11 +39,10 @@ class CheckValues(Callback):
         from benchmark.config import is_benchmark_config
         from benchmark.engine import validate
 
-        task = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
-        if not is_benchmark_config(task):
+        if not is_benchmark_config(config):
             return
         try:
-            validate(task, config.hydra.run.dir)
+            validate(config, config.hydra.run.dir)  # the schema's type is kept on the whole config
         except BenchmarkError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -143,9 +143,9 @@ def keys_outside_schema(cfg: DictConfig, prefix: str = "") -> list[str]:
     schema = OmegaConf.get_type(cfg)
     if not dataclasses.is_dataclass(schema):
         return []
-    fields = {f.name for f in dataclasses.fields(schema)}
+    fields = {f.name for f in dataclasses.fields(schema)} | ({"hydra"} if not prefix else set())  # Hydra's own node
     extra = [f"{prefix}{key}" for key in cfg.keys() if key not in fields]
-    for name in sorted(fields & set(cfg.keys())):
+    for name in sorted(fields & set(cfg.keys()) - {"hydra"}):
         node = cfg._get_node(name)
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
             extra += keys_outside_schema(node, f"{prefix}{name}.")

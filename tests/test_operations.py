@@ -107,7 +107,8 @@ def _run(sweep, name, state, epochs_done=0, epochs=10, **status):
     rd = RunDir(sweep / name)
     rd.root.mkdir(parents=True)
     write_json(rd.summary, {"epochs": epochs, "images_per_epoch": 1000})
-    rows = [{"epoch": e, "val_accuracy": 0.1 * e, "epoch_time_seconds": 2.0} for e in range(1, epochs_done + 1)]
+    rows = [{"epoch": e, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.1 * e,
+             "val_macro_f1": 0.1, "epoch_time_seconds": 2.0, "learning_rate": 0.01} for e in range(1, epochs_done + 1)]
     pd.DataFrame(rows, columns=["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1",
                                 "epoch_time_seconds", "learning_rate"]).to_csv(rd.metrics, index=False)
     rd.set_status(state, **status)

@@ -119,7 +119,7 @@ class ResumableSweeper(BasicSweeper):
             cfg = job_config(self.hydra_context, self.config, overrides, idx)
             if is_benchmark_config(cfg):
                 try:
-                    validate(task_config(cfg), job_dir(cfg), "hydra.sweep.dir/subdir")
+                    validate(cfg, job_dir(cfg), "hydra.sweep.dir/subdir")
                 except BenchmarkError as exc:
                     _stop(f"{exc} (in the job {' '.join(overrides) or 'with no overrides'})")
 
