@@ -181,16 +181,8 @@ class Choice:
 # Every numeric option of the schema and its valid range, in one list (checked by
 # check_values before any work; tests/test_config.py walks it). The why is beside each.
 RANGES = (
-    Range("seed", 0, 2**32 - 1, integer=True),  # NumPy's and TensorFlow's seeds are unsigned 32-bit
-    Range("epochs", 1, integer=True),
-    Range("batch_size", 1, integer=True),
-    Range("grad_accum_steps", 1, "batch_size", integer=True),
-    Range("progress_updates", 0, integer=True),  # 0: no progress lines within an epoch
-    Range("optim.lr", 0, low_open=True),  # a step against the gradient, never along it
-    Range("optim.lr_reference_batch", 1, integer=True),
-    Range("optim.momentum", 0, 1, high_open=True),  # 1 never forgets: the velocity grows without bound
-    Range("optim.weight_decay", 0),  # negative decay pushes weights away from 0
-    Range("optim.warmup_epochs", 0, "epochs", integer=True),
+    # the dataset's defaults first: a top-level key that takes its value from one (epochs:
+    # ${dataset.epochs}) would otherwise be named for the user's dataset.* override
     Range("dataset.num_classes", 2, integer=True),
     Range("dataset.image_size", 8, integer=True),
     Range("dataset.crop_padding", 0, "dataset.image_size", high_open=True, integer=True),
@@ -202,6 +194,16 @@ RANGES = (
     Range("dataset.mean", 0, 1, nullable=True),  # per-channel mean of [0, 1] pixels
     Range("dataset.std", 0, 1, low_open=True, nullable=True),
     Range("dataset.accuracy_targets", 0, 1, low_open=True),
+    Range("seed", 0, 2**32 - 1, integer=True),  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+    Range("epochs", 1, integer=True),
+    Range("batch_size", 1, integer=True),
+    Range("grad_accum_steps", 1, "batch_size", integer=True),
+    Range("progress_updates", 0, integer=True),  # 0: no progress lines within an epoch
+    Range("optim.lr", 0, low_open=True),  # a step against the gradient, never along it
+    Range("optim.lr_reference_batch", 1, integer=True),
+    Range("optim.momentum", 0, 1, high_open=True),  # 1 never forgets: the velocity grows without bound
+    Range("optim.weight_decay", 0),  # negative decay pushes weights away from 0
+    Range("optim.warmup_epochs", 0, "epochs", integer=True),
     Range("limit.train", 1, nullable=True, integer=True),
     Range("limit.val", 1, nullable=True, integer=True),
     Range("limit.test", 1, nullable=True, integer=True),
