@@ -15,14 +15,49 @@ launching process waits in it).
 """
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import List, Optional, Sequence
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
 log = logging.getLogger("benchmark.sweep")
+
+
+@dataclass
+class SlurmA40Conf(SlurmQueueConf):
+    """`hydra/launcher=slurm_a40`: one job per run, one A40 per job. A plugin config (not a
+    YAML of the app), so any Hydra app can use it:
+        python -m benchmark --multirun experiment=stage1 hydra/launcher=slurm_a40 \
+            hydra.launcher.partition=gpu hydra.launcher.account=myproj
+    """
+
+    _target_: str = "hydra_plugins.benchmark_sweeper.slurm_launcher.IsolatingSlurmLauncher"
+    partition: Optional[str] = None  # your site's GPU partition
+    constraint: Optional[str] = None  # e.g. a40, where the site tags its nodes
+    gpus_per_node: Optional[int] = 1
+    tasks_per_node: int = 1
+    cpus_per_task: Optional[int] = 8
+    mem_gb: Optional[int] = 64
+    timeout_min: int = 1440  # per job; a run that hits it is requeued and resumes
+    # submitit requeues a job that times out or is preempted up to this many times; the
+    # run continues from its last checkpoint
+    max_num_timeout: int = 10
+    signal_delay_s: int = 120
+    array_parallelism: int = 16  # runs of the sweep on the cluster at once
+    # shell lines run before each job: activate the environment ($BENCHMARK_VENV, else
+    # .venv of the directory the sweep was launched from, where SLURM starts the job)
+    setup: Optional[List[str]] = field(default_factory=lambda: [
+        'test -n "$BENCHMARK_VENV" || BENCHMARK_VENV=.venv',
+        'source "$BENCHMARK_VENV/bin/activate"',
+    ])
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="slurm_a40", node=SlurmA40Conf, provider="benchmark")
 
 
 class _IsolatedJob:
