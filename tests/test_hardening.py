@@ -187,7 +187,7 @@ def _wait_for(run_dir: Path, text: str, proc: subprocess.Popen, timeout: float =
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig, code):
-    args = ("limit.train=512", "limit.val=32", "limit.test=32", "epochs=2")
+    args = ("limit.train=256", "limit.val=32", "limit.test=32", "epochs=2")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, data_dir, *args)
     _wait_for(run_dir, "epoch 2/2  step", proc)

@@ -35,9 +35,3 @@ class TestResumableSweeper(BatchedSweeperTestSuite):
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=process"])])
 class TestProcessLauncherIntegration(IntegrationTestSuite):
     pass
-
-
-@pytest.mark.parametrize("task_launcher_cfg, extra_flags",
-                         [({}, ["-m", "hydra/sweeper=resumable", "hydra/launcher=process"])])
-class TestResumableSweeperIntegration(IntegrationTestSuite):
-    pass
