@@ -8,13 +8,10 @@ its number and id (so `hydra.sweep.subdir=${hydra.job.num}` works), pass every
 `hydra.*` override to the job, and return complete JobReturns.
 """
 
-import os
-import sys
-
 import pytest
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite, LauncherTestSuite
 
-from helpers import REPO
+pytestmark = pytest.mark.usefixtures("hydra_fresh_version_base")
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("process", [])])

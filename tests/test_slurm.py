@@ -144,7 +144,7 @@ def slurm_jobs_env(slurm, monkeypatch):
     monkeypatch.setenv("BENCHMARK_VENV", sys.prefix)  # the preset's setup lines activate it in each job
 
 
-@pytest.mark.usefixtures("slurm_jobs_env")
+@pytest.mark.usefixtures("slurm_jobs_env", "hydra_fresh_version_base")
 @pytest.mark.parametrize("launcher_name, overrides", [("slurm_a40", list(SITE))])
 class TestSlurmA40Launcher(LauncherTestSuite):
     pass

@@ -201,10 +201,12 @@ def _read_meta(target: Path) -> dict | None:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise _damaged(target, f"meta.json unreadable: {exc.__class__.__name__}") from None
-    if not isinstance(meta, dict) or not {"version", "num_classes", "image_size", "sizes", "train_mean",
-                                          "train_std", "source"} <= set(meta):
+    if not isinstance(meta, dict):
+        raise _damaged(target, "meta.json is not a JSON object")
+    if meta.get("version") == CACHE_VERSION and not {"num_classes", "image_size", "sizes", "train_mean",
+                                                     "train_std", "source"} <= set(meta):
         raise _damaged(target, "meta.json lacks its fields")
-    return meta
+    return meta  # another version's cache is rebuilt whole by the caller
 
 
 def _load_arrays(target: Path) -> dict[str, np.ndarray]:
