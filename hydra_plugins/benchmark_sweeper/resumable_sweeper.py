@@ -64,7 +64,9 @@ class _SkipCompleted(Launcher):
         results: List[Optional[JobReturn]] = []
         run_dirs: List[str] = []
         for offset, overrides in enumerate(job_overrides):
-            cfg = job_config(self.sweeper.hydra_context, self.sweeper.config, overrides, initial_job_idx + offset)
+            idx = initial_job_idx + offset
+            cfg = self.sweeper.composed.pop(idx, None) or job_config(
+                self.sweeper.hydra_context, self.sweeper.config, overrides, idx)
             run_dir = job_dir(cfg)
             run_dirs.append(str(run_dir.resolve()))
             try:
@@ -104,6 +106,7 @@ class ResumableSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: List[str] = []
+        self.composed: Dict[int, Any] = {}  # job number -> its config, composed once for check and skip
         from benchmark import sweep_report
 
         sweep_report.THIS_LAUNCH["jobs_file"] = sweep_report.launch_jobs_file(Path(config.hydra.sweep.dir))
@@ -116,7 +119,7 @@ class ResumableSweeper(BasicSweeper):
         from benchmark.engine import validate
 
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
-            cfg = job_config(self.hydra_context, self.config, overrides, idx)
+            cfg = self.composed[idx] = job_config(self.hydra_context, self.config, overrides, idx)
             if is_benchmark_config(cfg):
                 try:
                     validate(cfg, job_dir(cfg), "hydra.sweep.dir/subdir")
