@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -56,7 +56,6 @@ class RunStatus:
     scheduler_state: str = ""
     note: str = ""
     quiet_seconds: float | None = None  # since any of its files last changed
-    extra: dict = field(default_factory=dict)
 
 
 def _timestamp(text: str | None) -> float | None:

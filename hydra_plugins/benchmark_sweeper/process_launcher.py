@@ -49,10 +49,9 @@ def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
     rd = RunDir(working_dir)
     if rd.status.is_file():  # a benchmark run: its status.json must not stay "running"
         rd.fail_unreported(reason)
-    ret = JobReturn(overrides=list(overrides), cfg=task_config(sweep_config), hydra_cfg=sweep_config,
-                    working_dir=str(working_dir), task_name=sweep_config.hydra.job.name, status=JobStatus.FAILED,
-                    _return_value=RuntimeError(f"{working_dir}: {reason}"))
-    return ret
+    return JobReturn(overrides=list(overrides), cfg=task_config(sweep_config), hydra_cfg=sweep_config,
+                     working_dir=str(working_dir), task_name=sweep_config.hydra.job.name, status=JobStatus.FAILED,
+                     _return_value=RuntimeError(f"{working_dir}: {reason}"))
 
 def _run_child(cmd: List[str]) -> int:
     """The job's exit code. On Ctrl-C the job (in the same process group) gets SIGINT
