@@ -20,6 +20,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 @dataclass
 class FrameworkConfig:
     name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
+    # What the framework computes on (benchmark.backends.ENGINES): Keras 3 runs on
+    # tensorflow (its default), jax or torch; PyTorch on torch. A run-key field.
+    engine: Optional[str] = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
     # Graph/compile modes (README: Performance). Each applies to one backend only and

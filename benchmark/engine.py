@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, environment
-from benchmark.backends import Trainer, load_backend
+from benchmark.backends import Trainer, check_engine, load_backend
 from benchmark.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
 from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
@@ -38,6 +38,10 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
         raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
                              "benchmark/config.py lists the valid ones: fix the name or drop the override")
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.config.RANGES)
+    engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
+    if cfg.framework.name == "keras" and engine == "torch" and cfg.framework.jit_compile:
+        raise BenchmarkError("framework.jit_compile=true is TensorFlow's XLA switch; Keras on the torch engine runs "
+                             "eagerly here: drop it, or use framework.engine=tensorflow (XLA) or jax (always jitted)")
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
                              "(choose a protocol with protocol=..., then change single knobs)")
@@ -110,7 +114,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     check_same_data(rd.root, data)
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)
-    backend = load_backend(cfg.framework.name)
+    backend = load_backend(cfg.framework.name, cfg.framework.engine)
     trainer: Trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a

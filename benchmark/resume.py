@@ -51,7 +51,7 @@ def _without_legacy_settings(old: dict, new: dict, key: dict) -> dict:
     left out of the comparison when the old record has no such node."""
     new = copy.deepcopy(new)
     for field in RUN_KEY:
-        if field.legacy is None or key[field.name] != field.legacy:
+        if not field.at_legacy(key):
             continue
         old_node, new_node, parts = old, new, field.path.split(".")
         for part in parts:

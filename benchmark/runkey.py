@@ -15,8 +15,9 @@ Each field has a role (docs/protocol.md §10):
 
 Adding an axis (a protocol, a Keras engine) is one more ``KeyField`` here. Its
 ``legacy`` value is what runs written before the field existed did: at that value the
-field is left out of directory names, so existing sweeps keep their directories and
-are found, skipped and analysed as before.
+field is left out of directory names (and arm names), so existing sweeps keep their
+directories and are found, skipped and analysed as before. A legacy value may depend
+on an earlier field (``legacy_by``): the engine's is each framework's default engine.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ class KeyField:
     role: str  # "arm" | "group" | "pair"
     legacy: Any = None  # value of runs made before the field existed (None: the field always existed)
     prefix: str = ""  # written before the value in directory names ("seed" -> seed42)
+    legacy_by: str | None = None  # an earlier field whose value picks the legacy value (legacy is then a mapping)
+
+    def legacy_of(self, key: Mapping) -> Any:
+        """The legacy value of this field for a run whose earlier fields are `key`."""
+        if self.legacy_by is None:
+            return self.legacy
+        return self.legacy.get(key.get(self.legacy_by))
+
+    def at_legacy(self, key: Mapping) -> bool:
+        """Whether `key` holds this field at its legacy value (left out of names)."""
+        legacy = self.legacy_of(key)
+        return legacy is not None and key.get(self.name) == legacy
 
     @property
     def overrides(self) -> tuple[str, ...]:
@@ -43,8 +56,17 @@ class KeyField:
         return tuple(dict.fromkeys((group, self.path)))
 
 
+def _default_engines() -> dict:
+    from benchmark.backends import ENGINES, default_engine
+
+    return {framework: default_engine(framework) for framework in ENGINES}
+
+
 RUN_KEY: tuple[KeyField, ...] = (
     KeyField("framework", "framework.name", "arm"),
+    # what a framework computes on (Keras 3: TensorFlow, JAX or PyTorch); runs made
+    # before engines existed ran on each framework's default (benchmark.backends.ENGINES)
+    KeyField("engine", "framework.engine", "arm", legacy=_default_engines(), legacy_by="framework"),
     KeyField("dataset", "dataset.name", "group"),
     KeyField("model", "model.name", "group"),
     KeyField("precision", "precision.name", "group"),
@@ -68,41 +90,48 @@ VARIANT_FIELD = "variant"
 COMPARISON_FIELDS: tuple[str, ...] = (*GROUP_FIELDS, VARIANT_FIELD)
 
 
-def _field_value(field: KeyField, value: Any) -> Any:
+def _field_value(field: KeyField, value: Any, key: Mapping) -> Any:
+    """`value` of `field` in a key whose earlier fields are `key` (legacy when missing)."""
     if value is None:
-        return field.legacy
+        return field.legacy_of(key)
     return int(value) if field.role == "pair" else value
+
+
+def _key(values) -> dict:
+    key: dict = {}
+    for field, value in zip(RUN_KEY, values):
+        key[field.name] = _field_value(field, value, key)
+    return key
 
 
 def key_of_config(cfg) -> dict:
     """The run key of a composed config, in RUN_KEY order."""
-    return {f.name: _field_value(f, OmegaConf.select(cfg, f.path)) for f in RUN_KEY}
+    return _key(OmegaConf.select(cfg, f.path) for f in RUN_KEY)
 
 
 def key_of_record(record: Mapping, fallback: Mapping | None = None) -> dict:
     """The run key from summary.json (or anything with the key's columns); a field it
     lacks comes from `fallback`, else is the field's legacy value."""
     fallback = fallback or {}
-    return {f.name: _field_value(f, record.get(f.name, fallback.get(f.name))) for f in RUN_KEY}
+    return _key(record.get(f.name, fallback.get(f.name)) for f in RUN_KEY)
 
 
 def key_of_saved_config(cfg: Mapping) -> dict:
     """The run key from `.hydra/config.yaml` read as plain YAML (a run that died before
     writing summary.json): the key fields are literal values there."""
-    key = {}
-    for f in RUN_KEY:
+    def value(path: str) -> Any:
         node: Any = cfg
-        for part in f.path.split("."):
+        for part in path.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        key[f.name] = _field_value(f, node)
-    return key
+        return node
+
+    return _key(value(f.path) for f in RUN_KEY)
 
 
 def dirname(key: Mapping) -> str:
-    """The run directory name of a key: framework_dataset_model_precision_seedN. A field
+    """The run directory name of a key: framework[_engine]_dataset_model_precision[_protocol]_seedN. A field
     at its legacy value is left out, so runs made before it existed keep their names."""
-    parts = [f"{f.prefix}{key[f.name]}" for f in RUN_KEY
-             if not (f.legacy is not None and key.get(f.name) == f.legacy)]
+    parts = [f"{f.prefix}{key[f.name]}" for f in RUN_KEY if not f.at_legacy(key)]
     return "_".join(parts)
 
 

@@ -92,7 +92,7 @@ def _title(group: dict) -> str:
     """"dataset / model / precision[ / protocol]": a field at its legacy value (the native
     protocol) is left out, as in directory names."""
     title = " / ".join(str(group[f.name]) for f in RUN_KEY if f.name in GROUP_FIELDS
-                       and not (f.legacy is not None and group[f.name] == f.legacy))
+                       and not f.at_legacy(group))
     return title + (f" [{group[VARIANT_FIELD]}]" if group.get(VARIANT_FIELD) else "")
 
 

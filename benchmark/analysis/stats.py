@@ -322,11 +322,14 @@ def arm_names(runs: pd.DataFrame) -> pd.Series:
     a field at its legacy value left out (after the first)."""
     from benchmark.runkey import ARM_FIELDS, RUN_KEY
 
-    legacy = {f.name: f.legacy for f in RUN_KEY}
+    fields = {f.name: f for f in RUN_KEY}
     names = runs[ARM_FIELDS[0]].astype(str)
-    for field in ARM_FIELDS[1:]:
-        shown = runs[field].notna() & (runs[field] != legacy[field])
-        names = names.where(~shown, names + "/" + runs[field].astype(str))
+    for name in ARM_FIELDS[1:]:
+        if name not in runs:  # results written before the field existed: all at its legacy value
+            continue
+        legacy = runs.apply(lambda row, f=fields[name]: f.legacy_of(row), axis=1) if len(runs) else runs[name]
+        shown = runs[name].notna() & (runs[name] != legacy)
+        names = names.where(~shown, names + "/" + runs[name].astype(str))
     return names
 
 

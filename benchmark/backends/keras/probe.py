@@ -9,7 +9,7 @@ import tensorflow as tf
 from benchmark.backends.contract import Probe
 from benchmark.backends.keras.models import canonical_state, canonical_variables, to_canonical
 from benchmark.backends.keras.optim import make_sgd
-from benchmark.backends.keras.train import coupled_l2
+from benchmark.backends.keras.base import coupled_l2
 
 
 def equivalence_probe(model: keras.Model, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float,

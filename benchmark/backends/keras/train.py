@@ -1,6 +1,8 @@
-"""The Keras training loop: a custom ``tf.GradientTape`` step, not ``model.fit`` (docs/protocol.md §5).
+"""Keras on the TensorFlow engine: a custom ``tf.GradientTape`` step in ``tf.function``,
+not ``model.fit`` (docs/protocol.md §5), over the tf.data pipeline of data.py.
 
-Parity choices with the PyTorch backend, each deliberate:
+Parity choices with the PyTorch backend, each deliberate (base.py holds the Keras
+objects every engine shares):
 
 - weight decay is PyTorch's coupled L2: ``weight_decay * w`` is added to every
   trainable variable's gradient before the optimizer (so it goes through momentum).
@@ -26,12 +28,10 @@ import keras
 from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
+from benchmark.backends.keras.base import KerasTrainer, coupled_l2, cross_entropy
 from benchmark.backends.keras.env import select_device
-from benchmark.backends.keras import models
-from benchmark.backends.keras.models import block_shapes, create_model, entry, layer_table, parameter_counts
+from benchmark.backends.keras.models import create_model
 from benchmark.backends.keras.optim import make_sgd
-from benchmark.backends.keras.schedule import build_lr_schedule
-from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
 from benchmark.rundir import read_json, replace_durably, write_json, writing
 from benchmark.schedule import Schedule
@@ -49,60 +49,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def set_precision(mixed: bool, dtype: str, device: str) -> str | None:
-    """Set Keras' (process-global) dtype policy; the reduced dtype, or None for fp32."""
-    if not mixed:
-        # global state: a previous mixed run in this process must not leak into this one
-        keras.mixed_precision.set_global_policy("float32")
-        return None
-    reduced = dtype if device == "cuda" else "bfloat16"
-    keras.mixed_precision.set_global_policy(f"mixed_{reduced}")
-    return reduced
-
-
-def coupled_l2(grads, variables, weight_decay: float, loss_scale_optimizer=None):
-    """grads + weight_decay * w: torch.optim.SGD(weight_decay=...)'s coupled L2. Under
-    loss scaling the gradients are still multiplied by the scale here (the
-    LossScaleOptimizer divides it out), so the decay term is scaled too: exact, as
-    the scale is a power of two."""
-    decay = tf.constant(weight_decay, tf.float32)
-    if loss_scale_optimizer is not None:
-        decay = decay * tf.cast(loss_scale_optimizer.dynamic_scale, tf.float32)
-    return [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
-
-
-class Trainer:  # implements benchmark.backends.contract.Trainer
+class Trainer(KerasTrainer):  # implements benchmark.backends.contract.Trainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
-        self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
-        # sweeps give every run its own process, but tests, notebooks and benchmark.perf
-        # build several trainers in one: start each from a fresh Keras state (layer
-        # names, cached graphs) rather than the previous one's
-        keras.backend.clear_session()
-        self.device = select_device(cfg.framework.device)
+        device = select_device(cfg.framework.device)
         seed_everything(cfg.seed, cfg.framework.deterministic)
-        self.reduced_dtype = set_precision(bool(cfg.precision.mixed), cfg.precision.dtype, self.device)
-
-        self.num_classes = data.num_classes
-        self.image_size = data.image_size
-        self.knobs = Knobs.of(cfg.get("protocol"))
-        self.model_options = self.knobs.model_options(cfg.model.name)
-        self.model = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs,
-                                         cfg.seed)
-        self.variables = self.model.trainable_variables
-
-        self.lr_schedule = build_lr_schedule(schedule)
-        # optimizer steps taken so far; drives the LR (see the module docstring)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="benchmark_step")
-        sgd = make_sgd(self.knobs.optimizer, lambda: self.lr_schedule(self.step), cfg.optim.momentum,
-                       cfg.optim.nesterov)
-        self.loss_scaling = self.reduced_dtype == "float16"
-        self.optimizer = keras.optimizers.LossScaleOptimizer(sgd) if self.loss_scaling else sgd
-        # slots exist before a restore, so the checkpoint fills them instead of deferring
-        self.optimizer.build(self.variables)
-        self.weight_decay = float(cfg.optim.weight_decay)
-
-        self.accum_steps = cfg.grad_accum_steps
-        self.micro_batch = cfg.batch_size // cfg.grad_accum_steps
+        self.data_stream = contract.SHARED_STREAM_FACT if Knobs.of(cfg.get("protocol")).data else OWN_STREAM_FACT
+        super().__init__(cfg, data, schedule, checkpoint_dir, device)
         self.normalize = Normalizer(data.mean, data.std)
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = TrainBatches(
@@ -128,13 +80,18 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
             input_signature=[tf.TensorSpec(image, tf.float32), tf.TensorSpec((None,), tf.int32)],
         )
 
+    def learning_rate(self):
+        # optimizer steps taken so far; drives the LR (see the module docstring)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="benchmark_step")
+        return lambda: self.lr_schedule(self.step)
+
     # ---------------------------------------------------------------- steps
 
     def _gradients(self, x, y):
         """Gradients of (loss / k), loss-scaled where float16 needs it; updates the running sums."""
         with tf.GradientTape() as tape:
             logits = tf.cast(self.model(x, training=True), tf.float32)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            loss = tf.reduce_mean(cross_entropy(y, logits))
             objective = loss / self.accum_steps
             if self.loss_scaling:
                 objective = self.optimizer.scale_loss(objective)
@@ -146,7 +103,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         return grads
 
     def _apply(self, grads):
-        grads = coupled_l2(grads, self.variables, self.weight_decay, self.optimizer if self.loss_scaling else None)
+        grads = coupled_l2(grads, self.variables, self.weight_decay, self._loss_scale())
         self.optimizer.apply(grads, self.variables)
         self.step.assign_add(1)
 
@@ -164,7 +121,7 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
 
     def _eval_step_fn(self, x, y):
         logits = tf.cast(self.model(x, training=False), tf.float32)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        loss = tf.reduce_sum(cross_entropy(y, logits))
         return loss, tf.argmax(logits, axis=1, output_type=tf.int32)
 
     # ---------------------------------------------------------------- epochs
@@ -213,54 +170,15 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
             return {"accelerator_peak_bytes": None}
         return {"accelerator_peak_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
 
-    # ------------------------------------------------------------ the audit's and perf's view
+    def _loss_scale(self):
+        return self.optimizer.dynamic_scale if self.loss_scaling else None
 
-    def _sgd(self):
-        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
-
-    def protocol_facts(self) -> contract.ProtocolFacts:
-        sgd = self._sgd()
-        # _gradients: sparse categorical cross-entropy from logits, reduce_mean (contract.LOSS_FACT);
-        # _apply: coupled_l2 on every trainable variable, then the step counter the LR schedule reads
-        return contract.protocol_facts(
-            momentum=float(sgd.momentum), nesterov=bool(sgd.nesterov),
-            momentum_buffer=contract.momentum_buffer_fact(lr_in_buffer=not self.knobs.optimizer,
-                                                          nesterov=bool(sgd.nesterov)),
-            weight_decay=self.weight_decay, reduced_dtype=self.reduced_dtype, loss_scaling=self.loss_scaling,
-            mean=np.asarray(self.normalize.mean), std=np.asarray(self.normalize.std), layers=self.layers(),
-            model=entry(self.cfg.model.name), drop_rate=self.model_options["drop_rate"],
-            drop_path_rate=self.model_options["drop_path_rate"], shared_init=self.knobs.init,
-            data_stream=contract.SHARED_STREAM_FACT if self.knobs.data else OWN_STREAM_FACT,
-            micro_batch=self.micro_batch, accum_steps=self.accum_steps)
-
-    def layers(self) -> list[contract.LayerInfo]:
-        return layer_table(self.model)
-
-    def block_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        return block_shapes(self.model, self.cfg.model.name, self.image_size)
-
-    def parameter_counts(self) -> dict[str, int]:
-        return parameter_counts(self.model)
-
-    def lr_trajectory(self, steps: int) -> np.ndarray:
-        return np.asarray(tf.vectorized_map(self.lr_schedule, tf.range(steps, dtype=tf.int64)), dtype=np.float64)
-
-    def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
-        sgd, step = self._sgd(), tf.Variable(0, dtype=tf.int64, trainable=False)
-        probe_sgd = make_sgd(self.knobs.optimizer, lambda: self.lr_schedule(step), sgd.momentum, sgd.nesterov)
-        probe = keras.Variable(np.zeros(grads.shape[1], np.float32))
-        probe_sgd.build([probe])
-        out = np.empty_like(grads)
-        for t, g in enumerate(grads.astype(np.float32)):
-            probe_sgd.apply([tf.constant(g)], [probe])
-            step.assign_add(1)
-            out[t] = np.asarray(probe)
-        return out
+    # ------------------------------------------------------------ perf's yardstick
 
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a Keras training step can be: tape, loss, gradients, SGD apply, in tf.function."""
         model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
-        sgd = self._sgd()
+        sgd = self.sgd()
         opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
         if self.loss_scaling:
             opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -269,12 +187,12 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         @tf.function(jit_compile=bool(self.cfg.framework.jit_compile))
         def step():
             with tf.GradientTape() as tape:
-                logits = tf.cast(model(x, training=True), tf.float32)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+                loss = tf.reduce_mean(cross_entropy(y, model(x, training=True)))
                 scaled = opt.scale_loss(loss) if self.loss_scaling else loss
             grads = tape.gradient(scaled, model.trainable_variables)
             # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
-            grads = coupled_l2(grads, model.trainable_variables, self.weight_decay, opt if self.loss_scaling else None)
+            grads = coupled_l2(grads, model.trainable_variables, self.weight_decay,
+                               opt.dynamic_scale if self.loss_scaling else None)
             opt.apply(grads, model.trainable_variables)
             return loss
 

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torchvision
 
-
-def cpu_kernels() -> dict:
-    """The CPU kernel libraries this torch build uses and the ISA level it dispatches to."""
-    config = torch.__config__.show()
-    onednn = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", config)
-    blas = re.search(r"BLAS_INFO=(\w+)", config)
-    return {
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_onednn": onednn.group(1) if onednn else None,
-        "torch_blas": blas.group(1) if blas else None,
-    }
+from benchmark.backends.torch_engine import cpu_kernels
 
 
 def environment() -> dict:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import random
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batch
 from benchmark.backends.pytorch import models
 from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
+from benchmark.backends.torch_engine import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
 from benchmark.models import create_for_protocol
 from benchmark.protocol import Knobs
 from benchmark.rundir import replace_durably, writing
@@ -29,35 +28,6 @@ from benchmark.schedule import Schedule
 log = logging.getLogger(__name__)
 
 OWN_STREAM_FACT = "own: torch.Generator seeded with the run's seed (order, then per batch crops and flips)"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BenchmarkError("framework.device=cuda but PyTorch sees no CUDA device; use framework.device=auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise BenchmarkError(f"framework.device={name} is unknown; valid: auto, cpu, cuda")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        # cuBLAS needs this before its first call to be deterministic
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # warn_only: a few backward kernels (e.g. adaptive pooling on CUDA) have no
-        # deterministic version; they warn instead of stopping the run
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Trainer:  # implements benchmark.backends.contract.Trainer

@@ -1,0 +1,237 @@
+"""Keras 3 on the JAX engine: the step of Keras' "training loop from scratch in JAX"
+guide (``model.stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply``
+under ``jax.jit``), the NumPy pipeline of host_data.py, Keras checkpoints (portable.py).
+
+JAX is functional: the trainer holds the model's and the optimizer's variables as
+arrays (``self.state``) that each jitted step takes and returns, and writes them back
+into the Keras variables before evaluation and saving (``sync_to_keras``), as Keras'
+own JAX trainer does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from benchmark.backends.keras import use_engine
+
+use_engine("jax")  # before keras is imported, whatever KERAS_BACKEND the shell has
+# Like TensorFlow's memory growth (env.py): JAX would otherwise reserve 75% of the GPU
+# when it first uses it, which hides the real footprint from the memory comparison.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jaxlib  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmark import BenchmarkError  # noqa: E402
+from benchmark.backends.keras import portable  # noqa: E402
+from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
+from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
+from benchmark.backends.keras.optim import make_sgd  # noqa: E402
+
+__all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
+           "load_canonical", "synchronize"]
+
+
+def _gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib (the CPU build)
+        return []
+
+
+def select_device(name: str, deterministic: bool):
+    """(framework.device resolved to 'cpu' or 'cuda', the jax device)."""
+    if deterministic:
+        # XLA's GPU kernels are deterministic only on request (read when the GPU backend starts)
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "--xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+    gpus = _gpus()
+    if name == "cuda" and not gpus:
+        raise BenchmarkError("framework.device=cuda but JAX sees no GPU (the CPU build of jax is installed, or no "
+                             "driver); use framework.device=auto or cpu, or install jax[cuda12]")
+    device = gpus[0] if gpus and name != "cpu" else jax.devices("cpu")[0]
+    jax.config.update("jax_default_device", device)  # where Keras creates its variables
+    return ("cuda" if device.platform == "gpu" else "cpu"), device
+
+
+def _move(device):
+    return lambda x, y: (jax.device_put(x, device), jax.device_put(y, device))
+
+
+def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int):
+    device = _gpus()[0] if _gpus() else jax.devices("cpu")[0]
+    move = _move(device)
+    return portable.input_pipeline(images, labels, batch_size, padding, mean, std, seed,
+                                   lambda x, y: jax.block_until_ready(move(x, y)))
+
+
+def synchronize() -> None:
+    """Nothing to wait for: input_pipeline hands out batches already on the device."""
+
+
+def environment() -> dict:
+    gpus = _gpus()
+    return {
+        "framework": "keras",
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "cuda": None if not gpus else str(getattr(gpus[0].client, "platform_version", "unknown")),
+        "gpu_name": gpus[0].device_kind if gpus else "cpu",
+        "gpu_count": len(gpus),
+    }
+
+
+def equivalence_probe(*args, **kwargs):
+    raise BenchmarkError("the numerical-equivalence probe runs Keras on the TensorFlow engine "
+                         "(python -m benchmark.parity --equivalence); the JAX engine shares its Keras model code")
+
+
+class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contract.Trainer
+    def __init__(self, cfg, data, schedule, checkpoint_dir):
+        device, self.jax_device = select_device(cfg.framework.device, bool(cfg.framework.deterministic))
+        super().__init__(cfg, data, schedule, checkpoint_dir, device)
+        self.mode = "jax.jit"
+        variables = self.optimizer.variables
+        self.lr_index = next(i for i, v in enumerate(variables) if v is self.sgd()._learning_rate)
+        self.scale_index = (next(i for i, v in enumerate(variables) if v is self.optimizer.dynamic_scale)
+                            if self.loss_scaling else None)
+        self.sync_from_keras()
+        donate = (0,) if device == "cuda" else ()  # XLA's CPU backend cannot reuse donated buffers
+        self._train_step = jax.jit(self._train_step_fn, donate_argnums=donate)
+        self._accumulate = jax.jit(self._accumulate_fn, donate_argnums=donate)
+        self._apply = jax.jit(self._apply_fn, donate_argnums=donate)
+        self._eval = jax.jit(self._eval_fn)
+        self.to_device = _move(self.jax_device)
+        self.reset_sums()
+
+    # ---------------------------------------------------------------- state
+
+    def sync_from_keras(self) -> None:
+        # committed to the device, as the step's outputs are: otherwise the second call compiles again
+        self.state = jax.device_put(([v.value for v in self.model.trainable_variables],
+                                     [v.value for v in self.model.non_trainable_variables],
+                                     [v.value for v in self.optimizer.variables]), self.jax_device)
+        if self.accum_steps > 1:
+            self.accumulated = [jnp.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
+
+    def sync_to_keras(self) -> None:
+        trainable, non_trainable, optimizer = self.state
+        for variables, values in ((self.model.trainable_variables, trainable),
+                                  (self.model.non_trainable_variables, non_trainable),
+                                  (self.optimizer.variables, optimizer)):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def reset_sums(self) -> None:
+        self.sums = jax.device_put((jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)), self.jax_device)
+
+    def read_sums(self) -> tuple[float, int]:
+        loss_sum, correct = jax.device_get(self.sums)
+        return float(loss_sum), int(correct)
+
+    # ---------------------------------------------------------------- the step
+
+    def _gradients(self, trainable, non_trainable, optimizer, x, y):
+        """Gradients of (loss / k), loss-scaled where float16 needs it; the new
+        non-trainable state (BatchNorm statistics, seed generators), the loss and the hits."""
+        scale = optimizer[self.scale_index] if self.loss_scaling else None
+
+        def objective(trainable, non_trainable):
+            logits, non_trainable = self.model.stateless_call(trainable, non_trainable, x, training=True)
+            loss = jnp.mean(cross_entropy(y, logits))
+            scaled = loss / self.accum_steps
+            return (scaled * scale if scale is not None else scaled), (loss, logits, non_trainable)
+
+        (_, (loss, logits, non_trainable)), grads = jax.value_and_grad(objective, has_aux=True)(
+            trainable, non_trainable)
+        hits = jnp.sum(jnp.argmax(logits, axis=1) == y).astype(jnp.int32)
+        return grads, non_trainable, loss, hits
+
+    def _step(self, trainable, optimizer, grads, lr):
+        optimizer = list(optimizer)
+        optimizer[self.lr_index] = lr.astype(optimizer[self.lr_index].dtype)
+        scale = optimizer[self.scale_index] if self.loss_scaling else None
+        grads = coupled_l2(grads, trainable, self.weight_decay, scale)
+        return self.optimizer.stateless_apply(optimizer, grads, trainable)
+
+    def _train_step_fn(self, state, sums, x, y, lr):
+        trainable, non_trainable, optimizer = state
+        grads, non_trainable, loss, hits = self._gradients(trainable, non_trainable, optimizer, x, y)
+        trainable, optimizer = self._step(trainable, optimizer, grads, lr)
+        return (trainable, non_trainable, optimizer), (sums[0] + loss * y.shape[0], sums[1] + hits)
+
+    def _accumulate_fn(self, state, sums, accumulated, x, y):
+        trainable, non_trainable, optimizer = state
+        grads, non_trainable, loss, hits = self._gradients(trainable, non_trainable, optimizer, x, y)
+        accumulated = [a + g for a, g in zip(accumulated, grads)]
+        return (trainable, non_trainable, optimizer), (sums[0] + loss * y.shape[0], sums[1] + hits), accumulated
+
+    def _apply_fn(self, state, accumulated, lr):
+        trainable, non_trainable, optimizer = state
+        trainable, optimizer = self._step(trainable, optimizer, accumulated, lr)
+        return (trainable, non_trainable, optimizer), [jnp.zeros_like(a) for a in accumulated]
+
+    def _eval_fn(self, trainable, non_trainable, x, y):
+        logits, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
+        return jnp.sum(cross_entropy(y, logits)), jnp.argmax(logits, axis=1)
+
+    def train_step(self, x, y, lr: float) -> None:
+        self.state, self.sums = self._train_step(self.state, self.sums, x, y, np.float32(lr))
+
+    def accumulate(self, x, y) -> None:
+        self.state, self.sums, self.accumulated = self._accumulate(self.state, self.sums, self.accumulated, x, y)
+
+    def apply_accumulated(self, lr: float) -> None:
+        self.state, self.accumulated = self._apply(self.state, self.accumulated, np.float32(lr))
+
+    def eval_step(self, x, y):
+        return self._eval(self.state[0], self.state[1], x, y)
+
+    def peak_memory(self) -> dict:
+        if self.device != "cuda":
+            return {"accelerator_peak_bytes": None}
+        return {"accelerator_peak_bytes": int((self.jax_device.memory_stats() or {}).get("peak_bytes_in_use", 0))}
+
+    # ------------------------------------------------------------ perf's yardstick
+
+    def bare_loop(self, images: np.ndarray, labels: np.ndarray):
+        """The least a Keras-on-JAX step can be: stateless_call, value_and_grad, coupled
+        L2, stateless_apply, in one jax.jit, on one fixed batch."""
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
+        sgd = self.sgd()
+        opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
+        if self.loss_scaling:
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt.build(model.trainable_variables)
+        x, y = self.to_device(self.normalize(images), np.asarray(labels, np.int32))
+        scale_at = next(i for i, v in enumerate(opt.variables) if v is opt.dynamic_scale) if self.loss_scaling else None
+
+        @jax.jit
+        def step(trainable, non_trainable, optimizer):
+            def objective(trainable):
+                logits, new_state = model.stateless_call(trainable, non_trainable, x, training=True)
+                loss = jnp.mean(cross_entropy(y, logits))
+                return loss * (optimizer[scale_at] if scale_at is not None else 1.0), (loss, new_state)
+
+            (_, (loss, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+            grads = coupled_l2(grads, trainable, self.weight_decay, None if scale_at is None else optimizer[scale_at])
+            trainable, optimizer = opt.stateless_apply(optimizer, grads, trainable)
+            return trainable, new_state, optimizer, loss
+
+        state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+                 [v.value for v in opt.variables])
+
+        def run(steps: int) -> None:
+            nonlocal state
+            loss = None
+            for _ in range(steps):
+                *state, loss = step(*state)
+            float(loss)  # waits for the device
+
+        return run
