@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import socket
+import sys
 import subprocess
 import time
 from pathlib import Path
@@ -117,9 +118,20 @@ def numpy_blas() -> str:
         return "unknown"
 
 
+# The packages a framework can compute on (benchmark.backends.ENGINES).
+ENGINE_PACKAGES = ("tensorflow", "jax", "torch")
+
+
+def engines_loaded() -> list[str]:
+    """Which engines' packages this process has imported: one per run, unless a backend
+    shares its engine's process with another (a Keras run on JAX loads no TensorFlow)."""
+    return [name for name in ENGINE_PACKAGES if sys.modules.get(name) is not None]
+
+
 def collect() -> dict:
     packages = installed_packages()
     return {
+        "engines_loaded": engines_loaded(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),

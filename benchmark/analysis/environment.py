@@ -31,7 +31,8 @@ SHARED_FIELDS = {
 }
 LISTED_FIELDS = ("hostname", "platform")
 # recorded per run and different by design, or already the arm: never compared
-NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform", "packages"}
+NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform", "packages",
+                "engines_loaded"}
 MISSING = "(not recorded)"
 
 

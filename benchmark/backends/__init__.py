@@ -66,7 +66,7 @@ def check_engine(name: str, engine: str | None) -> str:
     # on sys.path itself: a Keras run keeps other engines out of sys.modules (keras/__init__.py)
     if importlib.machinery.PathFinder.find_spec(package) is None:
         raise BenchmarkError(f"framework={name} framework.engine={engine} needs {package}, which is not installed "
-                             f"here: {INSTALL[package]}, or choose another engine")
+                             f"here: {INSTALL.get(package, 'pip install ' + package)}, or choose another engine")
     return engine
 
 

@@ -1,0 +1,111 @@
+"""Keras 3 on its JAX and PyTorch engines (framework.engine): the run key, the one-line
+errors, what a run imports, and resume / same-seed on every engine, through the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmark import BenchmarkError
+from benchmark.backends import ENGINES, check_engine, default_engine
+from benchmark.runkey import dirname, key_of_config, key_of_record
+from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
+
+# small enough for a jitted JAX step to take about a second on a CPU core
+TINY = ("limit.train=128", "limit.val=64", "limit.test=64", "batch_size=32", "epochs=3", "optim.warmup_epochs=1",
+        "seed=7")
+
+
+def test_engine_is_a_run_key_field_left_out_at_each_frameworks_default():
+    names = {option: dirname(key_of_config(compose(f"framework={option}")))
+             for option in ("keras", "keras_jax", "keras_torch", "pytorch")}
+    assert names == {"keras": "keras_digits_mobilenetv2_fp32_seed42",
+                     "keras_jax": "keras_jax_digits_mobilenetv2_fp32_seed42",
+                     "keras_torch": "keras_torch_digits_mobilenetv2_fp32_seed42",
+                     "pytorch": "pytorch_digits_mobilenetv2_fp32_seed42"}
+    assert dirname(key_of_config(compose("framework=keras", "framework.engine=jax"))) == names["keras_jax"]
+    # a summary.json written before engines existed: each framework's default engine
+    old = {"framework": "pytorch", "dataset": "digits", "model": "mobilenetv2", "precision": "fp32", "seed": 1}
+    assert key_of_record(old)["engine"] == "torch"
+    assert key_of_record({**old, "framework": "keras"})["engine"] == "tensorflow"
+    assert [default_engine(f) for f in ENGINES] == ["torch", "tensorflow"]
+
+
+def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    for args, expected in (
+        (("framework=pytorch", "framework.engine=jax"), "framework.engine=jax is not an engine of framework=pytorch; "
+                                                        "valid: torch"),
+        (("framework=keras", "framework.engine=mxnet"), "framework.engine=mxnet is not an engine of framework=keras; "
+                                                        "valid: tensorflow, jax, torch"),
+        (("framework=keras_torch", "framework.jit_compile=true"), "framework.jit_compile=true is TensorFlow's XLA"),
+    ):
+        run_dir = tmp_path / "run"
+        out = run_cli(*args, f"hydra.run.dir={run_dir}")
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines() == [f"error: {out.stderr.strip().removeprefix('error: ')}"]
+        assert expected in out.stderr
+        assert not run_dir.exists()
+    # an engine whose package is not installed (one registered for this test only)
+    monkeypatch.setitem(ENGINES["keras"], "mxnet", ("benchmark.backends.keras.on_mxnet", "mxnet"))
+    with pytest.raises(BenchmarkError, match=r"framework=keras framework.engine=mxnet needs mxnet, which is not "
+                                             r"installed here"):
+        check_engine("keras", "mxnet")
+
+
+def test_keras_cannot_switch_engines_within_a_process():
+    code = ("from benchmark.backends import load_backend\n"
+            "load_backend('keras', 'torch')\n"
+            "from benchmark import BenchmarkError\n"
+            "try:\n    load_backend('keras', 'jax')\nexcept BenchmarkError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == ("framework.engine=jax: Keras is already running on the torch engine in this process "
+                                  "and cannot switch; run each engine in its own process (as `python -m benchmark` "
+                                  "and sweeps do)")
+
+
+@pytest.mark.parametrize("option, engine, loaded, mode", [
+    ("keras_jax", "jax", ["jax"], "jax.jit"),
+    ("keras_torch", "torch", ["torch"], "eager"),
+])
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir, option, engine, loaded, mode):
+    """On each engine: two processes with the same seed give the same metrics, and a run
+    killed mid-epoch resumes to exactly the uninterrupted run's metrics and test result."""
+    args = (f"framework={option}", *TINY, f"data_dir={data_dir}")
+    reference = tmp_path / "reference"
+    out = run_cli(*args, f"hydra.run.dir={reference}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary, env = read_json(reference / "summary.json"), read_json(reference / "env.json")
+    assert (summary["framework"], summary["engine"], summary["execution_mode"]) == ("keras", engine, mode)
+    assert env["keras_backend"] == engine
+    assert env["engines_loaded"] == loaded  # JAX: no TensorFlow; Keras on torch: neither TensorFlow nor JAX
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *args, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = run_dir / "run.log", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "epoch 2/3  step 2/4" in log.read_text():
+            os.kill(proc.pid, signal.SIGKILL)  # no handler runs: like a lost node
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert len(read_metrics(run_dir)) == 1
+    # same seed, another process: epoch 1 already equals the reference's
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))[:1]
+
+    resumed = run_cli(*args, f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
+    ref_test, test = read_json(reference / "test.json"), read_json(run_dir / "test.json")
+    ref_test.pop("finished_at"), test.pop("finished_at")
+    assert test == ref_test
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best.json", "best.weights.h5", "last-epoch0003.weights.h5", "last.json"]
