@@ -23,10 +23,9 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
-from benchmark.config import register_configs
+from benchmark.config import CONF_DIR, register_configs
 
 log = logging.getLogger("benchmark")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 register_configs()
 

@@ -131,6 +131,16 @@ class BenchmarkConfig:
     progress_updates: int = 10  # progress lines per epoch on the terminal and in the log
 
 
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def framework_options() -> list[str]:
+    """The framework= options (conf/framework/*.yaml): every framework on every engine,
+    PyTorch first (torchvision loads before TensorFlow in a process that has both)."""
+    names = [name[:-5] for name in os.listdir(os.path.join(CONF_DIR, "framework")) if name.endswith(".yaml")]
+    return sorted(names, key=lambda name: (not name.startswith("pytorch"), name))
+
+
 def register_configs() -> None:
     from benchmark.runkey import register_resolvers
 

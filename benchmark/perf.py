@@ -1,8 +1,9 @@
 """`python -m benchmark.perf`: what the harness costs, measured against the frameworks themselves.
 
-Per backend (every one registered in benchmark.backends.BACKENDS by default), in a
-fresh process each (a backend never shares a process with another), through the
-backend contract only (benchmark.backends.contract):
+Per framework option (every conf/framework/*.yaml by default: each framework on each
+of its engines, keras_jax and keras_torch included), in a fresh process each (a
+backend never shares a process with another, and Keras binds one engine per process),
+through the backend contract only (benchmark.backends.contract):
 
 - pipeline_ips_32 / _64: the augmented, normalized train pipeline alone, images/s, on
   uint8 arrays of CIFAR's (45,000 x 32 x 32) and Tiny-ImageNet's (20,000 x 64 x 64)
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import BenchmarkError
-from benchmark.backends import BACKENDS
+from benchmark.config import framework_options
 from benchmark.rundir import atomic_write_text, read_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +79,8 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
     from benchmark.backends import load_backend
     from benchmark.schedule import make_schedule
 
-    module = load_backend(backend)
+    cfg = _config(backend, model, batch, precision, extra)
+    module = load_backend(cfg.framework.name, cfg.framework.engine)
     result: dict = {}
     for size, padding, n in PIPELINE_SHAPES:
         data = _random_data(n, size)
@@ -90,7 +92,6 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
             module.synchronize()
             result[f"pipeline_ips_{size}"] = images / (time.perf_counter() - start)
 
-    cfg = _config(backend, model, batch, precision, extra)
     data = _random_data(steps * batch, 32)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
@@ -140,7 +141,8 @@ def measure_real_run(backend: str, model: str, batch: int, precision: str, extra
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: every backend)")
+    parser.add_argument("--backends", default=",".join(framework_options()),
+                        help="comma-separated framework= options (default: every one, each engine included)")
     parser.add_argument("--model", default="mobilenetv2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", default="fp32")
@@ -166,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --protocols {args.protocols}: valid: {', '.join(SETTINGS)}", file=sys.stderr)
         return 2
     for backend, protocol in [(b, p) for b in args.backends.split(",") for p in protocols]:
-        if backend not in BACKENDS:
-            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(BACKENDS)}", file=sys.stderr)
+        if backend not in framework_options():
+            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(framework_options())}",
+                  file=sys.stderr)
             return 2
         overrides = [f"protocol={protocol}", *args.override]
         cmd = [sys.executable, "-m", "benchmark.perf", "--worker", backend, "--model", args.model,

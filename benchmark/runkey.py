@@ -135,6 +135,20 @@ def dirname(key: Mapping) -> str:
     return "_".join(parts)
 
 
+def arm_name(key: Mapping) -> str:
+    """The arm of a key (a config's, a summary's, a results row): its arm-field values
+    joined by "/", a field after the first left out at its legacy value or when missing
+    ("keras", "keras/jax", "pytorch"): arms named before a field existed keep their names."""
+    first, *others = (f for f in RUN_KEY if f.role == "arm")
+    parts = [str(key[first.name])]
+    for field in others:
+        value = key.get(field.name)
+        if value is None or value != value or field.at_legacy(key):  # None / NaN: not recorded
+            continue
+        parts.append(str(value))
+    return "/".join(parts)
+
+
 def variant_of_path(run_dir: str, key: Mapping) -> str:
     """A run's variant from where it lies: the path below its key's directory (Hydra's
     override_dirname), "" for the key directory itself or any other layout."""

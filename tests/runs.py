@@ -136,13 +136,15 @@ def make_run(
     execution_mode: str | None = None,
     data_fingerprint: str | None = None,
     protocol: str | None = None,
+    engine: str | None = None,
 ) -> Path:
     """Write one run directory `root/<name>` and return it.
 
     `state` "completed" writes every file; "failed" and "running" stop after
     `epochs_done` epochs (default: half) without test.json. `test_accuracy`,
     `test_macro_f1` and `epoch_seconds` override the generated values; `env`
-    overrides env.json fields.
+    overrides env.json fields. `engine` (Keras: jax, torch) is recorded, and named in the
+    directory, only when given (runs made before engines existed have none).
     """
     key = (framework, dataset, model, precision, seed)
     epochs = epochs or EPOCHS[dataset]
@@ -156,11 +158,13 @@ def make_run(
                          * (0.6 if precision == "amp" else 1.0) * (1.1 if framework == "keras" else 1.0))
     default_name = run_name(*key) if protocol in (None, "native") else run_name(*key).replace(
         f"_seed{seed}", f"_{protocol}_seed{seed}")
+    if engine:
+        default_name = default_name.replace(f"{framework}_", f"{framework}_{engine}_", 1)
     run_dir = Path(root) / (name or default_name)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     steps = TRAIN_IMAGES[dataset] // BATCH
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
-        "framework": {"name": framework, "device": "auto", "deterministic": True},
+        "framework": {"name": framework, "device": "auto", "deterministic": True, **({"engine": engine} if engine else {})},
         "model": {"name": model},
         "dataset": {"name": dataset, "num_classes": CLASSES[dataset], "epochs": EPOCHS[dataset], "batch_size": BATCH},
         "precision": {"name": precision, "dtype": "float16"},
@@ -181,6 +185,7 @@ def make_run(
         "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
         "accelerator_peak_bytes": 5 << 30,
         **({"protocol": protocol} if protocol else {}),
+        **({"engine": engine} if engine else {}),
     })
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"
     _write_json(run_dir / "env.json", {**ENV_COMMON, "hostname": host, "slurm_job_id": str(1000 + seed),

@@ -109,3 +109,34 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir, op
     assert test == ref_test
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best.json", "best.weights.h5", "last-epoch0003.weights.h5", "last.json"]
+
+
+def test_report_says_the_api_effect_and_the_engine_effects(tmp_path):
+    """Four arms x 3 seeds: every pair compared; the pairs on one engine are the API
+    effect, the pairs of one framework the engine effects, the rest both together."""
+    import pandas as pd
+
+    from benchmark.analyze import analyze
+    from runs import make_run
+
+    accuracy = {("keras", None): 0.90, ("keras", "jax"): 0.91, ("keras", "torch"): 0.92, ("pytorch", None): 0.95}
+    for (framework, engine), base in accuracy.items():
+        for i, seed in enumerate((42, 123, 456)):
+            make_run(tmp_path, framework, "cifar10", "resnet50", "fp32", seed, epochs=4, engine=engine,
+                     test_accuracy=base + 0.001 * i)
+    report = analyze(tmp_path, plots=False)
+    results = pd.read_csv(report / "results.csv")
+    assert sorted(zip(results["framework"], results["engine"]))[::3] == [
+        ("keras", "jax"), ("keras", "tensorflow"), ("keras", "torch"), ("pytorch", "torch")]
+    table = pd.read_csv(report / "api_engine.csv")
+    accuracy_rows = table[table["metric"] == "test_accuracy"].set_index(["arm_a", "arm_b"])
+    assert len(accuracy_rows) == 6  # every two of the four arms
+    assert accuracy_rows["effect"].to_dict() == {
+        ("keras/jax", "keras"): "engine", ("keras/torch", "keras"): "engine", ("keras/torch", "keras/jax"): "engine",
+        ("pytorch", "keras"): "api+engine", ("pytorch", "keras/jax"): "api+engine", ("pytorch", "keras/torch"): "api"}
+    assert accuracy_rows.loc[("pytorch", "keras/torch"), "delta"] == pytest.approx(0.03)
+    summary = (report / "significance_summary.md").read_text()
+    assert ("API effect (the same torch engine, pytorch vs keras code and model zoo) on test accuracy: "
+            "pytorch (pytorch on torch) − keras/torch (keras on torch) = 3.00 [3.00, 3.00] points") in summary
+    assert ("Engine effect (the same keras code, jax vs tensorflow under it) on test accuracy: "
+            "keras/jax (keras on jax) − keras (keras on tensorflow) = 1.00 [1.00, 1.00] points") in summary

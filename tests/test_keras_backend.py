@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-import benchmark.backends.keras  # noqa: E402,F401  (pins KERAS_BACKEND before keras is imported)
+import benchmark.backends.keras.on_tensorflow  # noqa: E402,F401  (pins KERAS_BACKEND before keras is imported)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -37,7 +37,7 @@ def read_csv(path):
 def test_directory_names_come_from_the_key_and_keep_todays_layout():
     cfg = compose("framework=keras", "model=resnet50", "dataset=cifar100", "precision=amp", "seed=7")
     key = key_of_config(cfg)
-    assert tuple(key) == KEY == ("framework", "dataset", "model", "precision", "protocol", "seed")
+    assert tuple(key) == KEY == ("framework", "engine", "dataset", "model", "precision", "protocol", "seed")
     assert dirname(key) == run_name("keras", "cifar100", "resnet50", "amp", 7) == "keras_cifar100_resnet50_amp_seed7"
     full = compose("framework=keras", "seed=7", "epochs=3", "hydra.sweep.dir=/s", return_hydra=True)
     assert full.hydra.sweep.subdir == "keras_digits_mobilenetv2_fp32_seed7/epochs=3"  # the variant below its key

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from benchmark import BenchmarkError
+from benchmark.analysis.api_engine import api_engine_effects, api_engine_markdown
 from benchmark.analysis.attribution import attribution, attribution_markdown
 from benchmark.analysis.divergence import divergence, divergence_markdown
 from benchmark.analysis.environment import environment_report
@@ -37,6 +38,7 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
     # only completed runs, as in the statistics
     drift = divergence(sweep.curves[sweep.curves["state"] == "completed"])
     attributed = attribution(stats, pairs)
+    api_engine = api_engine_effects(stats, sweep.results)
     sanity = sanity_checks(sweep.results, sweep.curves, pairs, sweep.root)
     title = sweep.root.resolve().name
     sweep.results.to_csv(out / "results.csv", index=False)
@@ -44,8 +46,10 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
     table.to_csv(out / "significance_summary.csv", index=False)
     drift.to_csv(out / "divergence.csv", index=False)
     attributed.to_csv(out / "attribution.csv", index=False)
+    api_engine.to_csv(out / "api_engine.csv", index=False)
     (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, sanity, title,
-                                                          extra=[attribution_markdown(attributed),
+                                                          extra=[api_engine_markdown(api_engine),
+                                                                 attribution_markdown(attributed),
                                                                  divergence_markdown(drift)]))
     sanity.to_csv(out / "sanity.csv", index=False)
     (out / "sanity.md").write_text(sanity_markdown(sanity, title))

@@ -318,19 +318,12 @@ class ArmPair:
 
 
 def arm_names(runs: pd.DataFrame) -> pd.Series:
-    """Each run's arm: its arm-field values joined by "/" (benchmark.runkey.ARM_FIELDS),
-    a field at its legacy value left out (after the first)."""
-    from benchmark.runkey import ARM_FIELDS, RUN_KEY
+    """Each run's arm (benchmark.runkey.arm_name: "keras", "keras/jax", "pytorch")."""
+    from benchmark.runkey import arm_name
 
-    fields = {f.name: f for f in RUN_KEY}
-    names = runs[ARM_FIELDS[0]].astype(str)
-    for name in ARM_FIELDS[1:]:
-        if name not in runs:  # results written before the field existed: all at its legacy value
-            continue
-        legacy = runs.apply(lambda row, f=fields[name]: f.legacy_of(row), axis=1) if len(runs) else runs[name]
-        shown = runs[name].notna() & (runs[name] != legacy)
-        names = names.where(~shown, names + "/" + runs[name].astype(str))
-    return names
+    if runs.empty:
+        return pd.Series([], index=runs.index, dtype=object)
+    return runs.apply(arm_name, axis=1).astype(object)
 
 
 def with_arm(results: pd.DataFrame) -> pd.DataFrame:

@@ -91,7 +91,7 @@ def _difference_clause(row, metric: Metric) -> str:
     return f"{a} is {fmt_value(abs(row['delta']), metric)} {metric.unit}{relative} {word} {metric.phrase} than {b} ({ci})"
 
 
-def _significance_clause(row) -> str:
+def significance_clause(row) -> str:
     n, p, holm_p = row["n_pairs"], row["wilcoxon_p"], row["holm_p"]
     if n < 2:
         return f"too few pairs to test (n = {n})"
@@ -121,9 +121,9 @@ def sentence(row) -> str:
         text = f"No completed {row['arm_a']}/{row['arm_b']} pair for {metric.label}: nothing to compare."
     elif math.isnan(row["delta"]):  # censored metric: no pair where both arms reached the target
         text = (f"In no pair did both {row['arm_a']} and {row['arm_b']} reach the target, so there is no mean "
-                f"difference in {metric.label}; {_significance_clause(row)}.")
+                f"difference in {metric.label}; {significance_clause(row)}.")
     else:
-        text = f"{_difference_clause(row, metric)}; {_significance_clause(row)}."
+        text = f"{_difference_clause(row, metric)}; {significance_clause(row)}."
         if row["n_pairs"] >= 2:
             text += (f" Effect size d_z = {row['cohens_d']:.2f} ({effect_label(row['cohens_d'], COHEN_D_LABELS, 2)}), "
                      f"Cliff's delta = {row['cliffs_delta']:.2f} ({effect_label(row['cliffs_delta'], CLIFF_LABELS, 2)}).")

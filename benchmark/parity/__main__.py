@@ -1,11 +1,13 @@
-"""`python -m benchmark.parity [--out DIR | out=DIR] [overrides...]`: audit one configuration.
+"""`python -m benchmark.parity [--out DIR | out=DIR] [--arms A,B,...] [overrides...]`: audit one configuration.
 
     python -m benchmark.parity model=resnet50 dataset=cifar10
     python -m benchmark.parity model=convnext_tiny dataset=tiny_imagenet --out reports/parity
+    python -m benchmark.parity --arms pytorch,keras_torch      # the API effect's two arms only
 
 Overrides are the benchmark's own Hydra overrides (model=, dataset=, precision=,
-optim.*, batch_size=, ...), composed with the real conf/; ``framework=`` is irrelevant
-(every backend's arm is built). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
+optim.*, batch_size=, ...), composed with the real conf/; ``framework=`` is irrelevant:
+the arms are the framework options of --arms (default: every conf/framework option,
+each Keras engine included; Keras on JAX and on torch are built in a process each). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
 (default: ``parity/`` under the current directory). A bad override or option is a
 one-line error and exit status 2. No dataset files are needed.
 """
@@ -17,13 +19,15 @@ import time
 from pathlib import Path
 
 from benchmark import BenchmarkError
+from benchmark.config import framework_options
 
 USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n", 1)[1]
 DEFAULT_OUT = Path("parity")
 
 
-def parse_args(argv: list[str]) -> tuple[list[str], Path]:
+def parse_args(argv: list[str]) -> tuple[list[str], Path, list[str]]:
     out = DEFAULT_OUT
+    arms = framework_options()
     overrides: list[str] = []
     args = list(argv)
     while args:
@@ -39,23 +43,31 @@ def parse_args(argv: list[str]) -> tuple[list[str], Path]:
             out = Path(arg.split("=", 1)[1])
         elif arg.startswith("out="):
             out = Path(arg.split("=", 1)[1])
+        elif arg == "--arms" or arg.startswith("--arms="):
+            text = arg.split("=", 1)[1] if "=" in arg else (args.pop(0) if args else "")
+            arms = [a for a in text.split(",") if a]
+            unknown = [a for a in arms if a not in framework_options()]
+            if len(arms) < 2 or unknown or len(set(arms)) != len(arms):
+                raise BenchmarkError(f"--arms {text}: give two or more different framework options, comma-separated; "
+                                     f"valid: {', '.join(framework_options())}")
         elif arg.startswith("-"):
             raise BenchmarkError(f"unknown option {arg}; usage: python -m benchmark.parity [--out DIR] [overrides...]")
         else:
             overrides.append(arg)
-    return overrides, out
+    return overrides, out, arms
 
 
 def run(argv: list[str]) -> tuple[list, Path, Path]:
     from benchmark.parity.configure import audit_schedule, compose_config
 
-    overrides, out = parse_args(argv)
+    overrides, out, options = parse_args(argv)
     cfg = compose_config(overrides)
     schedule, n_train, source = audit_schedule(cfg)
-    from benchmark.backends import BACKENDS, load_backend
+    from benchmark.runkey import arm_name, key_of_config
 
-    # one config per arm, composed as a run of that framework would be
-    configs = {name: compose_config([*overrides, f"framework={name}"]) for name in BACKENDS}
+    # one config per arm, composed as a run of that framework option would be
+    composed = [compose_config([*overrides, f"framework={option}"]) for option in options]
+    configs = {arm_name(key_of_config(c)): c for c in composed}
 
     from benchmark.parity.audit import CATEGORIES, INTRO, audit
     from benchmark.parity.report import summary_counts, write_reports
@@ -64,10 +76,7 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     arms, findings = audit(configs, schedule)
     seconds = time.perf_counter() - start
     ds = cfg.dataset
-    environments = {}
-    for name in arms:
-        environments.update({k: v for k, v in load_backend(name).environment().items()
-                             if k in ("torch", "torchvision", "tensorflow", "keras", "jax")})
+    environments = _versions()
     header = {
         "model": cfg.model.name,
         "dataset": f"{ds.name} ({ds.image_size}x{ds.image_size}, {ds.num_classes} classes)",
@@ -91,6 +100,20 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
             print(f"  differs  {f.category}: {f.item}")
     print(f"-> {md}\n-> {csv_path}")
     return findings, md, csv_path
+
+
+def _versions() -> dict:
+    """Versions of the frameworks the arms use (read from the installed packages: an
+    engine built in its own process is not imported here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("torch", "torchvision", "tensorflow", "keras", "jax"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.backends import BACKENDS, load_backend
+from benchmark.backends import BACKENDS, default_engine, load_backend
 from benchmark.backends.contract import LayerInfo, Trainer
 from benchmark.models import stem_for
 from benchmark.parity.initializers import fit_initializer
+from benchmark.parity.recorded import RecordedArm, record_in_own_process
 from benchmark.protocol import Knobs
 from benchmark.schedule import Schedule
 
@@ -88,7 +89,7 @@ def _row(category: str, item: str, values, impact_same: str, impact_differ: str,
     return Finding(category, item, values, same, impact_same if same else impact_differ, kind)
 
 
-class _NoData:
+class NoData:
     """What a trainer reads from PreparedData at construction, without any images."""
 
     def __init__(self, cfg):
@@ -113,16 +114,32 @@ def _preserved_rng():
         np.random.set_state(np_state)
 
 
+def needs_own_process(cfg) -> bool:
+    """Keras on an engine other than TensorFlow: Keras binds one engine per process, and
+    the audit's process hosts Keras on TensorFlow beside native PyTorch."""
+    return cfg.framework.name == "keras" and cfg.framework.engine not in (None, default_engine("keras"))
+
+
+def _process_order(name_and_cfg) -> int:
+    # torchvision must load before TensorFlow in one process (triton's LLVM)
+    return list(BACKENDS).index(name_and_cfg[1].framework.name)
+
+
 def build_arms(configs: dict, schedule: Schedule) -> dict[str, Trainer]:
-    """One trainer per arm ({arm name: composed config with framework=<arm>}), in
-    BACKENDS order (torchvision must load before TensorFlow: triton's LLVM)."""
+    """One trainer per arm ({arm name: composed config of that arm}), in the order given;
+    an arm whose engine needs a process of its own is built there and recorded
+    (benchmark.parity.recorded)."""
     unused = Path(tempfile.gettempdir()) / "benchmark-parity-unused"  # trainers never write at construction
-    arms = {}
-    for name in sorted(configs, key=list(BACKENDS).index):
-        cfg = configs[name].copy()
+    built = {}
+    for name, cfg in sorted(configs.items(), key=_process_order):
+        cfg = cfg.copy()
         cfg.framework.deterministic = False  # determinism is a property of kernels; leave the process flags alone
-        arms[name] = load_backend(name).Trainer(cfg, _NoData(cfg), schedule, unused)
-    return arms
+        if needs_own_process(cfg):
+            built[name] = record_in_own_process(cfg, schedule, _probe_gradients(probe_steps(schedule)))
+        else:
+            built[name] = load_backend(cfg.framework.name, cfg.framework.engine).Trainer(
+                cfg, NoData(cfg), schedule, unused)
+    return {name: built[name] for name in configs}
 
 
 # ------------------------------------------------------------------ checks
@@ -239,9 +256,13 @@ def _probe_gradients(steps: int, dim: int = 32) -> np.ndarray:
     return g
 
 
-def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Finding]:
+def probe_steps(schedule: Schedule) -> int:
     # eager optimizer steps cost ~1-2 ms: the whole warmup when it is short enough
-    steps = max(2, min(schedule.total_steps, max(400, schedule.warmup_steps + 1), 2000))
+    return max(2, min(schedule.total_steps, max(400, schedule.warmup_steps + 1), 2000))
+
+
+def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Finding]:
+    steps = probe_steps(schedule)
     grads = _probe_gradients(steps)
     paths = [trainer.update_trajectory(grads) for trainer in arms.values()]
     ref = paths[0]
@@ -266,15 +287,23 @@ def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Find
                  same=same)]
 
 
-def check_equivalence(names: list[str], model: str, image_size: int) -> list[Finding]:
+NOT_PROBED = "not probed: Keras on this engine runs in its own process (the same Keras model code is probed on TensorFlow)"
+
+
+def check_equivalence(arms: dict, configs: dict, model: str, image_size: int) -> list[Finding]:
+    """The probe runs in this process, on the arms built here (the first of them the
+    reference); an arm recorded in its own process gets NOT_PROBED."""
     from benchmark.parity import equivalence as eq
 
-    rows = eq.check(model, image_size, backends=tuple(names))
+    here = [name for name, trainer in arms.items() if not isinstance(trainer, RecordedArm)]
+    rows = eq.check(model, image_size, backends=tuple(configs[name].framework.name for name in here))
     category = "Numerical equivalence"
     findings = []
 
     def add(item, values, same, impact_same, impact_differ, kind="check"):
-        findings.append(_row(category, item, ["reference", *values], impact_same, impact_differ, same=same, kind=kind))
+        per_arm = dict(zip(here, ["reference", *values]))
+        findings.append(_row(category, item, [per_arm.get(name, NOT_PROBED) for name in arms], impact_same,
+                             impact_differ, same=same, kind=kind))
 
     by_dtype = {dtype: [r for r in rows if r.dtype == dtype] for dtype in ("float32", "float64")}
     f32 = by_dtype["float32"]
@@ -315,5 +344,5 @@ def audit(configs: dict, schedule: Schedule) -> tuple[list[str], list[Finding]]:
                     *check_block_shapes(arms, cfg.model.name, int(cfg.dataset.image_size)),
                     *check_initializers(tables), *check_update_rule(arms, schedule)]
         if Knobs.of(cfg.get("protocol")).architecture:
-            findings += check_equivalence(list(arms), cfg.model.name, int(cfg.dataset.image_size))
+            findings += check_equivalence(arms, configs, cfg.model.name, int(cfg.dataset.image_size))
     return list(arms), findings

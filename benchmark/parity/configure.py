@@ -15,12 +15,10 @@ in this order, from
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from benchmark import BenchmarkError
+from benchmark.config import CONF_DIR
 from benchmark.schedule import Schedule, make_schedule
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 # Official training-set sizes (docs/protocol.md §3); the validation split is held out of these.
 NOMINAL_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
