@@ -1,8 +1,8 @@
 """`python -m benchmark.perf`: what the harness costs, measured against the frameworks themselves.
 
 Per framework option (every conf/framework/*.yaml by default: each framework on each
-of its engines, keras_jax and keras_torch included), in a fresh process each (a
-backend never shares a process with another, and Keras binds one engine per process),
+of its engines), in a fresh process each (a backend never shares a process with
+another, and a framework may bind one engine per process),
 through the backend contract only (benchmark.backends.contract):
 
 - pipeline_ips_32 / _64: the augmented, normalized train pipeline alone, images/s, on

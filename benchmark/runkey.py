@@ -76,6 +76,9 @@ RUN_KEY: tuple[KeyField, ...] = (
     KeyField("seed", "seed", "pair", prefix="seed"),
 )
 KEY: tuple[str, ...] = tuple(f.name for f in RUN_KEY)
+# The fields every run has a value for (a field whose legacy value depends on another,
+# the engine, has none for a framework without engines): a run lacking one cannot be placed.
+REQUIRED_KEY: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.legacy_by is None)
 ARM_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "arm")
 GROUP_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "group")
 PAIR_FIELD: str = next(f.name for f in RUN_KEY if f.role == "pair")
@@ -131,7 +134,7 @@ def key_of_saved_config(cfg: Mapping) -> dict:
 def dirname(key: Mapping) -> str:
     """The run directory name of a key: framework[_engine]_dataset_model_precision[_protocol]_seedN. A field
     at its legacy value is left out, so runs made before it existed keep their names."""
-    parts = [f"{f.prefix}{key[f.name]}" for f in RUN_KEY if not f.at_legacy(key)]
+    parts = [f"{f.prefix}{key[f.name]}" for f in RUN_KEY if key.get(f.name) is not None and not f.at_legacy(key)]
     return "_".join(parts)
 
 

@@ -454,8 +454,8 @@ def test_cli_writes_the_report(tmp_path):
     proc = run_analyze(str(tmp_path), "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "attribution.csv", "divergence.csv", "environment.txt", "results.csv", "sanity.csv", "sanity.md",
-        "significance_summary.csv", "significance_summary.md", "statistical_results.csv"]
+        "api_engine.csv", "attribution.csv", "divergence.csv", "environment.txt", "results.csv", "sanity.csv",
+        "sanity.md", "significance_summary.csv", "significance_summary.md", "statistical_results.csv"]
     # 4 runs finite, 4 above the floor, 2 arms with distinct seeds, 1 dataset, 2 seed pairs
     assert "Sanity checks (docs/protocol.md §6): all 13 passed" in proc.stderr
     assert run_analyze(str(tmp_path), "--no-plots", "--strict").returncode == 0

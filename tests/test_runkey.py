@@ -100,7 +100,9 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     results, old_results = read_csv(report / "results.csv"), read_csv(GOLDEN / "results.csv")
     assert results["variant"].isna().all()  # "" for every run: none was launched with extra overrides
     assert (results["protocol"] == "native").all()  # recorded before protocols existed
-    new_columns = ["variant", "protocol", "modified_at", "note", *ordered_tta(results.columns)]  # added later
+    # ... and before engines existed: each framework's default engine
+    assert dict(zip(results["framework"], results["engine"])) == {"keras": "tensorflow", "pytorch": "torch"}
+    new_columns = ["variant", "engine", "protocol", "modified_at", "note", *ordered_tta(results.columns)]  # added later
     pd.testing.assert_frame_equal(results.drop(columns=new_columns), old_results)
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
     new = read_csv(report / "statistical_results.csv")

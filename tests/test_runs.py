@@ -149,7 +149,7 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
     report = analyze(tmp_path / "sweep", plots=False)
     assert "FAILED: finite 1x" in (report / "significance_summary.md").read_text()
     sanity = (report / "sanity.csv").read_text().splitlines()
-    assert sanity[1].startswith("finite,pytorch,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged")
+    assert sanity[1].startswith("finite,pytorch,torch,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged")
 
 
 def test_progress_reads_the_loss_at_most_progress_updates_times_per_epoch():

@@ -1,13 +1,13 @@
 """API effect or engine effect: what each comparison between two arms isolates.
 
-An arm is a framework on an engine (benchmark.runkey: ``keras`` is Keras on its
-default engine, TensorFlow; ``keras/jax``, ``keras/torch``; ``pytorch`` runs on torch).
-Two arms on the same engine with different frameworks (keras/torch vs pytorch) differ
-only in the API and its model zoo: their Δ is the **API effect**. Two arms of the same
-framework on different engines (keras vs keras/jax) run the same Keras code: their Δ
-is the **engine effect**. Arms that differ in both (keras vs pytorch) measure the two
-together. The statistics themselves are statistical_results.csv's; this only labels
-them and says them in words.
+An arm is a framework on an engine (benchmark.runkey.arm_name; an engine is named in
+the arm unless it is the framework's default). Two arms on the same engine with
+different frameworks differ only in the API and its model zoo: their Δ is the **API
+effect**. Two arms of the same framework on different engines run the same framework
+code on other kernels: their Δ is an **engine effect**. Arms that differ in both
+measure the two together. The statistics themselves are statistical_results.csv's;
+this only labels them and says them in words. Framework and engine names come from
+the results (the runs' summary.json), never from here.
 """
 
 from __future__ import annotations
@@ -71,12 +71,12 @@ def api_engine_effects(stats: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 
 def api_engine_markdown(table: pd.DataFrame) -> str:
     """The report's "API or engine?" section: only where some pair of arms isolates one of
-    the two (a sweep of keras vs pytorch alone has nothing to add to the summary)."""
+    the two (two frameworks on their default engines alone add nothing to the summary)."""
     isolating = table[table["effect"] != "api+engine"]
     if isolating.empty:
         return ""
     lines = ["## API or engine?", "",
-             "Same engine, different framework: the API effect; same framework (the same Keras code), different "
+             "Same engine, different framework: the API effect; same framework (the same framework code), different "
              "engine: the engine effect. Δ = A − B, mean over paired seeds, 95% bootstrap CI; every metric is in "
              "api_engine.csv.", ""]
     order = {"api": 0, "engine": 1, "api+engine": 2}

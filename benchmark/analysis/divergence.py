@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import GROUP, default_pairs, with_arm
-from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD
+from benchmark.runkey import MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 CURVES = {"train_loss": "train loss", "val_accuracy": "val accuracy"}
 DIVERGENCE_COLUMNS = (*GROUP, "arm_a", "arm_b", "curve", "epoch", "n_seeds", "framework_gap", "seed_spread_a",
@@ -42,7 +42,7 @@ def divergence(curves: pd.DataFrame) -> pd.DataFrame:
     """DIVERGENCE_COLUMNS for every comparison and epoch with at least two paired seeds."""
     if curves.empty:
         return pd.DataFrame(columns=list(DIVERGENCE_COLUMNS))
-    runs = with_arm(curves.dropna(subset=list(KEY)).assign(**{MODE_FIELD: "unknown"}))
+    runs = with_arm(curves.dropna(subset=list(REQUIRED_KEY)).assign(**{MODE_FIELD: "unknown"}))
     # the newest directory of an (arm, seed, epoch) when a sweep holds a run twice
     runs = runs.sort_values("run_dir").drop_duplicates([*GROUP, "arm", PAIR_FIELD, "epoch"], keep="last")
     frames = []

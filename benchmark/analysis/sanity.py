@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import GROUP, one_run_per_seed, with_arm
-from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD
+from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 from benchmark.metrics import DIVERGED
 from benchmark.rundir import read_json
 
@@ -131,7 +131,7 @@ def _frameworks_agree(pairs: pd.DataFrame) -> list[dict]:
 def sanity_checks(results: pd.DataFrame, curves: pd.DataFrame, pairs: pd.DataFrame, root) -> pd.DataFrame:
     """sanity.csv: one row per check and subject (run, seed pair or framework arm);
     `pairs` are the statistics' seed pairs (stats.compare)."""
-    keyed = with_arm(results.dropna(subset=list(KEY)))
+    keyed = with_arm(results.dropna(subset=list(REQUIRED_KEY)))
     chosen = [one_run_per_seed(runs)[0] for _, runs in keyed.groupby(list(GROUP))]
     completed = pd.concat(chosen, ignore_index=True) if chosen else keyed.iloc[0:0]
     rows = [

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.runkey import COMPARISON_FIELDS, KEY, MODE_FIELD, PAIR_FIELD
+from benchmark.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 # runs are compared within one value of these (dataset, model, precision, variant)
 GROUP = COMPARISON_FIELDS
@@ -318,7 +318,7 @@ class ArmPair:
 
 
 def arm_names(runs: pd.DataFrame) -> pd.Series:
-    """Each run's arm (benchmark.runkey.arm_name: "keras", "keras/jax", "pytorch")."""
+    """Each run's arm (benchmark.runkey.arm_name)."""
     from benchmark.runkey import arm_name
 
     if runs.empty:
@@ -413,7 +413,7 @@ def comparisons(results: pd.DataFrame, pairs: list[ArmPair] | None = None):
     """(group values, arm pair, modes, runs) of every comparison, in report order: per
     value of the grouping fields, every requested arm pair (default: every two arms of
     the sweep); a group without runs of an arm still gets its row, with no pairs."""
-    keyed = with_arm(results.dropna(subset=list(KEY)))
+    keyed = with_arm(results.dropna(subset=list(REQUIRED_KEY)))
     pairs = pairs or default_pairs(keyed["arm"])
     for group, group_runs in keyed.groupby(list(GROUP), sort=True):
         for pair in pairs:
@@ -423,7 +423,7 @@ def comparisons(results: pd.DataFrame, pairs: list[ArmPair] | None = None):
 
 def check_pairs(results: pd.DataFrame, pairs: list[ArmPair]) -> None:
     """Every arm named in `pairs` must have runs in the sweep (ValueError naming the arms there)."""
-    present = set(arm_names(results.dropna(subset=list(KEY))))
+    present = set(arm_names(results.dropna(subset=list(REQUIRED_KEY))))
     unknown = sorted({arm for pair in pairs for arm in (pair.first, pair.second)} - present)
     if unknown:
         raise ValueError(f"--compare: no runs of arm(s) {', '.join(unknown)} in this sweep; "

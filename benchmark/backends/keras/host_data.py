@@ -43,13 +43,13 @@ class TrainBatches:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
                  normalize: Normalizer, seed: int):
-        if batches * batch_size > len(labels):
-            raise ValueError(f"{batches} batches of {batch_size} need more than the {len(labels)} images")
         self.images, self.labels = images, np.asarray(labels, np.int32)
         self.batch_size, self.batches, self.padding, self.normalize, self.seed = (
             batch_size, batches, padding, normalize, seed)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self.batches * self.batch_size > len(self.labels):
+            raise ValueError(f"{self.batches} batches of {self.batch_size} need more than the {len(self.labels)} images")
         plan = epoch_plan(self.seed, epoch, len(self.labels), self.padding)
         for b in range(self.batches):
             index, top, left, flip = plan.batch(b, self.batch_size)
