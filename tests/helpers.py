@@ -22,6 +22,34 @@ def run_cli(*overrides: str, timeout: float = 900, env: dict | None = None) -> s
     )
 
 
+def sigkill_when_logged(run_dir: Path, line: str, *overrides: str, env: dict | None = None,
+                        timeout: float = 300) -> subprocess.Popen:
+    """Launch `python -m benchmark OVERRIDES... hydra.run.dir=RUN_DIR` and SIGKILL it (no
+    handler runs: like a lost node) once its run.log has `line`; the finished process."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    log, deadline = Path(run_dir) / "run.log", time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and line in log.read_text():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return proc
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """Two runs' metrics (timing aside) and test results (finish time aside) are equal."""
+    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
+    ref_test, test = read_json(reference / "test.json"), read_json(run_dir / "test.json")
+    ref_test.pop("finished_at"), test.pop("finished_at")
+    assert test == ref_test
+
+
 def compose(*overrides: str, return_hydra: bool = False):
     """The composed config, exactly as the entrypoint sees it (no Hydra run dir unless
     `return_hydra`: then with the hydra node, its directories resolved as for a run)."""

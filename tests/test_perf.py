@@ -1,4 +1,5 @@
-"""`python -m benchmark.perf` runs for both backends and writes every field (timings are not asserted)."""
+"""`python -m benchmark.perf` runs for every framework option (each Keras engine too) and writes every field
+(timings are not asserted)."""
 
 import csv
 import math
@@ -9,7 +10,7 @@ from benchmark.perf import COLUMNS
 from helpers import REPO
 
 
-def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
+def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
     out_csv = tmp_path / "perf.csv"
     out = subprocess.run(
         # the real 3-epoch run on a slice of digits: the fields, not the figures, are tested
@@ -21,7 +22,7 @@ def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
     assert "harness_bare_ratio" in out.stdout  # the table is printed
     with open(out_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["backend"] for r in rows] == ["pytorch", "keras"]
+    assert [r["backend"] for r in rows] == ["pytorch", "keras", "keras_jax", "keras_torch"]
     for row in rows:
         assert tuple(row) == COLUMNS and row["protocol"] == "native"
         for key in ("pipeline_ips_32", "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio",
@@ -29,7 +30,7 @@ def test_perf_command_writes_all_fields_for_both_backends(tmp_path):
             assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
         assert math.isfinite(float(row["first_epoch_overhead_seconds"]))
         assert float(row["ratio_min"]) <= float(row["harness_bare_ratio"]) <= float(row["ratio_max"])
-    assert {r["execution_mode"] for r in rows} == {"eager+channels_last", "tf.function"}
+    assert [r["execution_mode"] for r in rows] == ["eager+channels_last", "tf.function", "jax.jit", "eager"]
 
 
 def test_perf_rejects_unknown_backend(tmp_path):

@@ -1,9 +1,7 @@
 """A run killed mid-epoch and launched again into its directory ends as if never stopped."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +9,7 @@ import time
 import pytest
 
 from benchmark.tensorboard_log import TAGS, scalars
-from helpers import REPO, read_json, read_metrics, run_cli, without_timing
+from helpers import REPO, assert_same_run, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
 
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
 
@@ -55,17 +53,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     assert run_cli(*ARGS, f"hydra.run.dir={reference}", f"data_dir={data_dir}").returncode == 0
 
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "benchmark", *ARGS, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = run_dir / "run.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and "epoch 2/3  step 4/16" in log.read_text():
-            os.kill(proc.pid, signal.SIGKILL)  # no handler runs: like a lost node
-            break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    sigkill_when_logged(run_dir, "epoch 2/3  step 4/16", *ARGS, f"data_dir={data_dir}")
     assert read_json(run_dir / "status.json")["state"] == "running"
     assert len(read_metrics(run_dir)) == 1  # killed inside epoch 2
     status = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO,
@@ -76,10 +64,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     resumed = run_cli(*ARGS, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch 1" in resumed.stdout
-    assert without_timing(read_metrics(run_dir)) == without_timing(read_metrics(reference))
-    ref_test, test = read_json(reference / "test.json"), read_json(run_dir / "test.json")
-    ref_test.pop("finished_at"), test.pop("finished_at")
-    assert test == ref_test
+    assert_same_run(run_dir, reference)
     assert read_json(run_dir / "status.json")["state"] == "completed"
     # the TensorBoard curves continue: every epoch once, the values of metrics.csv
     curves = scalars(run_dir)

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.backends import BACKENDS, default_engine, load_backend
+from benchmark.backends import BACKENDS, load_backend
 from benchmark.backends.contract import LayerInfo, Trainer
 from benchmark.models import stem_for
 from benchmark.parity.initializers import fit_initializer
-from benchmark.parity.recorded import RecordedArm, record_in_own_process
+from benchmark.parity.recorded import needs_own_process, record_in_own_process
 from benchmark.protocol import Knobs
 from benchmark.schedule import Schedule
 
@@ -114,12 +114,6 @@ def _preserved_rng():
         np.random.set_state(np_state)
 
 
-def needs_own_process(cfg) -> bool:
-    """Keras on an engine other than TensorFlow: Keras binds one engine per process, and
-    the audit's process hosts Keras on TensorFlow beside native PyTorch."""
-    return cfg.framework.name == "keras" and cfg.framework.engine not in (None, default_engine("keras"))
-
-
 def _process_order(name_and_cfg) -> int:
     # torchvision must load before TensorFlow in one process (triton's LLVM)
     return list(BACKENDS).index(name_and_cfg[1].framework.name)
@@ -134,7 +128,7 @@ def build_arms(configs: dict, schedule: Schedule) -> dict[str, Trainer]:
     for name, cfg in sorted(configs.items(), key=_process_order):
         cfg = cfg.copy()
         cfg.framework.deterministic = False  # determinism is a property of kernels; leave the process flags alone
-        if needs_own_process(cfg):
+        if needs_own_process(name):
             built[name] = record_in_own_process(cfg, schedule, _probe_gradients(probe_steps(schedule)))
         else:
             built[name] = load_backend(cfg.framework.name, cfg.framework.engine).Trainer(
@@ -287,23 +281,16 @@ def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Find
                  same=same)]
 
 
-NOT_PROBED = "not probed: Keras on this engine runs in its own process (the same Keras model code is probed on TensorFlow)"
-
-
-def check_equivalence(arms: dict, configs: dict, model: str, image_size: int) -> list[Finding]:
-    """The probe runs in this process, on the arms built here (the first of them the
-    reference); an arm recorded in its own process gets NOT_PROBED."""
+def check_equivalence(arms: dict, model: str, image_size: int) -> list[Finding]:
+    """Every arm's probe against the first arm's (Keras on another engine: in a process of its own)."""
     from benchmark.parity import equivalence as eq
 
-    here = [name for name, trainer in arms.items() if not isinstance(trainer, RecordedArm)]
-    rows = eq.check(model, image_size, backends=tuple(configs[name].framework.name for name in here))
+    rows = eq.check(model, image_size, backends=tuple(arms))
     category = "Numerical equivalence"
     findings = []
 
     def add(item, values, same, impact_same, impact_differ, kind="check"):
-        per_arm = dict(zip(here, ["reference", *values]))
-        findings.append(_row(category, item, [per_arm.get(name, NOT_PROBED) for name in arms], impact_same,
-                             impact_differ, same=same, kind=kind))
+        findings.append(_row(category, item, ["reference", *values], impact_same, impact_differ, same=same, kind=kind))
 
     by_dtype = {dtype: [r for r in rows if r.dtype == dtype] for dtype in ("float32", "float64")}
     f32 = by_dtype["float32"]
@@ -344,5 +331,5 @@ def audit(configs: dict, schedule: Schedule) -> tuple[list[str], list[Finding]]:
                     *check_block_shapes(arms, cfg.model.name, int(cfg.dataset.image_size)),
                     *check_initializers(tables), *check_update_rule(arms, schedule)]
         if Knobs.of(cfg.get("protocol")).architecture:
-            findings += check_equivalence(arms, configs, cfg.model.name, int(cfg.dataset.image_size))
+            findings += check_equivalence(arms, cfg.model.name, int(cfg.dataset.image_size))
     return list(arms), findings

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import BenchmarkError
-from benchmark.backends import BACKENDS, load_backend
+from benchmark.backends import BACKENDS
+from benchmark.parity.recorded import arm_backend, needs_own_process, probe_in_own_process
 from benchmark.models import MODELS, shared_initial_weights
 from benchmark.protocol import ALIGNED_REGULARIZATION
 
@@ -113,7 +114,7 @@ def probe_batch(image_size: int, seed: int = 0, batch: int = BATCH) -> tuple[np.
 def build(backend_name: str, model: str, image_size: int, weights: dict | None, seed: int = 0,
           dtype: str = "float32"):
     """A backend's aligned model with regularization off, holding the shared initial weights."""
-    backend = load_backend(backend_name)
+    backend = arm_backend(backend_name)
     # the aligned protocol's regularization switched off (rate 0) where the model has it
     off = [None if rate is None else 0.0 for rate in ALIGNED_REGULARIZATION[model]]
     net = backend.create_model(model, NUM_CLASSES, image_size, architecture="aligned", drop_rate=off[0],
@@ -132,11 +133,11 @@ def probes(model: str, image_size: int, names: list[str], dtype: str, models: di
         if name not in models:
             models[name], weights = build(name, model, image_size, weights, seed, dtype)
     if weights is None:
-        shapes = load_backend(names[0]).canonical_shapes(models[names[0]], model)
+        shapes = arm_backend(names[0]).canonical_shapes(models[names[0]], model)
         weights = shared_initial_weights(model, shapes, seed)
     x, y = probe_batch(image_size, seed)
-    return {name: load_backend(name).equivalence_probe(models[name], model, x, y, lr=LR, momentum=MOMENTUM,
-                                                       nesterov=NESTEROV, weight_decay=WEIGHT_DECAY)
+    return {name: arm_backend(name).equivalence_probe(models[name], model, x, y, lr=LR, momentum=MOMENTUM,
+                                                      nesterov=NESTEROV, weight_decay=WEIGHT_DECAY)
             for name in names}, weights
 
 
@@ -176,13 +177,19 @@ def check(model: str, image_size: int, backends: tuple[str, ...] | None = None, 
     small batch), every backend runs the probe again in float64, where the frameworks
     must agree to FLOAT64_TOLERANCE; `float64` forces (True) or skips (False) that."""
     names = list(backends or BACKENDS)  # BACKENDS order: torchvision loads before TensorFlow
-    found32, weights = probes(model, image_size, names, "float32", models, seed=seed)
+    here = [name for name in names if not needs_own_process(name)]  # the reference among them
+    away = [name for name in names if needs_own_process(name)]
+    found32, weights = probes(model, image_size, here, "float32", models, seed=seed)
     ref64, _ = probes(model, image_size, names[:1], "float64", weights=weights, seed=seed)
     floor = _worst(ref64[names[0]].grads, found32[names[0]].grads, list(found32[names[0]].grads))[0]
+    want64 = bool(float64 or (float64 is None and floor > GRADIENT_TOLERANCE))
+    found64 = probes(model, image_size, here[1:], "float64", None, weights, seed)[0] if want64 else {}
+    for name in away:  # Keras on another engine: the same probe, weights and batch, in a process of its own
+        got = probe_in_own_process(model, image_size, name, weights, seed, want64)
+        found32[name], found64[name] = got["float32"], got.get("float64")
     rows = [compare(model, image_size, "float32", found32[names[0]], found32[name], weights, names[0], name, floor)
             for name in names[1:]]
-    if float64 or (float64 is None and floor > GRADIENT_TOLERANCE):
-        found64, _ = probes(model, image_size, names[1:], "float64", None, weights, seed)
+    if want64:
         rows += [compare(model, image_size, "float64", ref64[names[0]], found64[name], weights, names[0], name, 0.0)
                  for name in names[1:]]
     return rows

@@ -26,10 +26,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmark import BenchmarkError  # noqa: E402
-from benchmark.backends.keras import portable  # noqa: E402
+from benchmark.backends.keras import models, portable, probe  # noqa: E402
 from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
-from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
-from benchmark.backends.keras.optim import make_sgd  # noqa: E402
+from benchmark.backends.keras.models import canonical_shapes, load_canonical  # noqa: E402
 
 __all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
            "load_canonical", "synchronize"]
@@ -87,9 +86,31 @@ def environment() -> dict:
     }
 
 
-def equivalence_probe(*args, **kwargs):
-    raise BenchmarkError("the numerical-equivalence probe runs Keras on the TensorFlow engine "
-                         "(python -m benchmark.parity --equivalence); the JAX engine shares its Keras model code")
+def create_model(name: str, num_classes: int, image_size: int, **options):
+    """The registry's model; a float64 one (the equivalence probe's rounding-free pass)
+    needs JAX's 64-bit mode, off by default (JAX computes float64 as float32 otherwise)."""
+    if options.get("dtype") == "float64":
+        jax.config.update("jax_enable_x64", True)
+    return models.create_model(name, num_classes, image_size, **options)
+
+
+def _probe_gradients(model, x, y):
+    """The probe's training-mode loss and gradients: value_and_grad of stateless_call."""
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_of(trainable):
+        logits, updated = model.stateless_call(trainable, non_trainable, x, training=True)
+        return probe.mean_loss(y, logits), updated
+
+    (loss, updated), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+    for variable, value in zip(model.non_trainable_variables, updated):
+        variable.assign(value)
+    return loss, grads
+
+
+def equivalence_probe(model, name, images, labels, **step):
+    return probe.equivalence_probe(model, name, images, labels, gradients=_probe_gradients, **step)
 
 
 class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contract.Trainer
@@ -203,13 +224,7 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a Keras-on-JAX step can be: stateless_call, value_and_grad, coupled
         L2, stateless_apply, in one jax.jit, on one fixed batch."""
-        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
-        sgd = self.sgd()
-        opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
-        if self.loss_scaling:
-            opt = keras.optimizers.LossScaleOptimizer(opt)
-        opt.build(model.trainable_variables)
-        x, y = self.to_device(self.normalize(images), np.asarray(labels, np.int32))
+        model, opt, x, y = self.bare_setup(create_model, images, labels)
         scale_at = next(i for i, v in enumerate(opt.variables) if v is opt.dynamic_scale) if self.loss_scaling else None
 
         @jax.jit

@@ -13,8 +13,7 @@ enable_memory_growth()  # before keras or a model can touch the GPU
 
 from benchmark.backends.keras.data import input_pipeline, synchronize  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
-from benchmark.backends.keras.probe import equivalence_probe  # noqa: E402
-from benchmark.backends.keras.train import Trainer  # noqa: E402
+from benchmark.backends.keras.train import Trainer, equivalence_probe  # noqa: E402
 
 __all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
            "load_canonical", "synchronize"]

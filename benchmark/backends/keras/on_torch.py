@@ -16,10 +16,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmark import BenchmarkError  # noqa: E402
-from benchmark.backends.keras import portable  # noqa: E402
+from benchmark.backends.keras import portable, probe  # noqa: E402
 from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
-from benchmark.backends.keras.optim import make_sgd  # noqa: E402
 from benchmark.backends.torch_engine import cpu_kernels, resolve_device, seed_everything  # noqa: E402
 from benchmark.backends.torch_engine import synchronize as synchronize_device  # noqa: E402
 
@@ -60,9 +59,17 @@ def environment() -> dict:
     }
 
 
-def equivalence_probe(*args, **kwargs):
-    raise BenchmarkError("the numerical-equivalence probe runs Keras on the TensorFlow engine "
-                         "(python -m benchmark.parity --equivalence); the torch engine shares its Keras model code")
+def _probe_gradients(model, x, y):
+    """The probe's training-mode loss and gradients: loss.backward() through the Keras model."""
+    model.zero_grad()
+    loss = probe.mean_loss(y, model(x, training=True))
+    loss.backward()
+    return loss.detach(), [v.value.grad for v in model.trainable_variables]
+
+
+def equivalence_probe(model, name, images, labels, **step):
+    return probe.equivalence_probe(model, name, images, labels, gradients=_probe_gradients, no_grad=torch.no_grad,
+                                   **step)
 
 
 class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contract.Trainer
@@ -135,13 +142,7 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a Keras-on-torch step can be: forward, loss.backward(), coupled L2,
         optimizer.apply, eager, on one fixed batch."""
-        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
-        sgd = self.sgd()
-        opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
-        if self.loss_scaling:
-            opt = keras.optimizers.LossScaleOptimizer(opt)
-        opt.build(model.trainable_variables)
-        x, y = self.to_device(self.normalize(images), np.asarray(labels, np.int32))
+        model, opt, x, y = self.bare_setup(create_model, images, labels)
 
         def run(steps: int) -> None:
             loss = None

@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from keras.optimizers import LossScaleOptimizer
 
 from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.base import KerasTrainer
 from benchmark.backends.keras.host_data import Normalizer, TrainBatches, eval_batches
+from benchmark.backends.keras.optim import make_sgd
 from benchmark.rundir import read_json, replace_durably, write_json, writing
 from benchmark.schedule import Schedule
 
@@ -85,6 +87,17 @@ class PortableTrainer(KerasTrainer):
 
     def sync_from_keras(self) -> None:
         """Take the state from the Keras variables (after a checkpoint is loaded)."""
+
+    def bare_setup(self, create_model, images: np.ndarray, labels: np.ndarray):
+        """(a fresh model, its SGD, x, y on the device) for an engine's bare loop (perf's yardstick)."""
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
+        sgd = self.sgd()
+        opt = make_sgd(self.knobs.optimizer, 0.01, sgd.momentum, sgd.nesterov)
+        if self.loss_scaling:
+            opt = LossScaleOptimizer(opt)
+        opt.build(model.trainable_variables)
+        x, y = self.to_device(self.normalize(images), np.asarray(labels, np.int32))
+        return model, opt, x, y
 
     # ---------------------------------------------------------------- epochs
 

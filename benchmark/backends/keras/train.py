@@ -31,6 +31,7 @@ from benchmark.backends.keras.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.base import KerasTrainer, coupled_l2, cross_entropy
 from benchmark.backends.keras.env import select_device
 from benchmark.backends.keras.models import create_model
+from benchmark.backends.keras import probe
 from benchmark.backends.keras.optim import make_sgd
 from benchmark.protocol import Knobs
 from benchmark.rundir import read_json, replace_durably, write_json, writing
@@ -47,6 +48,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy, TensorFlow and Keras' own seed generator
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def tape_gradients(model, x, y):
+    """The probe's training-mode loss and gradients, by tf.GradientTape."""
+    with tf.GradientTape() as tape:
+        loss = probe.mean_loss(y, model(x, training=True))
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def equivalence_probe(model, name, images, labels, **step) -> contract.Probe:
+    return probe.equivalence_probe(model, name, images, labels, gradients=tape_gradients, **step)
 
 
 class Trainer(KerasTrainer):  # implements benchmark.backends.contract.Trainer
