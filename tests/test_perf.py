@@ -14,7 +14,8 @@ def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
     out_csv = tmp_path / "perf.csv"
     out = subprocess.run(
         # the real 3-epoch run on a slice of digits: the fields, not the figures, are tested
-        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "2", "--out", str(out_csv),
+        # (batch 16: JAX's CPU steps are slow, and only the fields matter here)
+        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "2", "--batch", "16", "--out", str(out_csv),
          "--override=limit.train=256", "--override=limit.val=64"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )
