@@ -287,7 +287,8 @@ def test_the_benchmark_command_and_its_shell_completion():
     command = Path(sys.executable).parent / "benchmark"
     assert command.is_file(), "pip install -e . installs the `benchmark` command"
     helped = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)
-    assert helped.returncode == 0 and "framework: keras, pytorch" in helped.stdout
+    assert helped.returncode == 0 and "framework: keras, keras_jax, keras_torch, pytorch" in helped.stdout
     env = {**os.environ, "COMP_LINE": "benchmark framework=", "COMP_POINT": "20"}
     query = subprocess.run([str(command), "-sc", "query=bash"], capture_output=True, text=True, timeout=120, env=env)
-    assert set(query.stdout.split()) >= {"framework=keras", "framework=pytorch"}, query.stdout + query.stderr
+    assert set(query.stdout.split()) >= {"framework=keras", "framework=keras_jax", "framework=pytorch"}, (
+        query.stdout + query.stderr)
