@@ -72,6 +72,7 @@ def api_engine_effects(stats: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 def api_engine_markdown(table: pd.DataFrame) -> str:
     """The report's "API or engine?" section: only where some pair of arms isolates one of
     the two (two frameworks on their default engines alone add nothing to the summary)."""
+    table = table[table["n_pairs"] > 0]  # arm pairs without runs in a group (say, engines run under one protocol only)
     isolating = table[table["effect"] != "api+engine"]
     if isolating.empty:
         return ""
@@ -83,6 +84,8 @@ def api_engine_markdown(table: pd.DataFrame) -> str:
     shown = (table[table["metric"].isin(SAID)].assign(_order=table["effect"].map(order))
              .sort_values(["metric", "_order"], kind="stable"))
     for scope, rows in shown.groupby(list(GROUP), sort=True):
+        if (rows["effect"] == "api+engine").all():
+            continue  # nothing isolated in this group: the summary above already says it
         lines.append(f"**{' × '.join(str(v) for v in scope if str(v))}**")
         lines.append("")
         lines.extend(f"- {sentence}" for sentence in rows["sentence"])
