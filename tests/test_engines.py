@@ -80,10 +80,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir, op
     reference = tmp_path / "reference"
     out = run_cli(*args, f"hydra.run.dir={reference}", env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    summary, env = read_json(reference / "summary.json"), read_json(reference / "env.json")
+    summary, recorded = read_json(reference / "summary.json"), read_json(reference / "env.json")
     assert (summary["framework"], summary["engine"], summary["execution_mode"]) == ("keras", engine, mode)
-    assert env["keras_backend"] == engine
-    assert env["engines_loaded"] == loaded  # JAX: no TensorFlow; Keras on torch: neither TensorFlow nor JAX
+    assert recorded["keras_backend"] == engine
+    assert recorded["engines_loaded"] == loaded  # JAX: no TensorFlow; Keras on torch: neither TensorFlow nor JAX
 
     run_dir = tmp_path / "killed"
     sigkill_when_logged(run_dir, "epoch 2/3  step 2/4", *args, env=env)
