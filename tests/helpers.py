@@ -56,7 +56,7 @@ def compose(*overrides: str, return_hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from benchmark.config import register_configs
+    from benchmark.spec.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

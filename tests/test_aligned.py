@@ -14,8 +14,8 @@ from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, load_backend
 from benchmark.data import prepare_dataset
 from benchmark.parity import equivalence as eq
-from benchmark.protocol import Knobs
-from benchmark.schedule import make_schedule
+from benchmark.spec.protocol import Knobs
+from benchmark.spec.schedule import make_schedule
 from helpers import compose, run_cli
 from runs import make_run
 

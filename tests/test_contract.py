@@ -13,7 +13,7 @@ from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, Backend, Trainer, load_backend
 from benchmark.backends.contract import ProtocolFacts
 from benchmark.data import prepare_dataset
-from benchmark.schedule import make_schedule
+from benchmark.spec.schedule import make_schedule
 from helpers import compose
 
 # what the native protocol aligns between the frameworks on purpose (docs/protocol.md §5, §8)

@@ -25,11 +25,11 @@ from sklearn.model_selection import train_test_split
 
 import formats
 from benchmark import BenchmarkError
-from benchmark.config import DatasetConfig, register_configs
+from benchmark.spec.config import DatasetConfig, register_configs
 from benchmark.data import prepare_dataset, sources
 from benchmark.data.cache import CACHE_VERSION, cache_dir, data_fingerprint
 from benchmark.data.splits import stratified_holdout
-from benchmark.data.stats import channel_stats, normalize_reference
+from benchmark.data.normalization import channel_stats, normalize_reference
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"

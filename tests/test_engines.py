@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from benchmark import BenchmarkError
-from benchmark.backends import ENGINES, check_engine, default_engine
-from benchmark.runkey import dirname, key_of_config, key_of_record
+from benchmark.spec.frameworks import ENGINES, check_engine, default_engine
+from benchmark.spec.runkey import dirname, key_of_config, key_of_record
 from helpers import REPO, assert_same_run, compose, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
 
 # small enough for a jitted JAX step to take about a second on a CPU core
@@ -48,7 +48,7 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
         assert expected in out.stderr
         assert not run_dir.exists()
     # an engine whose package is not installed (one registered for this test only)
-    monkeypatch.setitem(ENGINES["keras"], "mxnet", ("benchmark.backends.keras.on_mxnet", "mxnet"))
+    monkeypatch.setitem(ENGINES["keras"], "mxnet", "mxnet")
     with pytest.raises(BenchmarkError, match=r"framework=keras framework.engine=mxnet needs mxnet, which is not "
                                              r"installed here"):
         check_engine("keras", "mxnet")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import BenchmarkError
-from benchmark.config import RANGES, _bound, check_values
+from benchmark.spec.config import RANGES, _bound, check_values
 from benchmark.data import prepare_dataset
 from helpers import REPO, compose, read_json, read_metrics, run_cli
 

@@ -18,10 +18,10 @@ from benchmark.backends.keras.models import (  # noqa: E402
 )
 from benchmark.backends.keras.schedule import build_lr_schedule  # noqa: E402
 from benchmark.data import prepare_dataset  # noqa: E402
-from benchmark.data.stats import normalize_reference  # noqa: E402
-from benchmark.metrics import METRICS_COLUMNS  # noqa: E402
-from benchmark.models import MODELS, STEMS  # noqa: E402
-from benchmark.schedule import Schedule, make_schedule  # noqa: E402
+from benchmark.data.normalization import normalize_reference  # noqa: E402
+from benchmark.run.metrics import METRICS_COLUMNS  # noqa: E402
+from benchmark.spec.models import MODELS, STEMS  # noqa: E402
+from benchmark.spec.schedule import Schedule, make_schedule  # noqa: E402
 from helpers import REPO, compose, read_json, read_metrics, run_cli, torch_lrs  # noqa: E402
 
 SLICE = ("framework=keras", "epochs=2", "limit.train=64", "limit.val=32", "limit.test=32")
@@ -257,7 +257,7 @@ IN_PROCESS = r"""
 import json, pathlib, sys
 sys.path.insert(0, {tests!r})
 from helpers import compose, read_json, read_metrics
-from benchmark.engine import train_and_test
+from benchmark.run.loop import train_and_test
 from benchmark.backends.keras.train import Trainer
 
 root, data_dir = pathlib.Path({root!r}), {data_dir!r}

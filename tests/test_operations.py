@@ -16,9 +16,10 @@ from scipy import stats as scipy_stats
 from benchmark.analysis.stats import censored_statistics, metric_for
 from benchmark.analysis.summary import sentence
 from benchmark.analysis.time_to_accuracy import columns, time_to_accuracy
-from benchmark.rundir import RunDir, write_json
-from benchmark.status import NOT_STARTED, STALLED, collect, render
-from benchmark.tensorboard_log import TensorBoardLog, scalars
+from benchmark.files import write_json
+from benchmark.run.rundir import RunDir
+from benchmark.sweep.status import NOT_STARTED, STALLED, collect, render
+from benchmark.run.tensorboard import TensorBoardLog, scalars
 from helpers import REPO
 
 # ------------------------------------------------------------------ time to accuracy
@@ -87,7 +88,7 @@ def test_tensorboard_events_of_a_resumed_run_have_every_epoch_once(tmp_path):
 
 def test_the_neutral_core_writes_tensorboard_without_importing_a_framework(tmp_path):
     code = (
-        "import sys; from pathlib import Path; import benchmark.engine; from benchmark.tensorboard_log import "
+        "import sys; from pathlib import Path; import benchmark.run.loop; from benchmark.run.tensorboard import "
         "TensorBoardLog, scalars\n"
         f"log = TensorBoardLog(Path({str(tmp_path)!r}), 0)\n"
         "log.add_epoch(dict(epoch=1, train_loss=1, train_accuracy=0, val_loss=1, val_accuracy=0, val_macro_f1=0, "

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmark.backends.pytorch.models import create_model, feature_map_size, parameter_counts
-from benchmark.models import MODELS, STEMS
+from benchmark.spec.models import MODELS, STEMS
 
 
 @pytest.mark.parametrize("size", [32, 64])

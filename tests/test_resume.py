@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from benchmark.tensorboard_log import TAGS, scalars
+from benchmark.run.tensorboard import TAGS, scalars
 from helpers import REPO, assert_same_run, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
 
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")

@@ -1,5 +1,5 @@
 """One run key, arms as data: directory names, the skip decision and the analysis read
-benchmark.runkey; sweeps made before it are found, skipped and analysed the same; any
+benchmark.spec.runkey; sweeps made before it are found, skipped and analysed the same; any
 pair of arms can be compared, and a third arm gives every pairwise comparison."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy import stats as scipy_stats
 from benchmark.analysis.report import AnalysisError
 from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analyze import analyze
-from benchmark.runkey import KEY, RUN_KEY, dirname, key_of_config, override_keys
+from benchmark.spec.runkey import KEY, RUN_KEY, dirname, key_of_config, override_keys
 from helpers import REPO, compose, run_cli
 from runs import make_run, make_stage2, make_sweep, run_name
 
@@ -50,8 +50,8 @@ def test_directory_names_come_from_the_key_and_keep_todays_layout():
 def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(tmp_path):
     """The protocol was added as one KeyField (and its config group): at its legacy value
     (native) old directory names, keys and completed runs stay valid; aligned is another run."""
-    import benchmark.resume as resume
-    import benchmark.runkey as runkey
+    import benchmark.run.resume as resume
+    import benchmark.spec.runkey as runkey
     from benchmark import OtherRunError
 
     old = {"framework": "pytorch", "dataset": "digits", "model": "mobilenetv2", "precision": "fp32", "seed": 42}
@@ -71,7 +71,7 @@ def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(tmp_path):
 
 def test_the_analysis_reads_the_key_and_names_no_framework():
     """No module of the analysis, the sanity checks or perf names a framework."""
-    sources = [*(REPO / "benchmark" / "analysis").glob("*.py"), REPO / "benchmark" / "perf.py",
+    sources = [*(REPO / "benchmark" / "analysis").glob("*.py"), *(REPO / "benchmark" / "perf").glob("*.py"),
                REPO / "benchmark" / "analyze.py"]
     for path in sources:
         text = path.read_text().lower()

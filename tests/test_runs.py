@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.metrics import METRICS_COLUMNS
-from benchmark.schedule import make_schedule
-from benchmark.tensorboard_log import TAGS, scalars
+from benchmark.run.metrics import METRICS_COLUMNS
+from benchmark.spec.schedule import make_schedule
+from benchmark.run.tensorboard import TAGS, scalars
 from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
 
 SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
@@ -105,7 +105,7 @@ def test_pytorch_run_imports_no_tensorflow(data_dir):
 import sys
 sys.path.insert(0, {str(REPO / 'tests')!r})
 from helpers import compose
-from benchmark.engine import train_and_test
+from benchmark.run.loop import train_and_test
 import tempfile, pathlib
 cfg = compose("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32", "data_dir={data_dir}")
 train_and_test(cfg, pathlib.Path(tempfile.mkdtemp()))
@@ -121,9 +121,9 @@ print("IMPORTED", bad)
 def test_neutral_modules_import_no_framework():
     code = """
 import sys
-import benchmark.config, benchmark.data, benchmark.engine, benchmark.metrics, benchmark.models
-import benchmark.rundir, benchmark.schedule, benchmark.environment, benchmark.backends
-import benchmark.status, benchmark.tensorboard_log
+import benchmark.spec.config, benchmark.data, benchmark.run.loop, benchmark.run.metrics, benchmark.spec.models
+import benchmark.run.rundir, benchmark.spec.schedule, benchmark.run.host, benchmark.backends
+import benchmark.sweep.status, benchmark.run.tensorboard
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorflow", "keras"))
 print("IMPORTED", bad)
 """

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmark.schedule import Schedule, make_schedule
+from benchmark.spec.schedule import Schedule, make_schedule
 from helpers import compose, torch_lrs
 
 BASE = 0.1

@@ -9,8 +9,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from benchmark.resume import comparable_config
-from benchmark.rundir import RunDir, write_json
+from benchmark.run.resume import comparable_config
+from benchmark.files import write_json
+from benchmark.run.rundir import RunDir
 from helpers import CONF_DIR, REPO, compose, read_json
 
 STAGE2 = {
@@ -28,7 +29,7 @@ def expand(*overrides: str) -> list[tuple[str, ...]]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from benchmark.config import register_configs
+    from benchmark.spec.config import register_configs
 
     register_configs()
     presets = [o for o in overrides if o.startswith("experiment=")]

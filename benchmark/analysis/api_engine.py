@@ -1,6 +1,6 @@
 """API effect or engine effect: what each comparison between two arms isolates.
 
-An arm is a framework on an engine (benchmark.runkey.arm_name; an engine is named in
+An arm is a framework on an engine (benchmark.spec.runkey.arm_name; an engine is named in
 the arm unless it is the framework's default). Two arms on the same engine with
 different frameworks differ only in the API and its model zoo: their Δ is the **API
 effect**. Two arms of the same framework on different engines run the same framework

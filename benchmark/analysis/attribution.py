@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import bootstrap_ci, metric_for
-from benchmark.runkey import GROUP_FIELDS, PAIR_FIELD, VARIANT_FIELD
+from benchmark.spec.runkey import GROUP_FIELDS, PAIR_FIELD, VARIANT_FIELD
 
 PROTOCOL = "protocol"
 NATIVE = "native"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import GROUP, default_pairs, with_arm
-from benchmark.runkey import MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
+from benchmark.spec.runkey import MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 CURVES = {"train_loss": "train loss", "val_accuracy": "val accuracy"}
 DIVERGENCE_COLUMNS = (*GROUP, "arm_a", "arm_b", "curve", "epoch", "n_seeds", "framework_gap", "seed_spread_a",

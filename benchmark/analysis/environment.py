@@ -27,7 +27,7 @@ SHARED_FIELDS = {
     "numpy_blas": "NumPy BLAS",
     "python": "Python",
     "git_commit": "git commit",
-    "packages_sha256": "package set",  # benchmark.environment.packages_digest; what differs is named
+    "packages_sha256": "package set",  # benchmark.run.host.packages_digest; what differs is named
 }
 LISTED_FIELDS = ("hostname", "platform")
 # recorded per run and different by design, or already the arm: never compared

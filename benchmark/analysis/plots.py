@@ -4,7 +4,7 @@ Drawn with seaborn on matplotlib ``Figure`` objects rendered by the Agg canvas,
 never through pyplot: no global backend switch, no open-figure registry to leak, so
 the report can be built on a headless node or from a running notebook. Only
 completed runs are drawn, the same runs that enter the statistics. Every arm
-(benchmark.runkey; stats.arm_names) keeps one colour (Okabe-Ito, colour-blind safe)
+(benchmark.spec.runkey; stats.arm_names) keeps one colour (Okabe-Ito, colour-blind safe)
 and one line style in every figure, so that curves which coincide stay apart. Runs
 of one arm in different execution modes (eager, compiled, graph, XLA)
 are never averaged together: where a sweep has several, each mode is an arm of its
@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from benchmark.analysis.stats import GROUP, metric_for, with_arm
-from benchmark.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
+from benchmark.spec.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
 
 # Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")

@@ -3,7 +3,7 @@
 A sweep directory holds run directories at any depth (Hydra's multirun subfolders,
 stage folders, runs reused from an earlier stage through symbolic links). A run
 directory is recognised by ``summary.json``, ``status.json`` or ``.hydra/config.yaml``; the run's
-key (benchmark.runkey) comes from ``summary.json`` and, for a run that died before
+key (benchmark.spec.runkey) comes from ``summary.json`` and, for a run that died before
 writing it, from the saved config; its variant (the overrides outside the key) from
 ``summary.json`` or, for runs made before it was recorded, from where it lies. Every run is listed, whatever its state; only the analysis
 (``stats``) restricts itself to completed runs.
@@ -22,9 +22,10 @@ import pandas as pd
 import yaml
 
 from benchmark.analysis.time_to_accuracy import ordered, run_targets, time_to_accuracy
-from benchmark.metrics import METRICS_COLUMNS
-from benchmark.rundir import STATES, read_json
-from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD, key_of_record, key_of_saved_config, variant_of_path
+from benchmark.run.metrics import METRICS_COLUMNS
+from benchmark.files import read_json
+from benchmark.run.rundir import STATES
+from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD, key_of_record, key_of_saved_config, variant_of_path
 
 REPORT_DIRNAME = "report"
 RESULTS_COLUMNS = (

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import GROUP, one_run_per_seed, with_arm
-from benchmark.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
-from benchmark.metrics import DIVERGED
-from benchmark.rundir import read_json
+from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
+from benchmark.run.metrics import DIVERGED
+from benchmark.files import read_json
 
 MIN_VAL_ACCURACY = {"cifar10": 0.85, "cifar100": 0.55}
 MAX_FRAMEWORK_GAP = 0.05

@@ -1,6 +1,6 @@
 """Two arms paired by seed: the statistics of statistical_results.csv.
 
-A comparison is a pair of arms (A, B) (docs/protocol.md §10; benchmark.runkey: the
+A comparison is a pair of arms (A, B) (docs/protocol.md §10; benchmark.spec.runkey: the
 arm fields, plus the execution mode each run recorded) within one value of the other
 key fields (dataset, model, precision and the run's variant). For every comparison and
 every compared metric, the completed runs of A and B with the same seed form a pair
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
+from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 # runs are compared within one value of these (dataset, model, precision, variant)
 GROUP = COMPARISON_FIELDS
@@ -318,8 +318,8 @@ class ArmPair:
 
 
 def arm_names(runs: pd.DataFrame) -> pd.Series:
-    """Each run's arm (benchmark.runkey.arm_name)."""
-    from benchmark.runkey import arm_name
+    """Each run's arm (benchmark.spec.runkey.arm_name)."""
+    from benchmark.spec.runkey import arm_name
 
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from benchmark.analysis.sanity import verdict
 from benchmark.analysis.stats import GROUP, Metric, metric_for
-from benchmark.runkey import GROUP_FIELDS, VARIANT_FIELD
+from benchmark.spec.runkey import GROUP_FIELDS, VARIANT_FIELD
 
 ALPHA = 0.05
 COHEN_D_LABELS = ((0.2, "negligible"), (0.5, "small"), (0.8, "medium"), (math.inf, "large"))

@@ -218,12 +218,12 @@ def weight_decay_fact(weight_decay: float) -> str:
     return f"coupled L2 {weight_decay:g} on every trainable variable (added to the gradient, through momentum)"
 
 
-SHARED_INIT_FACT = ("shared: torchvision's rules drawn from the seed by benchmark.models.shared_initial_weights, "
+SHARED_INIT_FACT = ("shared: torchvision's rules drawn from the seed by benchmark.spec.models.shared_initial_weights, "
                     "copied in through the layer mapping (identical values in every arm)")
 SHARED_STREAM_FACT = "shared: order, crops and flips drawn from (seed, epoch) by benchmark.data.stream"
 
 LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothing 0"
-LR_STEPPING_FACT = "per optimizer step (benchmark.schedule.Schedule)"
+LR_STEPPING_FACT = "per optimizer step (benchmark.spec.schedule.Schedule)"
 
 
 def protocol_facts(*, momentum: float, nesterov: bool, momentum_buffer: str, weight_decay: float,

@@ -29,8 +29,8 @@ import numpy as np
 from benchmark import BenchmarkError
 from benchmark.data import sources
 from benchmark.data.splits import SPLIT_SEED, stratified_holdout
-from benchmark.data.stats import channel_stats
-from benchmark.rundir import atomic_write_text, umask
+from benchmark.data.normalization import channel_stats
+from benchmark.files import atomic_write_text, umask
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmark import BenchmarkError
-from benchmark.config import framework_options
+from benchmark.spec.config import framework_options
 
 USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n", 1)[1]
 DEFAULT_OUT = Path("parity")
@@ -63,7 +63,7 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     overrides, out, options = parse_args(argv)
     cfg = compose_config(overrides)
     schedule, n_train, source = audit_schedule(cfg)
-    from benchmark.runkey import arm_name, key_of_config
+    from benchmark.spec.runkey import arm_name, key_of_config
 
     # one config per arm, composed as a run of that framework option would be
     composed = [compose_config([*overrides, f"framework={option}"]) for option in options]

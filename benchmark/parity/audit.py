@@ -33,11 +33,11 @@ import numpy as np
 
 from benchmark.backends import BACKENDS, load_backend
 from benchmark.backends.contract import LayerInfo, Trainer
-from benchmark.models import stem_for
+from benchmark.spec.models import stem_for
 from benchmark.parity.initializers import fit_initializer
 from benchmark.parity.recorded import needs_own_process, record_in_own_process
-from benchmark.protocol import Knobs
-from benchmark.schedule import Schedule
+from benchmark.spec.protocol import Knobs
+from benchmark.spec.schedule import Schedule
 
 CATEGORIES = ("Declared protocol", "Parameters", "Layers", "Block shapes", "Initializers (measured)",
               "Update rule (measured)", "Numerical equivalence")

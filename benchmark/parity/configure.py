@@ -9,7 +9,7 @@ in this order, from
    ``dataset.val_size``;
 3. otherwise the dataset is prepared (digits: scikit-learn's bundled copy, offline).
 
-``limit.train`` applies on top, exactly as in a run (benchmark.engine).
+``limit.train`` applies on top, exactly as in a run (benchmark.run.loop).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 
 from benchmark import BenchmarkError
-from benchmark.config import CONF_DIR
-from benchmark.schedule import Schedule, make_schedule
+from benchmark.spec.config import CONF_DIR
+from benchmark.spec.schedule import Schedule, make_schedule
 
 # Official training-set sizes (docs/protocol.md §3); the validation split is held out of these.
 NOMINAL_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
@@ -40,8 +40,8 @@ def compose_config(overrides: list[str]):
     """The config a run with these overrides would get (Hydra's compose API, the real conf/)."""
     from hydra import compose, initialize_config_dir
 
-    from benchmark.config import register_configs
-    from benchmark.engine import validate
+    from benchmark.spec.config import register_configs
+    from benchmark.run.loop import validate
 
     register_configs()
     try:

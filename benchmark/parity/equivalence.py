@@ -2,7 +2,7 @@
 
 Proof that under ``protocol=aligned`` only the framework is left: every backend builds
 the model with the aligned architecture and regularization off, loads the same shared
-initial weights (benchmark.models.shared_initial_weights) through its layer mapping,
+initial weights (benchmark.spec.models.shared_initial_weights) through its layer mapping,
 and runs one probe (``Backend.equivalence_probe``) on the same batch, on the CPU in
 float32. Compared with the first backend (the reference):
 
@@ -37,8 +37,8 @@ import numpy as np
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS
 from benchmark.parity.recorded import arm_backend, needs_own_process, probe_in_own_process
-from benchmark.models import MODELS, shared_initial_weights
-from benchmark.protocol import ALIGNED_REGULARIZATION
+from benchmark.spec.models import MODELS, shared_initial_weights
+from benchmark.spec.protocol import ALIGNED_REGULARIZATION
 
 TOLERANCE = 1e-4  # float32: logits and loss
 # float32 gradients of these networks are themselves only accurate to about 1e-2 (the

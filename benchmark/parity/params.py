@@ -28,8 +28,8 @@ import io
 import sys
 from pathlib import Path
 
-from benchmark.models import MODELS
-from benchmark.rundir import atomic_write_text
+from benchmark.spec.models import MODELS
+from benchmark.files import atomic_write_text
 
 SIZES = (32, 64)
 CLASSES = (10, 100, 200)

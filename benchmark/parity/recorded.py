@@ -6,7 +6,7 @@ answers to every question the audit asks through the contract
 trainer; for the numerical-equivalence check, the child runs the arm's probe with the
 weights and batch the parent hands it.
 
-Arms are named as in the analysis (benchmark.runkey.arm_name): "pytorch", "keras",
+Arms are named as in the analysis (benchmark.spec.runkey.arm_name): "pytorch", "keras",
 "keras/jax", ...: the framework, then the engine when it is not the default.
 """
 
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from benchmark.backends import default_engine, load_backend
+from benchmark.backends import load_backend
+from benchmark.spec.frameworks import default_engine
 from benchmark.backends.contract import Backend, LayerInfo, ProtocolFacts, Probe
-from benchmark.schedule import Schedule
+from benchmark.spec.schedule import Schedule
 
 # the framework that shares the audit's process on its default engine only
 ONE_ENGINE_PER_PROCESS = ("keras",)

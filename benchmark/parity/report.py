@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from benchmark.rundir import atomic_write_text
+from benchmark.files import atomic_write_text
 
 
 def summary_counts(findings) -> dict[str, int]:

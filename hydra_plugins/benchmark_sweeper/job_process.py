@@ -4,7 +4,7 @@ JOB is a cloudpickle of what Hydra's basic launcher would hand `run_job` in the
 launching process (the Hydra context, the task function, the job's config with its
 number and id set, and Hydra's singletons: config store, plugins); RESULT receives the
 cloudpickle of the JobReturn, written to a temporary name and renamed. The task
-function travels by reference when it lives in an importable module (benchmark.cli),
+function travels by reference when it lives in an importable module (benchmark.run.cli),
 by value otherwise (a closure in a test), as in submitit and joblib launchers.
 """
 

@@ -42,7 +42,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="process", node=Proces
 
 def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
     """The JobReturn of a job whose process ended without returning one."""
-    from benchmark.rundir import RunDir
+    from benchmark.run.rundir import RunDir
 
     working_dir = job_dir(sweep_config)
     reason = f"the job's process ended with {how} without reporting"

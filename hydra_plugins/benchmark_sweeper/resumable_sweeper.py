@@ -7,7 +7,7 @@ sweep submits only what is missing instead of 180 jobs that would each exit at o
 Otherwise it honours Hydra's sweeper contract as the basic sweeper does (batches of
 `max_batch_size`, multirun.yaml, job numbers counted over the whole sweep, so any
 `hydra.sweep.subdir` works), with two differences of policy: every job's config is
-composed and, for this benchmark's config, checked (benchmark.config.check_values)
+composed and, for this benchmark's config, checked (benchmark.spec.config.check_values)
 before anything is written, so a bad value in a sweep is one line and no directory;
 and a job that fails does not stop the sweep (the others still run; the end-of-sweep
 report lists it): its FAILED JobReturn is logged, not raised.
@@ -58,7 +58,7 @@ class _SkipCompleted(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from benchmark import BenchmarkError
-        from benchmark.resume import completed_result
+        from benchmark.run.resume import completed_result
 
         tic = time.perf_counter()
         results: List[Optional[JobReturn]] = []
@@ -107,7 +107,7 @@ class ResumableSweeper(BasicSweeper):
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: List[str] = []
         self.composed: Dict[int, Any] = {}  # job number -> its config, composed once for check and skip
-        from benchmark import sweep_report
+        from benchmark.sweep import callback as sweep_report
 
         sweep_report.THIS_LAUNCH["jobs_file"] = sweep_report.launch_jobs_file(Path(config.hydra.sweep.dir))
 
@@ -115,8 +115,8 @@ class ResumableSweeper(BasicSweeper):
         """Compose every job (a composition error is Hydra's own exception) and check a
         benchmark config's values, before any file of the sweep is written."""
         from benchmark import BenchmarkError
-        from benchmark.config import is_benchmark_config
-        from benchmark.engine import validate
+        from benchmark.spec.config import is_benchmark_config
+        from benchmark.run.loop import validate
 
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
             cfg = self.composed[idx] = job_config(self.hydra_context, self.config, overrides, idx)
@@ -150,8 +150,8 @@ class ResumableSweeper(BasicSweeper):
     def record_jobs(self, run_dirs: List[str]) -> None:
         """The end-of-sweep report judges this launch by these runs only: its own job
         list in SWEEP_DIR/.sweeps/, beside those of other sweeps sharing the directory."""
-        from benchmark import sweep_report
-        from benchmark.rundir import write_json
+        from benchmark.sweep import callback as sweep_report
+        from benchmark.files import write_json
 
         self.job_dirs += run_dirs
         write_json(sweep_report.THIS_LAUNCH["jobs_file"], {"run_dirs": self.job_dirs})

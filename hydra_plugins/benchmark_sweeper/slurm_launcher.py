@@ -68,7 +68,7 @@ class _IsolatedJob:
         self.run_dir = job_dir(sweep_config)
 
     def results(self):
-        from benchmark.rundir import RunDir
+        from benchmark.run.rundir import RunDir
 
         try:
             return self.job.results()
@@ -86,8 +86,8 @@ class _IsolatedJob:
 def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
     """{run directory: job id} in the sweep's slurm_jobs.json, so that
     `python -m benchmark.status` can ask SLURM about jobs still queued."""
-    from benchmark.rundir import read_json, write_json
-    from benchmark.status import SLURM_JOBS_FILE
+    from benchmark.files import read_json, write_json
+    from benchmark.sweep.status import SLURM_JOBS_FILE
 
     path = sweep_dir / SLURM_JOBS_FILE
     known = read_json(path) or {}

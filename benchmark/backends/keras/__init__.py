@@ -1,4 +1,4 @@
-"""Keras 3 backend, on the engine framework.engine names (benchmark.backends.ENGINES).
+"""Keras 3 backend, on the engine framework.engine names (benchmark.spec.frameworks.ENGINES).
 
 The same Keras code (keras.applications models with the edited stems, LR schedule,
 SGD, loss, metrics, checkpoints: base.py) runs on every engine; each engine module

@@ -21,9 +21,9 @@ from benchmark.backends.keras import models
 from benchmark.backends.keras.models import block_shapes, entry, layer_table, parameter_counts
 from benchmark.backends.keras.optim import make_sgd
 from benchmark.backends.keras.schedule import build_lr_schedule
-from benchmark.models import create_for_protocol
-from benchmark.protocol import Knobs
-from benchmark.schedule import Schedule
+from benchmark.spec.models import create_for_protocol
+from benchmark.spec.protocol import Knobs
+from benchmark.spec.schedule import Schedule
 
 
 def set_precision(mixed: bool, dtype: str, device: str) -> str | None:

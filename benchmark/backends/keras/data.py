@@ -23,7 +23,7 @@ def _host_tensor(array: np.ndarray, dtype=None) -> tf.Tensor:
 
 
 class Normalizer:
-    """uint8 NHWC -> float32 NHWC, (x / 255 - mean) / std, as benchmark.data.stats.normalize_reference."""
+    """uint8 NHWC -> float32 NHWC, (x / 255 - mean) / std, as benchmark.data.normalization.normalize_reference."""
 
     def __init__(self, mean, std):
         self.mean = tf.constant(np.asarray(mean, np.float32))

@@ -27,7 +27,7 @@ def crop_flip(images: np.ndarray, padding: int, top: np.ndarray, left: np.ndarra
 
 
 class Normalizer:
-    """uint8 NHWC -> float32 NHWC, (x / 255 - mean) / std, as benchmark.data.stats.normalize_reference."""
+    """uint8 NHWC -> float32 NHWC, (x / 255 - mean) / std, as benchmark.data.normalization.normalize_reference."""
 
     def __init__(self, mean, std):
         self.mean = np.asarray(mean, np.float32)

@@ -1,5 +1,5 @@
 """The Keras model registry: keras.applications zoo models with the stems of
-docs/protocol.md §4 (from benchmark.models.STEMS).
+docs/protocol.md §4 (from benchmark.spec.models.STEMS).
 
 As in the PyTorch registry: one ``create_model(name, ..., drop_rate=...,
 drop_path_rate=...)`` with regularization as arguments (None keeps the zoo's own
@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
+from benchmark.spec.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -242,7 +242,7 @@ def entry(name: str) -> Entry:
     return registry_entry(REGISTRY, name)
 
 
-# benchmark.models.INITIALIZERS as keras.initializers (fans as Keras computes them)
+# benchmark.spec.models.INITIALIZERS as keras.initializers (fans as Keras computes them)
 INIT = {
     "kaiming_normal_fan_out": lambda: keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
     "glorot_uniform": keras.initializers.GlorotUniform,
@@ -256,7 +256,7 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
     """The zoo model `name` with the protocol's stem and PyTorch's BatchNorm settings;
     regularization None = the zoo's own (a dropout before the classifier, stochastic
     depth linear over the residual blocks, where the model has them); init None = the
-    zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and dense
+    zoo's own, else `init` (benchmark.spec.models.INITIALIZERS) on every conv and dense
     kernel, biases zero. `architecture="aligned"`: torchvision's network layer for layer
     (Entry.aligned; docs/protocol.md §11). `dtype`: every layer's dtype policy (None: the
     global one; "float64" for the numerical-equivalence check)."""

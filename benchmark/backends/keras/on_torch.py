@@ -19,8 +19,8 @@ from benchmark import BenchmarkError  # noqa: E402
 from benchmark.backends.keras import portable, probe  # noqa: E402
 from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
-from benchmark.backends.torch_engine import cpu_kernels, resolve_device, seed_everything  # noqa: E402
-from benchmark.backends.torch_engine import synchronize as synchronize_device  # noqa: E402
+from benchmark.backends.torch_device import cpu_kernels, resolve_device, seed_everything  # noqa: E402
+from benchmark.backends.torch_device import synchronize as synchronize_device  # noqa: E402
 
 __all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
            "load_canonical", "synchronize"]

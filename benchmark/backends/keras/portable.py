@@ -28,8 +28,8 @@ from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras.base import KerasTrainer
 from benchmark.backends.keras.host_data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.keras.optim import make_sgd
-from benchmark.rundir import read_json, replace_durably, write_json, writing
-from benchmark.schedule import Schedule
+from benchmark.files import read_json, replace_durably, write_json, writing
+from benchmark.spec.schedule import Schedule
 
 
 class PortableTrainer(KerasTrainer):

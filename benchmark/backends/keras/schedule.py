@@ -1,10 +1,10 @@
-"""benchmark.schedule.Schedule built from Keras' own CosineDecay (with its linear warmup)."""
+"""benchmark.spec.schedule.Schedule built from Keras' own CosineDecay (with its linear warmup)."""
 
 from __future__ import annotations
 
 import keras
 
-from benchmark.schedule import Schedule
+from benchmark.spec.schedule import Schedule
 
 
 def build_lr_schedule(schedule: Schedule) -> keras.optimizers.schedules.LearningRateSchedule:

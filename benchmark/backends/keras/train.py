@@ -33,9 +33,9 @@ from benchmark.backends.keras.env import select_device
 from benchmark.backends.keras.models import create_model
 from benchmark.backends.keras import probe
 from benchmark.backends.keras.optim import make_sgd
-from benchmark.protocol import Knobs
-from benchmark.rundir import read_json, replace_durably, write_json, writing
-from benchmark.schedule import Schedule
+from benchmark.spec.protocol import Knobs
+from benchmark.files import read_json, replace_durably, write_json, writing
+from benchmark.spec.schedule import Schedule
 
 # tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
 logging.getLogger("absl").setLevel(logging.WARNING)

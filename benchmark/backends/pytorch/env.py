@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from benchmark.backends.torch_engine import cpu_kernels
+from benchmark.backends.torch_device import cpu_kernels
 
 
 def environment() -> dict:

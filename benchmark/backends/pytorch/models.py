@@ -4,7 +4,7 @@ In the manner of timm's ``create_model(name, drop_rate=..., drop_path_rate=...)`
 registry, regularization as arguments (None keeps the zoo's own value), and for each
 model the block boundaries that the parity audit compares across frameworks by label
 (the Keras registry names the same labels). The stems come from
-``benchmark.models.STEMS``, defined once for both backends.
+``benchmark.spec.models.STEMS``, defined once for both backends.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torchvision import models as tvm
 
 from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
+from benchmark.spec.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def entry(name: str) -> Entry:
     return registry_entry(REGISTRY, name)
 
 
-# benchmark.models.INITIALIZERS in torch.nn.init (fans as torch computes them)
+# benchmark.spec.models.INITIALIZERS in torch.nn.init (fans as torch computes them)
 INIT = {
     "kaiming_normal_fan_out": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
     "glorot_uniform": nn.init.xavier_uniform_,
@@ -112,7 +112,7 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
                  drop_path_rate: float | None = None, init: str | None = None,
                  architecture: str = "native", dtype: str | None = None) -> nn.Module:
     """The zoo model `name` with the protocol's stem; regularization and initialization
-    None = the zoo's own, else `init` (benchmark.models.INITIALIZERS) on every conv and
+    None = the zoo's own, else `init` (benchmark.spec.models.INITIALIZERS) on every conv and
     dense kernel, biases zero. `architecture`: torchvision's networks are the reference
     the aligned architecture is defined by (docs/protocol.md §11), so both values build
     the same network here. `dtype`: of every parameter (None: float32; "float64" for the

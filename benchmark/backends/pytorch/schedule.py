@@ -1,11 +1,11 @@
-"""benchmark.schedule.Schedule built from torch's own scheduler classes, stepped per optimizer step."""
+"""benchmark.spec.schedule.Schedule built from torch's own scheduler classes, stepped per optimizer step."""
 
 from __future__ import annotations
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, SequentialLR
 
-from benchmark.schedule import Schedule
+from benchmark.spec.schedule import Schedule
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: Schedule) -> LRScheduler:

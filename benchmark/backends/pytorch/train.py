@@ -19,11 +19,11 @@ from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batch
 from benchmark.backends.pytorch import models
 from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
-from benchmark.backends.torch_engine import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
-from benchmark.models import create_for_protocol
-from benchmark.protocol import Knobs
-from benchmark.rundir import replace_durably, writing
-from benchmark.schedule import Schedule
+from benchmark.backends.torch_device import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
+from benchmark.spec.models import create_for_protocol
+from benchmark.spec.protocol import Knobs
+from benchmark.files import replace_durably, writing
+from benchmark.spec.schedule import Schedule
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Whether a run directory already holds this run: finished, resumable, or someone else's.
 
-Sweeps name run directories by run key (benchmark.runkey), so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
+Sweeps name run directories by run key (benchmark.spec.runkey), so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
 exist. A completed run is skipped; an unfinished one resumes from its last checkpoint;
 a directory holding the same key but other settings (say, other epochs) is refused
 rather than silently mixed.
@@ -14,9 +14,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, OtherRunError
-from benchmark.config import FRAMEWORK_ONLY_OPTIONS
-from benchmark.rundir import RunDir
-from benchmark.runkey import RUN_KEY, dirname, key_of_config, key_of_record
+from benchmark.spec.config import FRAMEWORK_ONLY_OPTIONS
+from benchmark.run.rundir import RunDir
+from benchmark.spec.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
 NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
@@ -46,7 +46,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _without_legacy_settings(old: dict, new: dict, key: dict) -> dict:
     """`new` without the settings of key fields added after `old` was recorded: a field
-    at its legacy value means the run is what older runs were (benchmark.runkey), so
+    at its legacy value means the run is what older runs were (benchmark.spec.runkey), so
     the config node it lives in (``protocol``, or the leaf ``framework.engine``) is
     left out of the comparison when the old record has no such node."""
     new = copy.deepcopy(new)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from benchmark.rundir import atomic_write_text
+from benchmark.files import atomic_write_text
 
 # The start of a failed run's status.json reason when its loss became non-finite
 # (engine), which the sanity checks of the analysis look for.

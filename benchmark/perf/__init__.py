@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import BenchmarkError
-from benchmark.config import framework_options
-from benchmark.rundir import atomic_write_text, read_json
+from benchmark.spec.config import framework_options
+from benchmark.files import atomic_write_text, read_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLUMNS = ("backend", "protocol", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
            "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "ratio_min", "ratio_max", "startup_seconds",
            "first_epoch_overhead_seconds", "steady_ips")
@@ -52,7 +52,7 @@ PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding
 def _config(backend: str, model: str, batch: int, precision: str, extra: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from benchmark.config import register_configs
+    from benchmark.spec.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -77,7 +77,7 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
                        extra: list[str]) -> dict:
     """Pipeline, harness and bare-loop rates of one backend, through the backend contract only."""
     from benchmark.backends import load_backend
-    from benchmark.schedule import make_schedule
+    from benchmark.spec.schedule import make_schedule
 
     cfg = _config(backend, model, batch, precision, extra)
     module = load_backend(cfg.framework.name, cfg.framework.engine)
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    from benchmark.protocol import SETTINGS
+    from benchmark.spec.protocol import SETTINGS
 
     protocols = args.protocols.split(",")
     if any(p not in SETTINGS for p in protocols):
@@ -210,6 +210,3 @@ def _table(rows: list[dict]) -> str:
     lines += ["| " + " | ".join(_fmt(r[k]) for k in COLUMNS) + " |" for r in rows]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """The run's TensorBoard scalars: one point per metric and epoch, written by the neutral engine.
 
 The event file lies in the run directory itself, so `tensorboard --logdir SWEEP_DIR`
-names every run by its directory, which is its key (benchmark.runkey). The writer is
+names every run by its directory, which is its key (benchmark.spec.runkey). The writer is
 TensorBoard's own (`EventFileWriter`, the one `torch.utils.tensorboard` uses) and the
 scalars are plain protocol buffers: no framework is imported for them.
 

@@ -20,7 +20,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from benchmark.rundir import RunDir, atomic_write_text, read_json
+from benchmark.files import atomic_write_text, read_json
+
+from benchmark.run.rundir import RunDir
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -100,7 +102,7 @@ def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
     log.info("sweep %s: %d runs (%s); list in %s", sweep_dir, len(rows),
              ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
     try:
-        from benchmark.analyze import analyze
+        from benchmark.analysis.report import analyze
     except ImportError:
         analyze = None
     if analyze is not None and counts.get("completed"):

@@ -13,7 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmark.spec.frameworks import ENGINE_PACKAGES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 IMPORTED_AT = time.time()  # fallback for the process start where /proc is missing
 
 
@@ -116,10 +118,6 @@ def numpy_blas() -> str:
         return f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # older NumPy without mode="dicts"
         return "unknown"
-
-
-# The packages a framework can compute on (benchmark.backends.ENGINES).
-ENGINE_PACKAGES = ("tensorflow", "jax", "torch")
 
 
 def engines_loaded() -> list[str]:

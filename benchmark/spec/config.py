@@ -20,7 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 @dataclass
 class FrameworkConfig:
     name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
-    # What the framework computes on (benchmark.backends.ENGINES): Keras 3 runs on
+    # What the framework computes on (benchmark.spec.frameworks.ENGINES): Keras 3 runs on
     # tensorflow (its default), jax or torch; PyTorch on torch. A run-key field.
     engine: Optional[str] = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
@@ -84,7 +84,7 @@ class ProtocolConfig:
     """What may differ between the arms besides the framework (docs/protocol.md §11).
 
     Each knob is ``native`` (each framework's zoo and library defaults, as users run
-    them) or ``aligned`` (one definition applied by every backend); benchmark.protocol
+    them) or ``aligned`` (one definition applied by every backend); benchmark.spec.protocol
     lists the knobs and checks the values."""
 
     name: str = "native"  # native | aligned (conf/protocol); a run-key field
@@ -131,7 +131,7 @@ class BenchmarkConfig:
     progress_updates: int = 10  # progress lines per epoch on the terminal and in the log
 
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
 
 
 def framework_options() -> list[str]:
@@ -142,7 +142,7 @@ def framework_options() -> list[str]:
 
 
 def register_configs() -> None:
-    from benchmark.runkey import register_resolvers
+    from benchmark.spec.runkey import register_resolvers
 
     register_resolvers()  # ${run_key:} in conf/config.yaml
     cs = ConfigStore.instance()

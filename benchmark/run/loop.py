@@ -15,29 +15,32 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark import BenchmarkError, environment
-from benchmark.backends import Trainer, check_engine, load_backend
-from benchmark.config import check_values, keys_outside_schema
+from benchmark import BenchmarkError
+from benchmark.run import host
+from benchmark.backends import Trainer, load_backend
+from benchmark.spec.frameworks import check_engine
+from benchmark.spec.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
-from benchmark.metrics import DIVERGED, MetricsLog, classification_scores
-from benchmark.protocol import SETTINGS, Knobs
-from benchmark.resume import check_same_data, check_same_run, comparable_config
-from benchmark.rundir import RunDir, atomic_write_text, write_json
-from benchmark.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
-from benchmark.schedule import make_schedule
-from benchmark.tensorboard_log import TensorBoardLog
+from benchmark.run.metrics import DIVERGED, MetricsLog, classification_scores
+from benchmark.spec.protocol import SETTINGS, Knobs
+from benchmark.run.resume import check_same_data, check_same_run, comparable_config
+from benchmark.files import atomic_write_text, write_json
+from benchmark.run.rundir import RunDir
+from benchmark.spec.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
+from benchmark.spec.schedule import make_schedule
+from benchmark.run.tensorboard import TensorBoardLog
 
 log = logging.getLogger("benchmark")
 
 
 def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
-    """Checks of a run's config before any work (and, from benchmark.cli.CheckValues and
+    """Checks of a run's config before any work (and, from benchmark.run.cli.CheckValues and
     the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
     extra = keys_outside_schema(cfg)
     if extra:
         raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
-                             "benchmark/config.py lists the valid ones: fix the name or drop the override")
-    check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.config.RANGES)
+                             "benchmark/spec/config.py lists the valid ones: fix the name or drop the override")
+    check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
     if cfg.framework.name == "keras" and engine == "torch" and cfg.framework.jit_compile:
         raise BenchmarkError("framework.jit_compile=true is TensorFlow's XLA switch; Keras on the torch engine runs "
@@ -97,7 +100,7 @@ def performance_summary(rows: list[dict], startup_seconds: float, trainer) -> di
         "startup_seconds": startup_seconds,  # process start -> first training step (last launch)
         "first_epoch_seconds": times[0] if times else None,
         "first_epoch_overhead_seconds": overhead,
-        "peak_host_rss_bytes": environment.peak_host_rss_bytes(),
+        "peak_host_rss_bytes": host.peak_host_rss_bytes(),
         **trainer.peak_memory(),
     }
 
@@ -131,7 +134,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     metrics = MetricsLog(rd.metrics)  # a damaged history is refused here, before anything is written
     metrics.truncate(start_epoch)
     rd.set_status("running")
-    write_json(rd.env, {**environment.collect(), **backend.environment(), "device": str(trainer.device)})
+    write_json(rd.env, {**host.collect(), **backend.environment(), "device": str(trainer.device)})
     # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
     # every value as the run used it
     atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -146,7 +149,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         len(val_y), cfg.epochs, schedule.steps_per_epoch, cfg.batch_size, cfg.grad_accum_steps, schedule.base_lr,
     )
 
-    startup_seconds = time.time() - environment.process_start_time()
+    startup_seconds = time.time() - host.process_start_time()
     loop_start = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         label = f"epoch {epoch + 1}/{cfg.epochs}"

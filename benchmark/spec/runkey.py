@@ -3,7 +3,7 @@
 Everything that names, finds, skips, groups or pairs runs reads this tuple: the run
 directory name (``${run_key:}`` in conf/config.yaml), the overrides that do not make a
 run a variant (``${run_key_overrides:...}``), the skip/resume/refuse decision
-(benchmark.resume), summary.json and results.csv, the statistics' grouping and
+(benchmark.run.resume), summary.json and results.csv, the statistics' grouping and
 pairing, the plots and the sanity checks (benchmark.analysis).
 
 Each field has a role (docs/protocol.md §10):
@@ -27,6 +27,8 @@ from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from omegaconf import OmegaConf
+
+from benchmark.spec.frameworks import ENGINES, default_engine
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,13 @@ class KeyField:
 
 
 def _default_engines() -> dict:
-    from benchmark.backends import ENGINES, default_engine
-
     return {framework: default_engine(framework) for framework in ENGINES}
 
 
 RUN_KEY: tuple[KeyField, ...] = (
     KeyField("framework", "framework.name", "arm"),
     # what a framework computes on (Keras 3: TensorFlow, JAX or PyTorch); runs made
-    # before engines existed ran on each framework's default (benchmark.backends.ENGINES)
+    # before engines existed ran on each framework's default (benchmark.spec.frameworks)
     KeyField("engine", "framework.engine", "arm", legacy=_default_engines(), legacy_by="framework"),
     KeyField("dataset", "dataset.name", "group"),
     KeyField("model", "model.name", "group"),

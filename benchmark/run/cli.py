@@ -23,7 +23,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
-from benchmark.config import CONF_DIR, register_configs
+from benchmark.spec.config import CONF_DIR, register_configs
 
 log = logging.getLogger("benchmark")
 
@@ -35,8 +35,8 @@ class CheckValues(Callback):
     value is one line, exit 2 and nothing written (a sweep's jobs: the resumable sweeper)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from benchmark.config import is_benchmark_config
-        from benchmark.engine import validate
+        from benchmark.spec.config import is_benchmark_config
+        from benchmark.run.loop import validate
 
         if not is_benchmark_config(config):
             return
@@ -53,7 +53,7 @@ def train(cfg: DictConfig) -> dict:
     In a sweep a failing run is marked failed and the sweep goes on (the end-of-sweep
     callback lists the failures and exits non-zero); a single run fails loudly.
     """
-    from benchmark.rundir import RunDir
+    from benchmark.run.rundir import RunDir
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -108,7 +108,7 @@ def _refuse(exc: BenchmarkError, in_sweep: bool) -> dict:
 
 
 def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
-    from benchmark.resume import check_same_run, completed_result
+    from benchmark.run.resume import check_same_run, completed_result
 
     run_dir = rundir.root
     try:
@@ -121,7 +121,7 @@ def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
         if done is not None:
             log.info("skipped: %s already completed (test_accuracy %.4f)", run_dir, done["test_accuracy"])
             return done
-        from benchmark.engine import train_and_test  # marks the run running once its files are checked
+        from benchmark.run.loop import train_and_test  # marks the run running once its files are checked
 
         result = train_and_test(cfg, run_dir, variant)
     except Interrupted as exc:

@@ -150,7 +150,7 @@ def shared_initial_weights(model: str, shapes: dict[str, tuple[int, ...]], seed:
 
 
 def create_for_protocol(registry, name: str, num_classes: int, image_size: int, knobs, seed: int):
-    """A backend's model under a run's protocol knobs (benchmark.protocol.Knobs): built by
+    """A backend's model under a run's protocol knobs (benchmark.spec.protocol.Knobs): built by
     its registry module (``create_model``, ``canonical_shapes``, ``load_canonical``) with
     the knobs' architecture and regularization, and holding the shared initial weights
     when ``knobs.init`` (docs/protocol.md §11). One definition for every backend."""

@@ -1,0 +1,297 @@
+"""`python -m benchmark.status SWEEP_DIR`: where every run of a sweep is, now.
+
+One line per run (its directory, which is its key): state, epochs done, best val
+accuracy so far, images/s, elapsed time of its current (or last) launch and an ETA;
+on SLURM also the job id and the scheduler's state of it (from `squeue`, or `sacct`
+once the job has left the queue; absent where neither command is available). Then
+the totals per state and an ETA for the sweep. `--watch` redraws it every N seconds.
+
+It only reads: run files are never written, and the liveness of a run is probed
+through the lock its process holds (benchmark.run.rundir.RunDir.exclusive), which a
+shared lock taken for an instant does not disturb. A run whose status.json says
+`running` is shown `stalled` when no process holds its lock (it was killed, or its
+node died) or when none of its files changed for `--stalled-after` seconds (a hung
+process); launching the sweep again resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from benchmark.files import read_json
+
+from benchmark.run.rundir import LOCK_NAME, RunDir
+from benchmark.sweep.callback import listed_run_dirs
+
+SLURM_JOBS_FILE = "slurm_jobs.json"  # run directory -> SLURM job id, written by the slurm_a40 launcher
+NOT_STARTED = "not started"
+STALLED = "stalled"
+# default for --stalled-after: an epoch of the real datasets on a slow node takes minutes,
+# and the log gets a progress line every few dozen steps
+STALLED_AFTER_SECONDS = 900.0
+ORDER = ("running", STALLED, "interrupted", NOT_STARTED, "failed", "incomplete", "completed")
+
+
+@dataclass
+class RunStatus:
+    run: str  # directory relative to the sweep: the run key
+    state: str
+    epoch: int = 0
+    epochs: int | None = None
+    best_val_accuracy: float | None = None
+    images_per_sec: float | None = None
+    elapsed_seconds: float | None = None
+    eta_seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    job_id: str = ""
+    scheduler_state: str = ""
+    note: str = ""
+    quiet_seconds: float | None = None  # since any of its files last changed
+
+
+def _timestamp(text: str | None) -> float | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp() if text else None
+    except ValueError:
+        return None
+
+
+def _mapping(value):
+    """A JSON file's object, None for anything else (a damaged file is shown, not fatal)."""
+    return value if isinstance(value, dict) else None
+
+
+def lock_is_held(run_dir: Path) -> bool | None:
+    """Whether a live process holds the run's lock (None: cannot tell)."""
+    try:
+        with open(run_dir / LOCK_NAME) as fh:  # opened for reading: nothing is written
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return None
+
+
+def _last_change(run_dir: Path) -> float | None:
+    times = []
+    for name in ("run.log", "metrics.csv", "status.json"):
+        try:
+            times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times) if times else None
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    from benchmark.analysis.runs import read_metrics
+
+    return read_metrics(run_dir / "metrics.csv").to_dict("records")
+
+
+def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float) -> RunStatus:
+    from benchmark.analysis.runs import run_state
+
+    rd = RunDir(run_dir)
+    status, test, summary = (_mapping(read()) for read in (rd.read_status, rd.read_test, rd.read_summary))
+    summary = summary or {}
+    relative = os.path.relpath(run_dir, sweep_dir)
+    if status is None and test is None:
+        return RunStatus(relative, NOT_STARTED)
+    state = run_state(status, test)
+    status = status or {}
+    progress = status.get("progress") or {}
+    rows = _metrics(run_dir)
+    accuracies = [r["val_accuracy"] for r in rows if r["val_accuracy"] == r["val_accuracy"]]
+    row = RunStatus(
+        relative, state,
+        epoch=len(rows),
+        epochs=summary.get("epochs") or progress.get("epochs"),
+        best_val_accuracy=max(accuracies) if accuracies else None,
+        images_per_sec=progress.get("images_per_sec"),
+        seconds_per_epoch=progress.get("seconds_per_epoch"),
+        job_id=str(status.get("slurm_array_task") or status.get("slurm_job_id") or ""),
+    )
+    if row.images_per_sec is None and rows and summary.get("images_per_epoch") and rows[-1]["epoch_time_seconds"] > 0:
+        row.images_per_sec = summary["images_per_epoch"] / rows[-1]["epoch_time_seconds"]
+    started, updated = _timestamp(status.get("started_at")), _timestamp(status.get("updated_at"))
+    last = _last_change(run_dir)
+    row.quiet_seconds = now - last if last is not None else None
+    if state == "running":
+        row.elapsed_seconds = now - started if started else None
+        held = lock_is_held(run_dir)
+        if held is False:
+            row.state, row.note = STALLED, "no live process holds the run (killed or node lost): launch the sweep again"
+        elif row.quiet_seconds is not None and row.quiet_seconds > stalled_after:
+            row.state, row.note = STALLED, f"no output for {_duration(row.quiet_seconds)}"
+        elif row.epochs and row.seconds_per_epoch:
+            row.eta_seconds = max(0.0, (row.epochs - row.epoch) * row.seconds_per_epoch)
+    else:
+        row.elapsed_seconds = updated - started if started and updated else None
+        if state == "completed":
+            row.eta_seconds = 0.0
+        elif state == "interrupted":
+            row.note = f"{status.get('signal', 'a signal')}: launch the sweep again to resume"
+        elif status.get("reason"):
+            row.note = str(status["reason"]).splitlines()[0][:120]
+    return row
+
+
+def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
+    """The runs of the sweep's job list (those not started yet included) and every run
+    directory found below it."""
+    from benchmark.analysis.runs import find_run_dirs
+
+    listed = listed_run_dirs(sweep_dir) or []
+    listed += [Path(d) for d in (read_json(sweep_dir / SLURM_JOBS_FILE) or {})]
+    found = find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []
+    unique = {os.path.realpath(d): d for d in [*listed, *found]}
+    return sorted(unique.values())
+
+
+def scheduler_states(job_ids: list[str]) -> dict[str, str]:
+    """{job id: SLURM state} from squeue (queued and running jobs), then sacct for the
+    rest; {} where SLURM's commands are absent or fail."""
+    states: dict[str, str] = {}
+    if not job_ids:
+        return states
+    ids = ",".join(sorted(set(job_ids)))
+    if shutil.which("squeue"):
+        for line in _lines(["squeue", "-h", "-j", ids, "-o", "%i %T"]):
+            job, _, state = line.partition(" ")
+            states[job] = state.strip()
+    missing = sorted(set(job_ids) - set(states))
+    if missing and shutil.which("sacct"):
+        for line in _lines(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(missing)]):
+            job, _, state = line.partition("|")
+            states.setdefault(job, state.split()[0] if state else "")
+    return states
+
+
+def _lines(cmd: list[str]) -> list[str]:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.splitlines() if out.returncode == 0 else []
+
+
+def collect(sweep_dir: Path, stalled_after: float = STALLED_AFTER_SECONDS) -> list[RunStatus]:
+    now = time.time()
+    rows = [run_status(d, sweep_dir, stalled_after, now) for d in sweep_run_dirs(sweep_dir)]
+    submitted = read_json(sweep_dir / SLURM_JOBS_FILE) or {}
+    by_dir = {os.path.realpath(d): str(job) for d, job in submitted.items()}
+    for row in rows:
+        row.job_id = row.job_id or by_dir.get(os.path.realpath(sweep_dir / row.run), "")
+    states = scheduler_states([r.job_id for r in rows if r.job_id])
+    for row in rows:
+        row.scheduler_state = states.get(row.job_id, "")
+    return rows
+
+
+def sweep_eta(rows: list[RunStatus]) -> float | None:
+    """Seconds until the sweep ends, roughly: the work left (running runs' remaining
+    epochs, and for each run not started the median run length seen so far) shared by
+    as many runs as run at once now (at least one); None before any epoch has a time.
+    Stalled and failed runs are left out: they end only when launched again."""
+    per_epoch = [r.seconds_per_epoch for r in rows if r.seconds_per_epoch]
+    running = [r for r in rows if r.state == "running"]
+    waiting = [r for r in rows if r.state == NOT_STARTED]
+    if not running and not waiting:
+        return 0.0
+    if not per_epoch or not in_progress(rows):
+        return None
+    typical_epochs = statistics.median([r.epochs for r in rows if r.epochs] or [1])
+    left = [r.eta_seconds if r.eta_seconds is not None else typical_epochs * statistics.median(per_epoch)
+            for r in running]
+    work = sum(left) + len(waiting) * typical_epochs * statistics.median(per_epoch)
+    return max(max(left, default=0.0), work / max(1, len(running)))
+
+
+# SLURM states of a job that will still run (squeue's long names)
+QUEUED = {"PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
+
+
+def in_progress(rows: list[RunStatus]) -> bool:
+    """Whether anything still moves: a run training, or a job queued or running on SLURM."""
+    return any(r.state == "running" or r.scheduler_state in QUEUED for r in rows)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
+    """The table, the totals and the sweep's ETA."""
+    slurm = any(r.job_id for r in rows)
+    header = ["run", "state", "epoch", "best_val", "img/s", "elapsed", "eta"] + (["job", "slurm"] if slurm else []) + ["note"]
+    table = []
+    for r in sorted(rows, key=lambda r: (ORDER.index(r.state) if r.state in ORDER else len(ORDER), r.run)):
+        cells = [
+            r.run, r.state,
+            f"{r.epoch}/{r.epochs}" if r.epochs else (str(r.epoch) if r.epoch else "-"),
+            f"{r.best_val_accuracy:.4f}" if r.best_val_accuracy is not None else "-",
+            f"{r.images_per_sec:.0f}" if r.images_per_sec else "-",
+            _duration(r.elapsed_seconds), _duration(r.eta_seconds),
+        ]
+        if slurm:
+            cells += [r.job_id or "-", r.scheduler_state or "-"]
+        table.append(cells + [r.note])
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *table)]
+    lines = [f"sweep {sweep_dir}  ({time.strftime('%Y-%m-%d %H:%M:%S')})"]
+    for cells in [header, *table]:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells[:-1], widths[:-1])) + "  " + str(cells[-1]))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    total = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: ORDER.index(s) if s in ORDER else 99))
+    unfinished = any(r.state != "completed" for r in rows)
+    eta = (f"sweep ETA {_duration(sweep_eta(rows))}" if in_progress(rows) or not unfinished
+           else "nothing in progress: launch the sweep again to continue it")
+    lines.append(f"{len(rows)} runs: {total or 'none found'}; {eta}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.status", description=__doc__.split("\n\n")[1])
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (or one run directory)")
+    parser.add_argument("--watch", type=float, nargs="?", const=10.0, metavar="SECONDS",
+                        help="redraw every SECONDS (default 10) until interrupted")
+    parser.add_argument("--stalled-after", type=float, default=STALLED_AFTER_SECONDS, metavar="SECONDS",
+                        help=f"flag a running run whose files have not changed for this long (default {STALLED_AFTER_SECONDS:.0f})")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a directory: give a sweep directory such as multirun/quickstart",
+              file=sys.stderr)
+        return 2
+    if args.stalled_after <= 0 or (args.watch is not None and args.watch <= 0):
+        print("error: --stalled-after and --watch take a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        while True:
+            text = render(args.sweep_dir, collect(args.sweep_dir, args.stalled_after))
+            if args.watch is None:
+                print(text)
+                return 0
+            print(("\033[H\033[2J" if sys.stdout.isatty() else "") + text, flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
