@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from benchmark import BenchmarkError
+
 # A write that fails for one of these is the disk's (or the quota's) fault, not the run's.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 DISK_MESSAGES = ("No space left on device", "Disk quota exceeded", "File too large", "Read-only file system")
@@ -34,8 +36,6 @@ def writing(path: Path, *leftovers: Path):
     files) are removed, so a failed write keeps nothing half-written and frees what it
     took; a full disk becomes a one-line BenchmarkError. What `path` held before is
     untouched: writes go to a temporary name and are renamed only when complete."""
-    from benchmark import BenchmarkError
-
     try:
         yield
     except BaseException as exc:

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from benchmark.analysis.stats import GROUP, metric_for, with_arm
 from benchmark.spec.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
+from benchmark.analysis.divergence import CURVES
 
 # Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -224,8 +225,6 @@ def plot_diffs(pairs: pd.DataFrame, stats: pd.DataFrame, out: Path) -> list[Path
 def divergence_figure(rows: pd.DataFrame, title: str) -> Figure:
     """One panel per curve: the framework gap on the same seed (solid, black) against
     each arm's spread between seeds (its arm colour, dashed), by epoch."""
-    from benchmark.analysis.divergence import CURVES
-
     arm_a, arm_b = rows["arm_a"].iloc[0], rows["arm_b"].iloc[0]
     styles = arm_styles(pd.DataFrame({"label": [arm_a, arm_b]}))
     fig = Figure(figsize=(11, 4.2))

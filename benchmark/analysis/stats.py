@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
+from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY, arm_name
+from benchmark.analysis.time_to_accuracy import censored_counts, ordered, parse
 
 # runs are compared within one value of these (dataset, model, precision, variant)
 GROUP = COMPARISON_FIELDS
@@ -88,8 +89,6 @@ COMPARED_METRICS = {
 
 def metric_for(name: str) -> Metric:
     """The Metric of a compared column: COMPARED_METRICS, or a time-to-accuracy column."""
-    from benchmark.analysis.time_to_accuracy import parse
-
     if name in COMPARED_METRICS:
         return COMPARED_METRICS[name]
     kind, target = parse(name)
@@ -101,8 +100,6 @@ def metric_for(name: str) -> Metric:
 
 def compared_metrics(results: pd.DataFrame) -> list[str]:
     """COMPARED_METRICS, then the time-to-accuracy columns of the sweep's targets."""
-    from benchmark.analysis.time_to_accuracy import ordered
-
     return [*COMPARED_METRICS, *ordered(results.columns)]
 
 STAT_COLUMNS = (
@@ -265,8 +262,6 @@ def censored_statistics(a: np.ndarray, b: np.ndarray) -> dict:
     convention is in benchmark.analysis.time_to_accuracy): delta, CI, t-test and d_z
     over the pairs where both arms reached the target; the Wilcoxon test and Cliff's
     delta over every pair, a pair reached by one arm only ranking above every other."""
-    from benchmark.analysis.time_to_accuracy import censored_counts
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     both = np.isfinite(a) & np.isfinite(b)
     row = paired_statistics(a[both], b[both])
@@ -319,8 +314,6 @@ class ArmPair:
 
 def arm_names(runs: pd.DataFrame) -> pd.Series:
     """Each run's arm (benchmark.spec.runkey.arm_name)."""
-    from benchmark.spec.runkey import arm_name
-
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
     return runs.apply(arm_name, axis=1).astype(object)

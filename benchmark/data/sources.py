@@ -159,7 +159,7 @@ def read_cifar(source: Path, name: str) -> RawDataset:
 
 
 def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # the image decoder only for the datasets stored as images
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -241,7 +241,7 @@ def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
 
 def read_tiny_imagenet_parquet(folder: Path, size: int = 64) -> RawDataset:
     """The Hugging Face mirror zh-plus/tiny-imagenet: train-*.parquet and valid-*.parquet."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # the parquet reader only for the mirror stored as parquet
 
     def load(pattern: str) -> tuple[np.ndarray, np.ndarray]:
         files = sorted(folder.rglob(pattern))
@@ -273,7 +273,7 @@ def read_digits(size: int = 32) -> RawDataset:
 
     There is no official test split: the cache builder makes a stratified one.
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn's dataset loaders only for digits
 
     bunch = load_digits()
     scale = size // 8

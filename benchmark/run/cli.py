@@ -23,7 +23,10 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
-from benchmark.spec.config import CONF_DIR, register_configs
+from benchmark.run.loop import train_and_test, validate
+from benchmark.run.resume import check_same_run, completed_result
+from benchmark.run.rundir import RunDir
+from benchmark.spec.config import CONF_DIR, is_benchmark_config, register_configs
 
 log = logging.getLogger("benchmark")
 
@@ -35,9 +38,6 @@ class CheckValues(Callback):
     value is one line, exit 2 and nothing written (a sweep's jobs: the resumable sweeper)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from benchmark.spec.config import is_benchmark_config
-        from benchmark.run.loop import validate
-
         if not is_benchmark_config(config):
             return
         try:
@@ -53,8 +53,6 @@ def train(cfg: DictConfig) -> dict:
     In a sweep a failing run is marked failed and the sweep goes on (the end-of-sweep
     callback lists the failures and exits non-zero); a single run fails loudly.
     """
-    from benchmark.run.rundir import RunDir
-
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     # relative data paths mean the directory the command was launched from, also under
@@ -108,8 +106,6 @@ def _refuse(exc: BenchmarkError, in_sweep: bool) -> dict:
 
 
 def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
-    from benchmark.run.resume import check_same_run, completed_result
-
     run_dir = rundir.root
     try:
         problems = rundir.damaged_files()
@@ -121,8 +117,6 @@ def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
         if done is not None:
             log.info("skipped: %s already completed (test_accuracy %.4f)", run_dir, done["test_accuracy"])
             return done
-        from benchmark.run.loop import train_and_test  # marks the run running once its files are checked
-
         result = train_and_test(cfg, run_dir, variant)
     except Interrupted as exc:
         # The process ends here without returning a result, in a sweep too: a SLURM job

@@ -6,12 +6,15 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import resource
 import shutil
 import socket
 import sys
 import subprocess
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmark.spec.frameworks import ENGINE_PACKAGES
 
@@ -67,8 +70,6 @@ def process_start_time() -> float:
 
 def peak_host_rss_bytes() -> int:
     """Peak resident set size of this process so far."""
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -112,8 +113,6 @@ def packages_digest(packages: dict[str, str]) -> str:
 def numpy_blas() -> str:
     """The BLAS NumPy was built with (the data pipeline's and the analysis' arithmetic)."""
     try:
-        import numpy as np
-
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # older NumPy without mode="dicts"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from benchmark import DamagedRunError
 from benchmark.files import atomic_write_text
 
 # The start of a failed run's status.json reason when its loss became non-finite
@@ -40,8 +41,6 @@ class MetricsLog:
     def __init__(self, path: Path):
         """The history so far; a file that is not a whole metrics.csv is refused
         (DamagedRunError), never silently rewritten without its rows."""
-        from benchmark import DamagedRunError
-
         self.path = path
         self.rows: list[dict] = []
         if not path.exists():
@@ -66,8 +65,6 @@ class MetricsLog:
         """Keep the rows of the first `epochs_done` epochs (a resumed run redoes the rest);
         refuse (DamagedRunError) a history that lacks one of them: resuming would end
         in a completed run whose metrics miss epochs."""
-        from benchmark import DamagedRunError
-
         kept = [r for r in self.rows if float(r["epoch"]) <= epochs_done]
         missing = sorted(set(range(1, epochs_done + 1)) - {int(float(r["epoch"])) for r in kept})
         if missing:

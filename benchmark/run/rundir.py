@@ -10,17 +10,15 @@ killed mid-write) never sees half a file.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 
+from benchmark import OtherRunError
 from benchmark.files import read_json, write_json
 
 # interrupted: SIGTERM or SIGINT stopped it (benchmark.run.cli); like failed, it resumes when launched again
@@ -116,8 +114,6 @@ class RunDir:
         launched again while its jobs still run) waits for the first, then refuses,
         instead of writing the same checkpoints and metrics. The kernel (or the NFS
         server) drops the lock when its holder dies."""
-        from benchmark import OtherRunError
-
         wait_s = LOCK_WAIT_SECONDS if wait_s is None else wait_s
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / LOCK_NAME, "a") as fh:

@@ -55,7 +55,7 @@ def read_events(path: Path) -> list:
     kill yields the events before the cut."""
     _without_tensorflow()
     # the legacy loader yields the events as written (the other one migrates scalars to tensors)
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader  # after _without_tensorflow()
 
     events = []
     try:
@@ -82,6 +82,7 @@ class TensorBoardLog:
 
     def __init__(self, run_dir: Path, epochs_done: int):
         _without_tensorflow()
+        # only after _without_tensorflow(): imported earlier, TensorBoard would load TensorFlow
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.run_dir = Path(run_dir)
@@ -111,7 +112,7 @@ class TensorBoardLog:
 
     def add_epoch(self, row: dict, images_per_sec: float) -> None:
         """Every TAGS scalar of one metrics.csv row, then flush (TensorBoard reads it live)."""
-        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # after _without_tensorflow(), as above
 
         values = {**row, "images_per_sec": images_per_sec}
         summary = summary_pb2.Summary(value=[
@@ -126,7 +127,7 @@ class TensorBoardLog:
 
 def _single(event, value):
     """A copy of `event` holding only `value` (old events may hold several tags)."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # after _without_tensorflow(), as above
 
     return event_pb2.Event(wall_time=event.wall_time, step=event.step, summary=summary_pb2.Summary(value=[value]))
 

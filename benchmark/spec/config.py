@@ -16,6 +16,9 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from benchmark import BenchmarkError
+from benchmark.spec.runkey import register_resolvers
+
 
 @dataclass
 class FrameworkConfig:
@@ -142,8 +145,6 @@ def framework_options() -> list[str]:
 
 
 def register_configs() -> None:
-    from benchmark.spec.runkey import register_resolvers
-
     register_resolvers()  # ${run_key:} in conf/config.yaml
     cs = ConfigStore.instance()
     cs.store(name="benchmark_schema", node=BenchmarkConfig)
@@ -256,8 +257,6 @@ def _out_of_range(rule: Range, value, cfg) -> bool:
 def check_values(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     """Raise BenchmarkError naming the first key whose value is outside RANGES or CHOICES,
     the value and the valid range; and refuse a data_dir or run directory that is a file."""
-    from benchmark import BenchmarkError
-
     for rule in RANGES:
         value = OmegaConf.select(cfg, rule.key, throw_on_missing=False)
         if value is None and rule.nullable:

@@ -20,8 +20,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from benchmark.analysis.report import analyze
+from benchmark.analysis.runs import find_run_dirs, run_state
 from benchmark.files import atomic_write_text, read_json
-
 from benchmark.run.rundir import RunDir
 
 log = logging.getLogger("benchmark.sweep")
@@ -53,8 +54,6 @@ def listed_run_dirs(sweep_dir: Path, jobs_file: Path | None = None) -> list[Path
 
 
 def _row(run_dir: Path, sweep_dir: Path) -> dict:
-    from benchmark.analysis.runs import run_state
-
     rd = RunDir(run_dir)
     status, test = rd.read_status(), rd.read_test()
     state = run_state(status, test) if status or test else "not started"
@@ -72,8 +71,6 @@ def sweep_runs(sweep_dir: Path, jobs_file: Path | None = None) -> list[dict]:
     launch's list; all runs below `sweep_dir` if there is none). Only a sweep's own
     jobs decide its exit status: another sweep sharing the directory may still be
     training its runs, and a stale run of an earlier one must not fail this launch."""
-    from benchmark.analysis.runs import find_run_dirs
-
     listed = listed_run_dirs(sweep_dir, jobs_file)
     run_dirs = listed if listed is not None else find_run_dirs(sweep_dir)
     return [_row(run_dir, sweep_dir) for run_dir in run_dirs]
@@ -101,11 +98,7 @@ def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     log.info("sweep %s: %d runs (%s); list in %s", sweep_dir, len(rows),
              ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
-    try:
-        from benchmark.analysis.report import analyze
-    except ImportError:
-        analyze = None
-    if analyze is not None and counts.get("completed"):
+    if counts.get("completed"):
         log.info("analysis report: %s", analyze(sweep_dir, compare=compare))
     return [row for row in rows if row["state"] != "completed"]
 

@@ -33,6 +33,7 @@ from benchmark.files import read_json
 
 from benchmark.run.rundir import LOCK_NAME, RunDir
 from benchmark.sweep.callback import listed_run_dirs
+from benchmark.analysis.runs import find_run_dirs, read_metrics, run_state
 
 SLURM_JOBS_FILE = "slurm_jobs.json"  # run directory -> SLURM job id, written by the slurm_a40 launcher
 NOT_STARTED = "not started"
@@ -97,14 +98,10 @@ def _last_change(run_dir: Path) -> float | None:
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    from benchmark.analysis.runs import read_metrics
-
     return read_metrics(run_dir / "metrics.csv").to_dict("records")
 
 
 def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float) -> RunStatus:
-    from benchmark.analysis.runs import run_state
-
     rd = RunDir(run_dir)
     status, test, summary = (_mapping(read()) for read in (rd.read_status, rd.read_test, rd.read_summary))
     summary = summary or {}
@@ -153,8 +150,6 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
 def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
     """The runs of the sweep's job list (those not started yet included) and every run
     directory found below it."""
-    from benchmark.analysis.runs import find_run_dirs
-
     listed = listed_run_dirs(sweep_dir) or []
     listed += [Path(d) for d in (read_json(sweep_dir / SLURM_JOBS_FILE) or {})]
     found = find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []

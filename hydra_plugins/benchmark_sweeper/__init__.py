@@ -19,7 +19,7 @@ def job_config(hydra_context, config, overrides: Sequence[str], idx: int, job_id
 
 def job_dir(sweep_config) -> Path:
     """Where Hydra's run_job puts the job: hydra.sweep.dir / hydra.sweep.subdir."""
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # at discovery Hydra is still importing itself; used only when a job runs
 
     HydraConfig.instance().set_config(sweep_config)  # for ${hydra:...} in the directory names
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)

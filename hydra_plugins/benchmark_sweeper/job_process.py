@@ -14,9 +14,9 @@ import tempfile
 
 
 def main(job_path: str, result_path: str) -> int:
-    import cloudpickle
+    import cloudpickle  # Hydra's own dependency, needed only when a job is handed to a process
     from hydra.core.hydra_config import HydraConfig
-    from hydra.core.singleton import Singleton
+    from hydra.core.singleton import Singleton  # at discovery Hydra is still importing itself; used only when a job runs
     from hydra.core.utils import run_job, setup_globals
 
     with open(job_path, "rb") as fh:

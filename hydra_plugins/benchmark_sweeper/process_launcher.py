@@ -42,7 +42,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="process", node=Proces
 
 def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
     """The JobReturn of a job whose process ended without returning one."""
-    from benchmark.run.rundir import RunDir
+    from benchmark.run.rundir import RunDir  # Hydra imports every plugin module at discovery: the benchmark loads only when used
 
     working_dir = job_dir(sweep_config)
     reason = f"the job's process ended with {how} without reporting"
@@ -76,7 +76,7 @@ class ProcessLauncher(Launcher):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import cloudpickle
+        import cloudpickle  # Hydra's own dependency, needed only when a job is handed to a process
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

@@ -57,7 +57,7 @@ class _SkipCompleted(Launcher):
         pass
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from benchmark import BenchmarkError
+        from benchmark import BenchmarkError  # Hydra imports every plugin module at discovery: the benchmark loads only when used
         from benchmark.run.resume import completed_result
 
         tic = time.perf_counter()
@@ -107,16 +107,16 @@ class ResumableSweeper(BasicSweeper):
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: List[str] = []
         self.composed: Dict[int, Any] = {}  # job number -> its config, composed once for check and skip
-        from benchmark.sweep import callback as sweep_report
+        from benchmark.sweep import callback as sweep_report  # Hydra imports every plugin module at discovery: the benchmark loads only when used
 
         sweep_report.THIS_LAUNCH["jobs_file"] = sweep_report.launch_jobs_file(Path(config.hydra.sweep.dir))
 
     def _check_all_jobs(self) -> None:
         """Compose every job (a composition error is Hydra's own exception) and check a
         benchmark config's values, before any file of the sweep is written."""
-        from benchmark import BenchmarkError
+        from benchmark import BenchmarkError  # Hydra imports every plugin module at discovery: the benchmark loads only when used
         from benchmark.spec.config import is_benchmark_config
-        from benchmark.run.loop import validate
+        from benchmark.run.loop import validate  # Hydra imports every plugin module at discovery: the benchmark loads only when used
 
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
             cfg = self.composed[idx] = job_config(self.hydra_context, self.config, overrides, idx)
@@ -150,7 +150,7 @@ class ResumableSweeper(BasicSweeper):
     def record_jobs(self, run_dirs: List[str]) -> None:
         """The end-of-sweep report judges this launch by these runs only: its own job
         list in SWEEP_DIR/.sweeps/, beside those of other sweeps sharing the directory."""
-        from benchmark.sweep import callback as sweep_report
+        from benchmark.sweep import callback as sweep_report  # Hydra imports every plugin module at discovery: the benchmark loads only when used
         from benchmark.files import write_json
 
         self.job_dirs += run_dirs

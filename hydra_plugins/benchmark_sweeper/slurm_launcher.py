@@ -68,7 +68,7 @@ class _IsolatedJob:
         self.run_dir = job_dir(sweep_config)
 
     def results(self):
-        from benchmark.run.rundir import RunDir
+        from benchmark.run.rundir import RunDir  # Hydra imports every plugin module at discovery: the benchmark loads only when used
 
         try:
             return self.job.results()
@@ -86,7 +86,7 @@ class _IsolatedJob:
 def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
     """{run directory: job id} in the sweep's slurm_jobs.json, so that
     `python -m benchmark.status` can ask SLURM about jobs still queued."""
-    from benchmark.files import read_json, write_json
+    from benchmark.files import read_json, write_json  # Hydra imports every plugin module at discovery: the benchmark loads only when used
     from benchmark.sweep.status import SLURM_JOBS_FILE
 
     path = sweep_dir / SLURM_JOBS_FILE
@@ -97,7 +97,7 @@ def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
 
 class IsolatingSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import submitit
+        import submitit  # only when jobs are submitted
 
         submit = submitit.AutoExecutor.map_array
 
