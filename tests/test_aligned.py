@@ -23,6 +23,9 @@ from runs import make_run
 # ------------------------------------------------------------------ the numerical-equivalence check
 
 
+# resnet18 is left out: at 32x32 TensorFlow's oneDNN float32 conv gradients (layer3.1.conv2) differ by
+# 17% from its own float64 ones, while the float32 floor measured on PyTorch is 3e-6, so the float32 row
+# fails; float64 agrees to 2e-14 and float32 passes with TF_ENABLE_ONEDNN_OPTS=0
 @pytest.mark.parametrize("model", ["resnet50", "mobilenetv2", "convnext_tiny"])
 @pytest.mark.parametrize("size", [32, 64])
 def test_the_aligned_networks_compute_the_same_numbers(model, size):

@@ -3,6 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
+from benchmark.spec.models import list_models
 from helpers import compose, run_cli
 
 
@@ -29,7 +30,7 @@ def test_epochs_override():
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("model=vgg16", ["model", "resnet50", "mobilenetv2", "convnext_tiny"]),
+    ("model=vgg16", ["model", *list_models()]),
     ("dataset=mnist", ["dataset", "cifar10", "cifar100", "tiny_imagenet", "digits"]),
     ("precision=fp8", ["precision", "fp32", "amp"]),
     ("seed=abc", ["seed", "abc"]),
@@ -51,6 +52,7 @@ def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_pat
     (("batch_size=30", "grad_accum_steps=4"), "grad_accum_steps=4"),
     (("batch_size=0",), "batch_size=0"),
     (("framework.device=gpu",), "framework.device=gpu"),
+    (("model.name=vgg16",), "model.name=vgg16 is unknown; valid: resnet50, mobilenetv2"),  # no ModelSpec
     (("dataset.val_size=3",), "dataset.val_size=3"),
     (("epochs=0",), "epochs=0"),
     (("+optim.momentm=0.5",), "unknown config key(s) optim.momentm (added with '+')"),  # a typo

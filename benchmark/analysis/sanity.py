@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.stats import GROUP, one_run_per_seed, with_arm
+from benchmark.analysis.tables import markdown_table
 from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 from benchmark.run.metrics import DIVERGED
 from benchmark.files import read_json
@@ -162,8 +163,6 @@ def verdict(sanity: pd.DataFrame) -> str:
 
 def sanity_markdown(sanity: pd.DataFrame, title: str) -> str:
     """sanity.md: one line per check (passed / failed / no subject), then every failure."""
-    from benchmark.analysis.summary import markdown_table  # summary imports this module
-
     lines = [f"# Sanity checks (docs/protocol.md §6) — {title}", ""]
     for check, what in CHECKS.items():
         rows = sanity[sanity["check"] == check]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from benchmark.analysis.sanity import verdict
 from benchmark.analysis.stats import GROUP, Metric, metric_for
+from benchmark.analysis.tables import markdown_table
 from benchmark.spec.runkey import GROUP_FIELDS, VARIANT_FIELD
 
 ALPHA = 0.05
@@ -152,13 +153,6 @@ def significance_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ markdown
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    cells = [[str(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)]
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def _methods(stats: pd.DataFrame, results: pd.DataFrame) -> str:

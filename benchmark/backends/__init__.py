@@ -1,8 +1,8 @@
 """Backend registry: the backends and how one is loaded.
 
 A backend is a subpackage ``benchmark.backends.<name>`` that implements the contract
-of :mod:`benchmark.backends.contract` (``Backend`` for the module, ``Trainer`` for its
-trainer) on each of its engines (MODULES; the engines are named in benchmark.spec.frameworks), and a model registry (``models.create_model(name, num_classes, image_size,
+of :mod:`benchmark.backends.contract` (``BackendModule`` for the module, ``BackendTrainer``
+for its trainer: every consumer's view of each) on each of its engines (MODULES; the engines are named in benchmark.spec.frameworks), and a model registry (``models.create_model(name, num_classes, image_size,
 drop_rate=..., drop_path_rate=..., init=..., architecture=...)``) whose aligned
 architecture maps every tensor onto torchvision's names and layout
 (``canonical_shapes``/``load_canonical``; docs/protocol.md §11). Adding a backend is one entry in BACKENDS and MODULES (and
@@ -17,10 +17,11 @@ import importlib
 from typing import cast
 
 from benchmark import BenchmarkError
-from benchmark.backends.contract import Backend, EpochStats, Progress, Trainer
+from benchmark.backends.contract import Backend, BackendModule, EpochStats, Progress, Trainer
 from benchmark.spec.frameworks import check_engine
 
-__all__ = ["BACKENDS", "MODULES", "Backend", "EpochStats", "Progress", "Trainer", "load_backend", "report_every"]
+__all__ = ["BACKENDS", "MODULES", "Backend", "BackendModule", "EpochStats", "Progress", "Trainer", "load_backend",
+           "report_every"]
 
 # framework -> its package (the model registry is <package>.models)
 BACKENDS = {"pytorch": "benchmark.backends.pytorch", "keras": "benchmark.backends.keras"}
@@ -28,9 +29,9 @@ BACKENDS = {"pytorch": "benchmark.backends.pytorch", "keras": "benchmark.backend
 MODULES: dict[str, dict[str, str]] = {
     "pytorch": {"torch": "benchmark.backends.pytorch"},
     "keras": {
-        "tensorflow": "benchmark.backends.keras.on_tensorflow",
-        "jax": "benchmark.backends.keras.on_jax",
-        "torch": "benchmark.backends.keras.on_torch",
+        "tensorflow": "benchmark.backends.keras.engines.tensorflow",
+        "jax": "benchmark.backends.keras.engines.jax",
+        "torch": "benchmark.backends.keras.engines.torch",
     },
 }
 
@@ -41,7 +42,7 @@ def report_every(steps: int, updates: int) -> int:
     return -(-steps // max(1, updates))
 
 
-def load_backend(name: str, engine: str | None = None) -> Backend:
+def load_backend(name: str, engine: str | None = None) -> BackendModule:
     """The backend module of framework `name` on `engine` (default: the framework's first)."""
     engine = check_engine(name, engine)
     module_name = MODULES[name][engine]
@@ -51,6 +52,6 @@ def load_backend(name: str, engine: str | None = None) -> Backend:
         if exc.name and exc.name.startswith("benchmark"):
             raise BenchmarkError(f"framework={name} is not implemented in this version") from exc
         raise BenchmarkError(f"framework={name} needs {exc.name}, which is not installed (see README: Quick start)") from exc
-    if not isinstance(module, Backend):  # a backend that forgot part of the contract fails here, not mid-run
-        raise BenchmarkError(f"framework={name}: {module_name} does not implement benchmark.backends.contract.Backend")
-    return cast(Backend, module)
+    if not isinstance(module, BackendModule):  # a backend that forgot part of the contract fails here, not mid-run
+        raise BenchmarkError(f"framework={name}: {module_name} does not implement benchmark.backends.contract.BackendModule")
+    return cast(BackendModule, module)

@@ -1,26 +1,37 @@
-"""The contract every backend implements, as types: the engine, ``benchmark.perf`` and
-the parity audit use these and nothing else of a backend.
+"""The contracts every backend implements, as types: the run loop, ``benchmark.perf``
+and the parity audit use these and nothing else of a backend.
 
-A backend is a module ``benchmark.backends.<name>`` (registered in
-``benchmark.backends.BACKENDS``) that satisfies :class:`Backend`; its ``Trainer``
-satisfies :class:`Trainer`. Framework-neutral: no framework is imported here.
+Each consumer has its own Protocols, holding exactly what it calls:
+
+- the run loop (benchmark.run.loop): :class:`Trainer` of a trainer, :class:`Backend` of
+  a backend module;
+- the parity audit (benchmark.parity.audit): :class:`Introspection`, :class:`AuditBackend`;
+- benchmark.perf: :class:`Yardstick`, :class:`PerfBackend`;
+- the numerical-equivalence check (benchmark.parity.equivalence): :class:`ModelRegistry`
+  of a backend module.
+
+A backend is a module ``benchmark.backends.<name>`` on each of its engines (registered in
+``benchmark.backends.MODULES``) that satisfies all of them (:class:`BackendModule`); its
+``Trainer`` builds an object that satisfies every trainer view (:class:`BackendTrainer`).
+Framework-neutral: no framework is imported here.
 
 What a trainer *declares* (:class:`ProtocolFacts`) is compared between arms by the
 parity audit as written; what only measurement shows (the optimizer's trajectory on a
 probe, initial weight distributions, block output shapes, the layer table) the audit
-measures through the other methods.
+measures through the other methods of :class:`Introspection`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 # progress(step, steps, running_mean_loss) is called a few times per epoch.
 Progress = Callable[[int, int, float], None]
+T = TypeVar("T")  # the trainer as one consumer sees it
 
 
 @dataclass
@@ -83,9 +94,19 @@ class Probe:
     weights_after: dict[str, np.ndarray]  # parameters and statistics after one optimizer step
 
 
+# ------------------------------------------------------------------ per trainer
+# One Protocol per consumer, holding only what that consumer calls: a consumer can then be
+# served by anything that answers its questions (the audit reads recorded answers from a
+# child process through Introspection), and a change to what one consumer needs shows
+# which backend methods it touches. A backend's Trainer class implements all of them
+# (BackendTrainer). runtime_checkable checks names only; tests/test_contract.py calls
+# every member of every Protocol on every framework option.
+
+
 @runtime_checkable
 class Trainer(Protocol):
-    """One run's model, optimizer, schedule and input pipeline in one framework."""
+    """The run loop's view (benchmark.run.loop): one run's model, optimizer, schedule and
+    input pipeline, trained epoch by epoch, evaluated, checkpointed."""
 
     mode: str  # the graph/compile mode it runs in ("eager", "tf.function+xla", ...)
     device: Any  # where it computes (str() names it for env.json)
@@ -106,6 +127,13 @@ class Trainer(Protocol):
     def peak_memory(self) -> dict:
         """{"accelerator_peak_bytes": int | None}"""
 
+
+@runtime_checkable
+class Introspection(Protocol):
+    """The parity audit's view (benchmark.parity.audit): what a trainer declares and what
+    only measurement of its built model and optimizer shows. benchmark.parity.recorded
+    implements it too, from answers recorded in another process."""
+
     def protocol_facts(self) -> ProtocolFacts:
         """What this trainer implements (compared between arms by the parity audit)."""
 
@@ -119,13 +147,22 @@ class Trainer(Protocol):
     def parameter_counts(self) -> dict[str, int]:
         """{"trainable", "non_trainable", "buffers"} (normalization statistics are buffers)."""
 
-    def lr_trajectory(self, steps: int) -> np.ndarray:
-        """The LR of the first `steps` optimizer steps, from this trainer's own schedule objects."""
-
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
         """The weights of a zero-initialized probe vector after each step of this trainer's
         optimizer rule (same class, settings and LR schedule, no weight decay) fed `grads`
         (steps x dim, float64); one row per step."""
+
+
+@runtime_checkable
+class Yardstick(Protocol):
+    """benchmark.perf's view: the harness's training epoch against the framework's own
+    least training loop, in the same process, on the same device."""
+
+    mode: str
+    device: Any
+
+    def train_epoch(self, epoch: int, progress: Progress) -> EpochStats:
+        """As Trainer.train_epoch: the harness side of the ratio."""
 
     def bare_loop(self, images: np.ndarray, labels: np.ndarray) -> Callable[[int], None]:
         """A function running n of the least training steps the framework can take on
@@ -134,13 +171,47 @@ class Trainer(Protocol):
 
 
 @runtime_checkable
-class Backend(Protocol):
-    """A backend module."""
+class BackendTrainer(Trainer, Introspection, Yardstick, Protocol):
+    """What a backend's ``Trainer(cfg, data, schedule, checkpoint_dir)`` builds: one object
+    that every consumer reads through its own view."""
 
-    Trainer: Callable[[Any, Any, Any, Path], Trainer]  # (cfg, data, schedule, checkpoint_dir)
+
+# (cfg, data, schedule, checkpoint_dir) -> the trainer, as each consumer sees it
+TrainerFactory = Callable[[Any, Any, Any, Path], T]
+
+
+# ------------------------------------------------------------------ per backend module
+# Module-level parts, split by consumer in the same way. The factory is a read-only
+# property so that each consumer's Protocol may name its own view of what it returns.
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The run loop's view of a backend module."""
+
+    @property
+    def Trainer(self) -> TrainerFactory[Trainer]: ...
 
     def environment(self) -> dict:
         """Framework and accelerator versions for env.json."""
+
+
+@runtime_checkable
+class AuditBackend(Protocol):
+    """The parity audit's view of a backend module: it builds trainers without data and
+    introspects them."""
+
+    @property
+    def Trainer(self) -> TrainerFactory[Introspection]: ...
+
+
+@runtime_checkable
+class PerfBackend(Protocol):
+    """benchmark.perf's view of a backend module: the input pipeline alone, and trainers
+    to time against their bare loops."""
+
+    @property
+    def Trainer(self) -> TrainerFactory[Yardstick]: ...
 
     def input_pipeline(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
                        mean, std, seed: int) -> Iterable:
@@ -149,8 +220,15 @@ class Backend(Protocol):
     def synchronize(self) -> None:
         """Wait for the accelerator (a no-op on the CPU)."""
 
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """The numerical-equivalence check's view of a backend module
+    (benchmark.parity.equivalence): its models, addressed by torchvision's tensor names,
+    and the probe it runs on them."""
+
     def create_model(self, name: str, num_classes: int, image_size: int, **options) -> Any:
-        """The model registry (drop_rate, drop_path_rate, init, architecture)."""
+        """The model registry (drop_rate, drop_path_rate, init, architecture, dtype)."""
 
     def canonical_shapes(self, model: Any, name: str) -> dict[str, tuple[int, ...]]:
         """Shapes of every tensor of an aligned-architecture model by torchvision name and layout."""
@@ -163,6 +241,15 @@ class Backend(Protocol):
         """The model's numbers on one normalized NHWC float32 batch, on the CPU in float32:
         eval logits, training loss and gradients, then one step of the aligned SGD rule
         (PyTorch's, coupled L2)."""
+
+
+@runtime_checkable
+class BackendModule(Backend, AuditBackend, PerfBackend, ModelRegistry, Protocol):
+    """What a backend module implements: every consumer's view (benchmark.backends.load_backend
+    refuses a module that misses a name of it)."""
+
+    @property
+    def Trainer(self) -> TrainerFactory[BackendTrainer]: ...
 
 
 # ------------------------------------------------------------------ canonical wording

@@ -9,7 +9,11 @@ Two commands (see README, *Known differences*):
   ``parity_<model>_<dataset>.md`` and ``.csv`` listing every difference it detects
   through the trainer contract (:mod:`benchmark.parity.audit`).
 
-Both frameworks live in one process here, loaded in ``benchmark.backends.BACKENDS``
-order, the only one that works (torch/torchvision before TensorFlow). This package
-imports nothing heavy itself, so ``import benchmark.parity`` stays cheap.
+PyTorch and Keras on its default engine live in one process here, loaded in
+``benchmark.backends.BACKENDS`` order, the only one that works (torch/torchvision before
+TensorFlow); Keras on another engine runs in a process of its own. The modules stack
+without cycles: ``arms`` (names, data-free trainers) and ``probe`` (the equivalence
+probe) below ``recorded`` (the child processes), below ``equivalence`` and ``audit``,
+below ``__main__``. This package imports nothing heavy itself, so ``import
+benchmark.parity`` stays cheap.
 """

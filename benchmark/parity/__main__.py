@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from benchmark import BenchmarkError
+from benchmark.parity.audit import CATEGORIES, INTRO, audit
+from benchmark.parity.configure import audit_schedule, compose_config
+from benchmark.parity.report import summary_counts, write_reports
 from benchmark.spec.config import framework_options
+from benchmark.spec.runkey import arm_name, key_of_config
 
 USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n", 1)[1]
 DEFAULT_OUT = Path("parity")
@@ -58,19 +63,12 @@ def parse_args(argv: list[str]) -> tuple[list[str], Path, list[str]]:
 
 
 def run(argv: list[str]) -> tuple[list, Path, Path]:
-    from benchmark.parity.configure import audit_schedule, compose_config
-
     overrides, out, options = parse_args(argv)
     cfg = compose_config(overrides)
     schedule, n_train, source = audit_schedule(cfg)
-    from benchmark.spec.runkey import arm_name, key_of_config
-
     # one config per arm, composed as a run of that framework option would be
     composed = [compose_config([*overrides, f"framework={option}"]) for option in options]
     configs = {arm_name(key_of_config(c)): c for c in composed}
-
-    from benchmark.parity.audit import CATEGORIES, INTRO, audit
-    from benchmark.parity.report import summary_counts, write_reports
 
     start = time.perf_counter()
     arms, findings = audit(configs, schedule)
@@ -105,8 +103,6 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
 def _versions() -> dict:
     """Versions of the frameworks the arms use (read from the installed packages: an
     engine built in its own process is not imported here)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found = {}
     for package in ("torch", "torchvision", "tensorflow", "keras", "jax"):
         try:

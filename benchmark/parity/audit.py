@@ -2,8 +2,10 @@
 
 Every arm is a backend's real ``Trainer`` for the configuration, built without any
 data (the trainers only see the class count, the input size and the normalization
-constants), and the audit reads it only through the trainer contract
-(benchmark.backends.contract): nothing private, no patching, no source reading.
+constants), and the audit reads it only through its view of the contract
+(benchmark.backends.contract.Introspection): nothing private, no patching, no source
+reading. An arm built in a process of its own is read the same way, from its recorded
+answers (benchmark.parity.recorded).
 
 - **Declared**: each trainer's ``protocol_facts()`` (optimizer, update rule, weight
   decay, loss, LR stepping, precision, input normalization, BatchNorm, dropout, drop
@@ -24,18 +26,18 @@ from __future__ import annotations
 
 import contextlib
 import random
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from benchmark.backends import BACKENDS, load_backend
-from benchmark.backends.contract import LayerInfo, Trainer
-from benchmark.spec.models import stem_for
+from benchmark.backends import BACKENDS
+from benchmark.backends.contract import Introspection, LayerInfo
+from benchmark.parity import equivalence as eq
+from benchmark.parity.arms import build_trainer, needs_own_process
 from benchmark.parity.initializers import fit_initializer
-from benchmark.parity.recorded import needs_own_process, record_in_own_process
+from benchmark.parity.recorded import record_in_own_process
+from benchmark.spec.models import stem_for
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import Schedule
 
@@ -89,20 +91,6 @@ def _row(category: str, item: str, values, impact_same: str, impact_differ: str,
     return Finding(category, item, values, same, impact_same if same else impact_differ, kind)
 
 
-class NoData:
-    """What a trainer reads from PreparedData at construction, without any images."""
-
-    def __init__(self, cfg):
-        ds = cfg.dataset
-        self.name, self.num_classes, self.image_size = ds.name, int(ds.num_classes), int(ds.image_size)
-        # null constants are taken from the cache at run time, identically by every backend
-        self.mean = [float(v) for v in ds.mean] if ds.mean is not None else [0.0, 0.0, 0.0]
-        self.std = [float(v) for v in ds.std] if ds.std is not None else [1.0, 1.0, 1.0]
-
-    def split(self, name, limit=None):
-        return np.zeros((0, self.image_size, self.image_size, 3), np.uint8), np.zeros((0,), np.int64)
-
-
 @contextlib.contextmanager
 def _preserved_rng():
     """Trainers seed the process-wide RNGs: put Python's and NumPy's back afterwards."""
@@ -119,34 +107,32 @@ def _process_order(name_and_cfg) -> int:
     return list(BACKENDS).index(name_and_cfg[1].framework.name)
 
 
-def build_arms(configs: dict, schedule: Schedule) -> dict[str, Trainer]:
+def build_arms(configs: dict, schedule: Schedule) -> dict[str, Introspection]:
     """One trainer per arm ({arm name: composed config of that arm}), in the order given;
     an arm whose engine needs a process of its own is built there and recorded
     (benchmark.parity.recorded)."""
-    unused = Path(tempfile.gettempdir()) / "benchmark-parity-unused"  # trainers never write at construction
-    built = {}
+    built: dict[str, Introspection] = {}
     for name, cfg in sorted(configs.items(), key=_process_order):
         cfg = cfg.copy()
         cfg.framework.deterministic = False  # determinism is a property of kernels; leave the process flags alone
         if needs_own_process(name):
             built[name] = record_in_own_process(cfg, schedule, _probe_gradients(probe_steps(schedule)))
         else:
-            built[name] = load_backend(cfg.framework.name, cfg.framework.engine).Trainer(
-                cfg, NoData(cfg), schedule, unused)
+            built[name] = build_trainer(cfg, schedule)
     return {name: built[name] for name in configs}
 
 
 # ------------------------------------------------------------------ checks
 
 
-def check_declared(arms: dict[str, Trainer]) -> list[Finding]:
+def check_declared(arms: dict[str, Introspection]) -> list[Finding]:
     facts = [trainer.protocol_facts().items() for trainer in arms.values()]
     return [_row("Declared protocol", field.replace("_", " "), [dict(f)[field] for f in facts], "same",
                  IMPACT.get(field, "the arms implement this differently"))
             for field, _ in facts[0]]
 
 
-def check_parameters(arms: dict[str, Trainer]) -> list[Finding]:
+def check_parameters(arms: dict[str, Introspection]) -> list[Finding]:
     counts = [trainer.parameter_counts() for trainer in arms.values()]
     rows = []
     for key, label in (("trainable", "trainable parameters"), ("buffers", "normalization statistics (buffers)"),
@@ -203,7 +189,7 @@ def check_layers(tables: list[list[LayerInfo]]) -> list[Finding]:
     ]
 
 
-def check_block_shapes(arms: dict[str, Trainer], model: str, image_size: int) -> list[Finding]:
+def check_block_shapes(arms: dict[str, Introspection], model: str, image_size: int) -> list[Finding]:
     shapes = [dict(trainer.block_shapes()) for trainer in arms.values()]
     labels = list(dict.fromkeys(label for s in shapes for label in s))
     rows = [_row("Block shapes", label, [str(s.get(label, "missing")) for s in shapes], "same shape",
@@ -255,7 +241,7 @@ def probe_steps(schedule: Schedule) -> int:
     return max(2, min(schedule.total_steps, max(400, schedule.warmup_steps + 1), 2000))
 
 
-def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Finding]:
+def check_update_rule(arms: dict[str, Introspection], schedule: Schedule) -> list[Finding]:
     steps = probe_steps(schedule)
     grads = _probe_gradients(steps)
     paths = [trainer.update_trajectory(grads) for trainer in arms.values()]
@@ -283,8 +269,6 @@ def check_update_rule(arms: dict[str, Trainer], schedule: Schedule) -> list[Find
 
 def check_equivalence(arms: dict, model: str, image_size: int) -> list[Finding]:
     """Every arm's probe against the first arm's (Keras on another engine: in a process of its own)."""
-    from benchmark.parity import equivalence as eq
-
     rows = eq.check(model, image_size, backends=tuple(arms))
     category = "Numerical equivalence"
     findings = []

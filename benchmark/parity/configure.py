@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import json
 
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
 from benchmark import BenchmarkError
-from benchmark.spec.config import CONF_DIR
+from benchmark.data import prepare_dataset
+from benchmark.data.cache import cache_dir
+from benchmark.run.loop import validate
+from benchmark.spec.config import CONF_DIR, register_configs
 from benchmark.spec.schedule import Schedule, make_schedule
 
 # Official training-set sizes (docs/protocol.md §3); the validation split is held out of these.
@@ -38,18 +44,11 @@ def _one_line(exc: BaseException) -> str:
 
 def compose_config(overrides: list[str]):
     """The config a run with these overrides would get (Hydra's compose API, the real conf/)."""
-    from hydra import compose, initialize_config_dir
-
-    from benchmark.spec.config import register_configs
-    from benchmark.run.loop import validate
-
     register_configs()
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
         # reading every value resolves interpolations and type-checks them now
-        from omegaconf import OmegaConf
-
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # hydra/omegaconf: unknown key or option, wrong type, bad syntax
         raise BenchmarkError(f"bad override: {_one_line(exc)}") from None
@@ -59,8 +58,6 @@ def compose_config(overrides: list[str]):
 
 def train_images(cfg) -> tuple[int, str]:
     """Training images of one epoch under `cfg` and where that number came from."""
-    from benchmark.data.cache import cache_dir
-
     ds = cfg.dataset
     meta_path = cache_dir(ds, cfg.data_dir) / "meta.json"
     if meta_path.is_file():
@@ -70,8 +67,6 @@ def train_images(cfg) -> tuple[int, str]:
         total = NOMINAL_TRAIN_IMAGES[ds.name]
         n, source = total - int(ds.val_size), f"nominal: {total:,} official training images - {ds.val_size:,} val"
     else:
-        from benchmark.data import prepare_dataset
-
         data = prepare_dataset(ds, cfg.data_dir)
         n, source = len(data.train_idx), f"prepared cache {cache_dir(ds, cfg.data_dir)}"
     if cfg.limit.train is not None and cfg.limit.train < n:

@@ -3,8 +3,8 @@
 Proof that under ``protocol=aligned`` only the framework is left: every backend builds
 the model with the aligned architecture and regularization off, loads the same shared
 initial weights (benchmark.spec.models.shared_initial_weights) through its layer mapping,
-and runs one probe (``Backend.equivalence_probe``) on the same batch, on the CPU in
-float32. Compared with the first backend (the reference):
+and runs one probe (``ModelRegistry.equivalence_probe``, benchmark.parity.probe) on the
+same batch, on the CPU in float32. Compared with the first backend (the reference):
 
 - eval-mode logits: max absolute and max relative difference;
 - the training-mode loss (batch statistics), relative difference;
@@ -36,9 +36,11 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS
-from benchmark.parity.recorded import arm_backend, needs_own_process, probe_in_own_process
-from benchmark.spec.models import MODELS, shared_initial_weights
-from benchmark.spec.protocol import ALIGNED_REGULARIZATION
+from benchmark.parity.arms import needs_own_process
+# build: the tests hand check() models built here, some deliberately broken (tests/test_aligned.py)
+from benchmark.parity.probe import build, probes  # noqa: F401
+from benchmark.parity.recorded import probe_in_own_process
+from benchmark.spec.models import MODELS
 
 TOLERANCE = 1e-4  # float32: logits and loss
 # float32 gradients of these networks are themselves only accurate to about 1e-2 (the
@@ -49,10 +51,6 @@ FLOOR_FACTOR = 4.0
 FLOAT64_TOLERANCE = 1e-8  # float64: logits, loss, gradients and one-step weights
 NEGLIGIBLE = 1e-4
 SIZES = (32, 64)
-NUM_CLASSES = 10
-BATCH = 8
-# The probe's optimizer step: the protocol's SGD settings at a large LR, so the update is visible
-LR, MOMENTUM, NESTEROV, WEIGHT_DECAY = 0.1, 0.9, True, 1e-4
 STATISTICS = ("running_mean", "running_var")
 
 
@@ -101,44 +99,6 @@ def _worst(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys) -> tuple[fl
     values = {k: relative(a[k], b[k], floor) if a[k].shape == b[k].shape else float("inf") for k in keys}
     key = max(values, key=values.get)
     return values[key], key
-
-
-def probe_batch(image_size: int, seed: int = 0, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """The probe's batch: normalized-scale NHWC float32 inputs and labels (a numerical
-    probe, not training data)."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, image_size, image_size, 3)).astype(np.float32),
-            rng.integers(0, NUM_CLASSES, batch))
-
-
-def build(backend_name: str, model: str, image_size: int, weights: dict | None, seed: int = 0,
-          dtype: str = "float32"):
-    """A backend's aligned model with regularization off, holding the shared initial weights."""
-    backend = arm_backend(backend_name)
-    # the aligned protocol's regularization switched off (rate 0) where the model has it
-    off = [None if rate is None else 0.0 for rate in ALIGNED_REGULARIZATION[model]]
-    net = backend.create_model(model, NUM_CLASSES, image_size, architecture="aligned", drop_rate=off[0],
-                               drop_path_rate=off[1], dtype=dtype)
-    if weights is None:
-        weights = shared_initial_weights(model, backend.canonical_shapes(net, model), seed)
-    backend.load_canonical(net, model, weights)
-    return net, weights
-
-
-def probes(model: str, image_size: int, names: list[str], dtype: str, models: dict | None = None,
-           weights: dict | None = None, seed: int = 0):
-    """({backend: Probe}, the shared initial weights) on the probe batch."""
-    models = dict(models or {})
-    for name in names:
-        if name not in models:
-            models[name], weights = build(name, model, image_size, weights, seed, dtype)
-    if weights is None:
-        shapes = arm_backend(names[0]).canonical_shapes(models[names[0]], model)
-        weights = shared_initial_weights(model, shapes, seed)
-    x, y = probe_batch(image_size, seed)
-    return {name: arm_backend(name).equivalence_probe(models[name], model, x, y, lr=LR, momentum=MOMENTUM,
-                                                      nesterov=NESTEROV, weight_decay=WEIGHT_DECAY)
-            for name in names}, weights
 
 
 def compare(model: str, image_size: int, dtype: str, ref, other, weights: dict, reference: str, name: str,

@@ -28,8 +28,9 @@ import io
 import sys
 from pathlib import Path
 
-from benchmark.spec.models import MODELS
+from benchmark.backends import load_backend
 from benchmark.files import atomic_write_text
+from benchmark.spec.models import MODELS
 
 SIZES = (32, 64)
 CLASSES = (10, 100, 200)
@@ -45,9 +46,9 @@ def _pct(new: int, ref: int) -> float:
 
 
 def torch_counts(name: str, classes: int, size: int) -> dict[str, int]:
+    # frameworks only when a table is asked for: importing benchmark.parity loads none
     import torch
-
-    from benchmark.backends.pytorch.models import create_model, parameter_counts
+    from benchmark.backends.pytorch.models import create_model, parameter_counts  # imports torchvision
 
     try:
         with torch.device("meta"):
@@ -60,6 +61,7 @@ def torch_counts(name: str, classes: int, size: int) -> dict[str, int]:
 
 
 def keras_counts(name: str, classes: int, size: int) -> dict[str, int]:
+    # Keras only after parameter_table has pinned its engine (load_backend)
     from benchmark.backends.keras.models import create_model, parameter_counts
 
     model = create_model(name, classes, size)
@@ -89,8 +91,6 @@ def table_row(name: str, size: int, classes: int) -> dict:
 
 def parameter_table(models=MODELS, sizes=SIZES, classes=CLASSES) -> list[dict]:
     import torchvision  # noqa: F401  (before TensorFlow: triton's LLVM crashes after TensorFlow's)
-
-    from benchmark.backends import load_backend
 
     load_backend("keras")  # pins KERAS_BACKEND before keras is imported
     import keras

@@ -3,14 +3,15 @@
 Per framework option (every conf/framework/*.yaml by default: each framework on each
 of its engines), in a fresh process each (a backend never shares a process with
 another, and a framework may bind one engine per process),
-through the backend contract only (benchmark.backends.contract):
+through perf's view of the backend contract only (benchmark.backends.contract:
+``PerfBackend`` for the module, ``Yardstick`` for its trainer):
 
 - pipeline_ips_32 / _64: the augmented, normalized train pipeline alone, images/s, on
   uint8 arrays of CIFAR's (45,000 x 32 x 32) and Tiny-ImageNet's (20,000 x 64 x 64)
   shapes (random pixels: only the speed is measured here, nothing is trained on them);
 - harness_ips / bare_ips / harness_bare_ratio: training images/s of the benchmark's
   own training epoch (pipeline, metrics, LR schedule and progress included) against
-  the backend's bare loop (``Trainer.bare_loop``: the same framework, model, batch,
+  the backend's bare loop (``Yardstick.bare_loop``: the same framework, model, batch,
   precision and device, only stepping the optimizer on one fixed batch), alternated
   in the same process; the ratio
   is the median of the per-round ratios (each round times both, in alternating
@@ -37,10 +38,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hydra import compose, initialize_config_dir
 
 from benchmark import BenchmarkError
-from benchmark.spec.config import framework_options
+from benchmark.backends import load_backend
+from benchmark.backends.contract import PerfBackend, Yardstick
+from benchmark.data import PreparedData
 from benchmark.files import atomic_write_text, read_json
+from benchmark.spec.config import framework_options, register_configs
+from benchmark.spec.protocol import SETTINGS
+from benchmark.spec.schedule import make_schedule
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMNS = ("backend", "protocol", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
@@ -50,19 +57,13 @@ PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding
 
 
 def _config(backend: str, model: str, batch: int, precision: str, extra: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from benchmark.spec.config import register_configs
-
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=[f"framework={backend}", f"model={model}", "dataset=digits",
                                             f"batch_size={batch}", f"precision={precision}", *extra])
 
 
-def _random_data(n: int, size: int, classes: int = 10):
-    from benchmark.data import PreparedData
-
+def _random_data(n: int, size: int, classes: int = 10) -> PreparedData:
     rng = np.random.default_rng(0)
     return PreparedData(
         name="perf", num_classes=classes, image_size=size,
@@ -75,12 +76,9 @@ def _random_data(n: int, size: int, classes: int = 10):
 
 def measure_in_process(backend: str, model: str, batch: int, precision: str, steps: int, rounds: int,
                        extra: list[str]) -> dict:
-    """Pipeline, harness and bare-loop rates of one backend, through the backend contract only."""
-    from benchmark.backends import load_backend
-    from benchmark.spec.schedule import make_schedule
-
+    """Pipeline, harness and bare-loop rates of one backend, through perf's view of the contract only."""
     cfg = _config(backend, model, batch, precision, extra)
-    module = load_backend(cfg.framework.name, cfg.framework.engine)
+    module: PerfBackend = load_backend(cfg.framework.name, cfg.framework.engine)
     result: dict = {}
     for size, padding, n in PIPELINE_SHAPES:
         data = _random_data(n, size)
@@ -94,7 +92,7 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
 
     data = _random_data(steps * batch, 32)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
+        trainer: Yardstick = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
         bare = trainer.bare_loop(data.train_x[:batch], data.train_y[:batch])
         trainer.train_epoch(0, lambda *a: None)  # tracing / warm-up, both sides
         bare(3)
@@ -161,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    from benchmark.spec.protocol import SETTINGS
-
     protocols = args.protocols.split(",")
     if any(p not in SETTINGS for p in protocols):
         print(f"error: --protocols {args.protocols}: valid: {', '.join(SETTINGS)}", file=sys.stderr)

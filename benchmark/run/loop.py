@@ -7,8 +7,11 @@ an epoch, predicts, saves and restores (benchmark.backends.contract.Trainer).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import math
+import pkgutil
 import statistics
 import time
 from pathlib import Path
@@ -17,7 +20,7 @@ from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError
 from benchmark.run import host
-from benchmark.backends import Trainer, load_backend
+from benchmark.backends import BACKENDS, Backend, Trainer, load_backend
 from benchmark.spec.frameworks import check_engine
 from benchmark.spec.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
@@ -33,6 +36,16 @@ from benchmark.run.tensorboard import TensorBoardLog
 log = logging.getLogger("benchmark")
 
 
+def check_backend_options(cfg, engine: str) -> None:
+    """The framework's own rules on its options: check_options(cfg, engine) of its backend's
+    ``options`` module, where it has one. Found by name, without running the backend
+    package (the PyTorch one imports torch): validation imports no framework."""
+    package = BACKENDS[cfg.framework.name]
+    spec = importlib.util.find_spec(package)
+    if spec is not None and any(m.name == "options" for m in pkgutil.iter_modules(spec.submodule_search_locations)):
+        importlib.import_module(f"{package}.options").check_options(cfg, engine)
+
+
 def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     """Checks of a run's config before any work (and, from benchmark.run.cli.CheckValues and
     the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
@@ -42,9 +55,7 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
                              "benchmark/spec/config.py lists the valid ones: fix the name or drop the override")
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
-    if cfg.framework.name == "keras" and engine == "torch" and cfg.framework.jit_compile:
-        raise BenchmarkError("framework.jit_compile=true is TensorFlow's XLA switch; Keras on the torch engine runs "
-                             "eagerly here: drop it, or use framework.engine=tensorflow (XLA) or jax (always jitted)")
+    check_backend_options(cfg, engine)
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
                              "(choose a protocol with protocol=..., then change single knobs)")
@@ -88,7 +99,7 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -
     }
 
 
-def performance_summary(rows: list[dict], startup_seconds: float, trainer) -> dict:
+def performance_summary(rows: list[dict], startup_seconds: float, trainer: Trainer) -> dict:
     """Timing and memory facts of a finished run (README: Performance).
 
     The first epoch pays for graph tracing, compilation and autotuning; reporting that
@@ -117,7 +128,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     check_same_data(rd.root, data)
     train_size = _limited(len(data.train_idx), cfg.limit.train)
     schedule = make_schedule(cfg, train_size)
-    backend = load_backend(cfg.framework.name, cfg.framework.engine)
+    backend: Backend = load_backend(cfg.framework.name, cfg.framework.engine)
     trainer: Trainer = backend.Trainer(cfg, data, schedule, rd.checkpoints)
     val_x, val_y = data.split("val", cfg.limit.val)
     # The best checkpoint is saved before the last one: a run killed in between has a

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, OtherRunError
-from benchmark.spec.config import FRAMEWORK_ONLY_OPTIONS
+from benchmark.spec.frameworks import foreign_options
 from benchmark.run.rundir import RunDir
 from benchmark.spec.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
@@ -26,8 +26,8 @@ def comparable_config(cfg) -> dict:
     """The settings that define what a run computes (other backends' options left out)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     framework = container["framework"]
-    container["framework"] = {k: v for k, v in framework.items()
-                              if FRAMEWORK_ONLY_OPTIONS.get(k, framework["name"]) == framework["name"]}
+    foreign = foreign_options(framework["name"])
+    container["framework"] = {k: v for k, v in framework.items() if k not in foreign}
     container["dataset"].pop("source", None)  # where the raw files are does not change the run
     container["dataset"].pop("accuracy_targets", None)  # read by the analysis only
     return {k: v for k, v in container.items() if k not in NOT_COMPARED}

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from benchmark import BenchmarkError
+from benchmark.spec.models import list_models
 from benchmark.spec.runkey import register_resolvers
 
 
@@ -28,21 +29,17 @@ class FrameworkConfig:
     engine: Optional[str] = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
-    # Graph/compile modes (README: Performance). Each applies to one backend only and
-    # is recorded in the run's summary.json as `execution_mode`.
+    # Graph/compile modes (README: Performance). Each applies to one backend only
+    # (benchmark.spec.frameworks.OPTIONS) and is recorded in the run's summary.json as
+    # `execution_mode`.
     jit_compile: bool = False  # Keras: XLA-compile the tf.function train/eval steps
     compile: bool = False  # PyTorch: torch.compile the model
     channels_last: bool = True  # PyTorch: NHWC memory format for model and inputs
 
 
-# framework.* options that only one backend reads; the other backend's runs ignore them
-# (and so does the check that a run directory holds the same run).
-FRAMEWORK_ONLY_OPTIONS = {"jit_compile": "keras", "compile": "pytorch", "channels_last": "pytorch"}
-
-
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # resnet50 | mobilenetv2 | convnext_tiny
+    name: str = MISSING  # one of benchmark.spec.models.list_models() (conf/model/<name>.yaml)
 
 
 @dataclass
@@ -224,6 +221,7 @@ RANGES = (
 )
 CHOICES = (
     Choice("framework.device", ("auto", "cpu", "cuda")),
+    Choice("model.name", tuple(list_models())),  # a conf/model file or model.name=... naming no ModelSpec
     Choice("precision.dtype", ("float16", "bfloat16")),
 )
 

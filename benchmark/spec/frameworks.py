@@ -19,6 +19,14 @@ ENGINES: dict[str, dict[str, str]] = {
     "pytorch": {"torch": "torch"},
     "keras": {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"},
 }
+# framework -> the framework.* options (benchmark.spec.config.FrameworkConfig) that it
+# alone reads. Every run's config holds all of them (the schema is one), so another
+# framework's runs ignore them, and so does the check that a run directory holds the
+# same run (benchmark.run.resume).
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("compile", "channels_last"),
+    "keras": ("jit_compile",),
+}
 # every package an engine can be (env.json records which of them a run imported)
 ENGINE_PACKAGES = ("tensorflow", "jax", "torch")
 # how the README installs an engine's package (the one-line error for a missing one says it)
@@ -29,6 +37,11 @@ INSTALL = {"tensorflow": "pip install tensorflow", "jax": "pip install 'jax[cpu]
 def default_engine(framework: str) -> str | None:
     """The engine a framework runs on unless framework.engine says otherwise."""
     return next(iter(ENGINES.get(framework, {})), None)
+
+
+def foreign_options(framework: str) -> set[str]:
+    """The framework.* options that only other frameworks read."""
+    return {option for name, options in OPTIONS.items() if name != framework for option in options}
 
 
 def check_engine(name: str, engine: str | None) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmark import BenchmarkError
+from benchmark.spec.models import SPECS
 
 SETTINGS = ("native", "aligned")
 # knob -> what `aligned` makes equal (README: Known differences; docs/protocol.md §11)
@@ -32,11 +33,7 @@ KNOBS = {
 # Regularization of the aligned protocol: torchvision's, which Keras' zoo lacks
 # (MobileNetV2 has no head dropout in keras.applications; its ConvNeXt defaults to no
 # stochastic depth). (drop_rate, drop_path_rate) per model; None where a model has none.
-ALIGNED_REGULARIZATION = {
-    "resnet50": (None, None),
-    "mobilenetv2": (0.2, None),
-    "convnext_tiny": (None, 0.1),
-}
+ALIGNED_REGULARIZATION = {name: (s.dropout, s.drop_path) for name, s in SPECS.items()}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Keras 3 backend, on the engine framework.engine names (benchmark.spec.frameworks.ENGINES).
 
-The same Keras code (keras.applications models with the edited stems, LR schedule,
-SGD, loss, metrics, checkpoints: base.py) runs on every engine; each engine module
-(``on_tensorflow``, ``on_jax``, ``on_torch``) adds what Keras leaves to the engine: the
-training step, in the idiom of Keras' own "training loop from scratch" guides, and,
-for JAX and torch, an input pipeline without TensorFlow.
+One Keras trainer (trainer.py: keras.applications models with the edited stems, LR
+schedule and SGD of optim.py, loss, the epoch loop, evaluation, checkpoints, the
+contract's answers) runs on every engine; each engine module (``engines/tensorflow.py``,
+``engines/jax.py``, ``engines/torch.py``, the backend module load_backend returns) adds
+what Keras leaves to the engine: the training step, in the idiom of Keras' own
+"training loop from scratch" guides, device set-up, the ``last`` checkpoint and the
+input pipeline it reads (``pipelines/tfdata.py``, or ``pipelines/numpy.py`` for JAX and
+torch, without TensorFlow). options.py holds the backend's framework-free option rules.
 
 Keras binds its engine when it is first imported, once per process, from
 ``KERAS_BACKEND``: ``use_engine`` sets it before that import, whatever the shell has,

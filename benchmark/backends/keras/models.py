@@ -1,14 +1,18 @@
 """The Keras model registry: keras.applications zoo models with the stems of
-docs/protocol.md §4 (from benchmark.spec.models.STEMS).
+docs/protocol.md §4 (from each model's benchmark.spec.models.ModelSpec).
 
-As in the PyTorch registry: one ``create_model(name, ..., drop_rate=...,
+As in the PyTorch registry: each model registered once (``@register_model``, by the
+name of its neutral ModelSpec) and one ``create_model(name, ..., drop_rate=...,
 drop_path_rate=...)`` with regularization as arguments (None keeps the zoo's own
-value), and per model the block boundaries the parity audit compares by label.
+value). A registration names what only Keras needs: the zoo builder, the stem edits,
+the tensors at the block boundaries the parity audit compares by label, the aligned
+architecture's edits, and the layer-name mapping onto torchvision's state_dict.
 
 The stems are changed by cloning the official functional graph
 (``keras.models.clone_model``): a ``clone_function`` rewrites the config of the stem
 layers and a ``call_function`` skips ResNet's max-pool, so every other layer is the
-zoo's own, with its own initializer.
+zoo's own, with its own initializer. keras.applications has no ResNet18: it is built
+here from layers, in the zoo's ResNet50 layer names, and goes through the same edits.
 
 BatchNormalization is aligned to PyTorch's defaults (momentum 0.1 in PyTorch's
 convention = 0.9 in Keras', epsilon 1e-5) on purpose: the Keras zoo defaults
@@ -30,9 +34,9 @@ from typing import Callable
 import keras
 import numpy as np
 
-from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.spec.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
+from benchmark.spec.models import (Registration, Registry, Stem, check_architecture, check_init, final_map, labelled,
+                                   stem_for)
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -80,23 +84,39 @@ def _last(model: keras.Model, pattern: str):
     return [layer for layer in model.layers if re.fullmatch(pattern, layer.name)][-1]
 
 
-@dataclass(frozen=True)
-class Entry:
-    zoo: Callable[[int, int], keras.Model]  # (num_classes, image_size) -> the unedited keras.applications model
-    edits: Callable[[keras.Model, int], tuple[dict, set]]  # config overrides per layer name, layers to skip
-    blocks: Callable[[keras.Model], list[tuple[str, object]]]  # (label, output tensor) at every boundary
-    initializers: str
-    dropout: Callable[[float | None], float]  # the dropout in effect for a drop_rate argument
-    drop_path: Callable[[float | None], float]
+@dataclass(frozen=True, kw_only=True)
+class Entry(Registration):
+    zoo: Callable[[int, int], keras.Model]  # (num_classes, image_size) -> the unedited functional model
+    edits: Callable[[keras.Model, Stem], tuple[dict, set]]  # config overrides per layer name, layers to skip
+    blocks: Callable[[keras.Model], list]  # the output tensor ending each of spec.blocks, in order
     # the aligned architecture (docs/protocol.md §11): further config overrides per layer
     # name, and the layers that get a symmetric ZeroPadding2D(1) in front of them
-    aligned: Callable[[keras.Model, int], tuple[dict, set]]
+    aligned: Callable[[keras.Model, Stem], tuple[dict, set]]
     # layer name -> the torchvision module (state_dict prefix) it is, under the aligned architecture
     canonical: Callable[[str], str | None]
 
 
-def _resnet_edits(model, image_size):
-    stem, edits, skip = stem_for("resnet50", image_size), {}, set()
+REGISTRY = Registry("keras", __name__)
+
+
+def register_model(name: str, **fields) -> Callable:
+    """Register the decorated zoo builder for `name` (a benchmark.spec.models.SPECS key)
+    with Entry's other fields; an unknown name fails at import."""
+    return REGISTRY.register(Entry, name, "zoo", **fields)
+
+
+KERAS_INIT = "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros"
+
+
+def _no_changes(model, stem):
+    return {}, set()
+
+
+# ------------------------------------------------------------------ ResNet
+
+
+def _resnet_edits(model, stem):
+    edits, skip = {}, set()
     if stem.kernel is not None:
         # conv1_pad + 'valid' conv1_conv is the zoo's way of writing symmetric padding
         edits["conv1_pad"] = {"padding": ((stem.padding, stem.padding), (stem.padding, stem.padding))}
@@ -106,34 +126,12 @@ def _resnet_edits(model, image_size):
     return edits, skip
 
 
-def _mobilenet_edits(model, image_size):
-    stem = stem_for("mobilenetv2", image_size)
-    # 'same' at stride 1 is the symmetric 1-pixel padding of the torchvision stem
-    return {"Conv1": {"strides": (stem.stride, stem.stride)}}, set()
+def _resnet_blocks(m):
+    stem = _last(m, "pool1_pool") if any(x.name == "pool1_pool" for x in m.layers) else _last(m, "conv1_relu")
+    return [stem.output, *[_last(m, rf"conv{k + 1}_block\d+_out").output for k in range(1, 5)]]
 
 
-def _convnext_edits(model, image_size):
-    stem = stem_for("convnext_tiny", image_size)
-    padding = _keras_padding(stem.kernel, stem.stride, stem.padding)
-    return {f"{model.name}_stem_conv": {"kernel_size": (stem.kernel, stem.kernel),
-                                         "strides": (stem.stride, stem.stride), "padding": padding}}, set()
-
-
-def _convnext_blocks(m):
-    p, rows = m.name, []
-    layers = {layer.name: layer for layer in m.layers}
-    gap = next(layer for layer in m.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
-    rows.append(("stem", layers[f"{p}_stem"].output))
-    for s in range(4):
-        # a stage ends in a sum that has no layer: its output is the input of what follows
-        following = layers.get(f"{p}_downsampling_block_{s}", gap)
-        rows.append((f"stage {s + 1}", following.input))
-        if s < 3:
-            rows.append((f"downsample {s + 1}", following.output))
-    return rows
-
-
-def _resnet_aligned(model, image_size):
+def _resnet_aligned(model, stem):
     """torchvision's ResNet50 (v1.5): no conv biases (BatchNorm follows every conv), and a
     downsampling block strides in its 3x3 conv, padded 1 on every side, not in its first
     1x1 conv (Keras' zoo is v1: stride in the 1x1, 'same' padding pads bottom/right only)."""
@@ -146,19 +144,6 @@ def _resnet_aligned(model, image_size):
             edits[layer.name]["strides"] = (1, 1)
             edits[second].update(strides=stride, padding="valid")
             pads.add(second)
-    return edits, pads
-
-
-def _mobilenet_aligned(model, image_size):
-    """torchvision's MobileNetV2: every stride-2 3x3 conv padded 1 on every side (Keras'
-    zoo pads bottom/right only: ZeroPadding2D((0, 1), (0, 1)) before each stride-2
-    depthwise conv, 'same' in a stride-2 stem)."""
-    edits: dict = {layer.name: {"padding": ((1, 1), (1, 1))} for layer in model.layers
-                   if re.fullmatch(r"block_\d+_pad", layer.name)}
-    pads = set()
-    if stem_for("mobilenetv2", image_size).stride != 1:
-        edits["Conv1"] = {"padding": "valid"}
-        pads.add("Conv1")
     return edits, pads
 
 
@@ -176,6 +161,69 @@ def _resnet_canonical(name: str) -> str | None:
     return base + f"{kind}{index}"
 
 
+@register_model("resnet50", edits=_resnet_edits, blocks=_resnet_blocks, aligned=_resnet_aligned,
+                canonical=_resnet_canonical, initializers=KERAS_INIT)
+def _resnet50(num_classes: int, image_size: int) -> keras.Model:
+    return keras.applications.ResNet50(**_common(num_classes, image_size))
+
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool):
+    """torchvision's conv (no bias, padding kernel // 2 on every side) + BatchNorm (+ ReLU)."""
+    if kernel > 1 and stride > 1:  # 'same' would pad bottom/right only at stride 2
+        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
+                            use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+@register_model("resnet18", edits=_resnet_edits, blocks=_resnet_blocks, aligned=_no_changes,
+                canonical=_resnet_canonical,
+                initializers="conv: glorot uniform, no bias; dense: glorot uniform, zero bias (Keras layer defaults); "
+                             "BatchNorm: ones/zeros")
+def _resnet18(num_classes: int, image_size: int) -> keras.Model:
+    """keras.applications has no ResNet18: torchvision's, layer for layer, in the layer names
+    of the zoo's ResNet50 (so its stem edits, block boundaries and canonical names apply)."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, filters in enumerate((64, 128, 256, 512), start=2):
+        for block in (1, 2):  # torchvision's BasicBlock, two per stage
+            name, stride = f"conv{stage}_block{block}", 2 if block == 1 and stage > 2 else 1
+            shortcut = x if stride == 1 else _conv_bn(x, filters, 1, stride, f"{name}_0", relu=False)
+            y = _conv_bn(x, filters, 3, stride, f"{name}_1", relu=True)
+            y = _conv_bn(y, filters, 3, 1, f"{name}_2", relu=False)
+            x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+            x = keras.layers.Activation("relu", name=f"{name}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="predictions")(x), name="resnet18")
+
+
+# ------------------------------------------------------------------ MobileNetV2
+
+
+def _mobilenet_edits(model, stem):
+    # 'same' at stride 1 is the symmetric 1-pixel padding of the torchvision stem
+    return {"Conv1": {"strides": (stem.stride, stem.stride)}}, set()
+
+
+def _mobilenet_aligned(model, stem):
+    """torchvision's MobileNetV2: every stride-2 3x3 conv padded 1 on every side (Keras'
+    zoo pads bottom/right only: ZeroPadding2D((0, 1), (0, 1)) before each stride-2
+    depthwise conv, 'same' in a stride-2 stem)."""
+    edits: dict = {layer.name: {"padding": ((1, 1), (1, 1))} for layer in model.layers
+                   if re.fullmatch(r"block_\d+_pad", layer.name)}
+    pads = set()
+    if stem.stride != 1:
+        edits["Conv1"] = {"padding": "valid"}
+        pads.add("Conv1")
+    return edits, pads
+
+
 _MOBILENET_BLOCK = {"expand": "conv.0.0", "expand_BN": "conv.0.1", "depthwise": "conv.1.0",
                     "depthwise_BN": "conv.1.1", "project": "conv.2", "project_BN": "conv.3"}
 
@@ -190,6 +238,40 @@ def _mobilenet_canonical(name: str) -> str | None:
         return fixed[name]
     match = re.fullmatch(r"block_(\d+)_(expand|expand_BN|depthwise|depthwise_BN|project|project_BN)", name)
     return f"features.{int(match[1]) + 1}.{_MOBILENET_BLOCK[match[2]]}" if match else None
+
+
+@register_model(
+    "mobilenetv2", edits=_mobilenet_edits, aligned=_mobilenet_aligned, canonical=_mobilenet_canonical,
+    blocks=lambda m: [_last(m, "Conv1_relu").output,
+                      *[_last(m, ("expanded_conv_" if i == 1 else f"block_{i - 1}_") + ".*").output
+                        for i in range(1, 18)],
+                      _last(m, "out_relu").output],
+    initializers=KERAS_INIT, zoo_dropout=0.0)
+def _mobilenetv2(num_classes: int, image_size: int) -> keras.Model:
+    return keras.applications.MobileNetV2(**_common(num_classes, image_size))
+
+
+# ------------------------------------------------------------------ ConvNeXt
+
+
+def _convnext_edits(model, stem):
+    padding = _keras_padding(stem.kernel, stem.stride, stem.padding)
+    return {f"{model.name}_stem_conv": {"kernel_size": (stem.kernel, stem.kernel),
+                                         "strides": (stem.stride, stem.stride), "padding": padding}}, set()
+
+
+def _convnext_blocks(m):
+    p, rows = m.name, []
+    layers = {layer.name: layer for layer in m.layers}
+    gap = next(layer for layer in m.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    rows.append(layers[f"{p}_stem"].output)
+    for s in range(4):
+        # a stage ends in a sum that has no layer: its output is the input of what follows
+        following = layers.get(f"{p}_downsampling_block_{s}", gap)
+        rows.append(following.input)
+        if s < 3:
+            rows.append(following.output)
+    return rows
 
 
 _CONVNEXT_BLOCK = {"depthwise_conv": "block.0", "layernorm": "block.2", "pointwise_conv_1": "block.3",
@@ -210,36 +292,20 @@ def _convnext_canonical(name: str) -> str | None:
     return None
 
 
-REGISTRY: dict[str, Entry] = {
-    "resnet50": Entry(
-        lambda c, s: keras.applications.ResNet50(**_common(c, s)), _resnet_edits,
-        lambda m: [("stem", (_last(m, "pool1_pool") if any(x.name == "pool1_pool" for x in m.layers)
-                             else _last(m, "conv1_relu")).output),
-                   *[(f"stage {k}", _last(m, rf"conv{k + 1}_block\d+_out").output) for k in range(1, 5)]],
-        "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
-        lambda p: 0.0, lambda p: 0.0, _resnet_aligned, _resnet_canonical),
-    "mobilenetv2": Entry(
-        lambda c, s: keras.applications.MobileNetV2(**_common(c, s)), _mobilenet_edits,
-        lambda m: [("stem", _last(m, "Conv1_relu").output),
-                   *[(f"block {i}", _last(m, ("expanded_conv_" if i == 1 else f"block_{i - 1}_") + ".*").output)
-                     for i in range(1, 18)],
-                   ("last 1x1 conv", _last(m, "out_relu").output)],
-        "conv and dense: glorot uniform, zero bias (Keras layer defaults); BatchNorm: ones/zeros",
-        lambda p: 0.0 if p is None else p, lambda p: 0.0, _mobilenet_aligned, _mobilenet_canonical),
-    "convnext_tiny": Entry(
-        # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
-        lambda c, s: keras.applications.ConvNeXtTiny(include_preprocessing=False, **_common(c, s)), _convnext_edits,
-        _convnext_blocks,
-        "conv and dense: glorot uniform, zero bias (Keras layer defaults); LayerNorm: ones/zeros; layer scale 1e-6",
-        lambda p: 0.0, lambda p: 0.0 if p is None else p,
-        # the zoo's ConvNeXt is torchvision's layer for layer already (the stem edit is symmetric)
-        lambda m, s: ({}, set()), _convnext_canonical),
-}
-assert set(REGISTRY) == set(MODELS)
+@register_model(
+    "convnext_tiny", edits=_convnext_edits, blocks=_convnext_blocks, canonical=_convnext_canonical,
+    # the zoo's ConvNeXt is torchvision's layer for layer already (the stem edit is symmetric)
+    aligned=_no_changes,
+    initializers="conv and dense: glorot uniform, zero bias (Keras layer defaults); LayerNorm: ones/zeros; "
+                 "layer scale 1e-6",
+    zoo_drop_path=0.0)
+def _convnext_tiny(num_classes: int, image_size: int) -> keras.Model:
+    # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
+    return keras.applications.ConvNeXtTiny(include_preprocessing=False, **_common(num_classes, image_size))
 
 
 def entry(name: str) -> Entry:
-    return registry_entry(REGISTRY, name)
+    return REGISTRY[name]
 
 
 # benchmark.spec.models.INITIALIZERS as keras.initializers (fans as Keras computes them)
@@ -281,14 +347,14 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
 def _create(name: str, num_classes: int, image_size: int, drop_rate: float | None,
             drop_path_rate: float | None, aligned: bool) -> keras.Model:
     e = entry(name)
+    e.check_rates(drop_rate, drop_path_rate)
     dropout, drop_path = e.dropout(drop_rate), e.drop_path(drop_path_rate)
-    if (drop_rate and not dropout) or (drop_path_rate and not drop_path):
-        raise BenchmarkError(f"{name} has no {'dropout' if drop_rate else 'stochastic depth'} to set")
+    stem = stem_for(name, image_size)
     zoo = e.zoo(num_classes, image_size)
-    edits, skip = e.edits(zoo, image_size)
+    edits, skip = e.edits(zoo, stem)
     pad_before: set = set()
     if aligned:
-        more, pad_before = e.aligned(zoo, image_size)
+        more, pad_before = e.aligned(zoo, stem)
         for layer_name, changes in more.items():
             edits[layer_name] = {**edits.get(layer_name, {}), **changes}
     branches = [layer.name for layer in zoo.layers if re.fullmatch(rf"{zoo.name}_stage_\d+_block_\d+_identity",
@@ -512,7 +578,8 @@ def block_shapes(model: keras.Model, name: str, image_size: int) -> list[tuple[s
     """(label, (C, H, W)) after every block of the registry, then the pooled features and
     the logits, from the symbolic graph."""
     dense = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
-    rows = [*entry(name).blocks(model), ("pooled", dense.input), ("logits", dense.output)]
+    e = entry(name)
+    rows = [*labelled(e, e.blocks(model)), ("pooled", dense.input), ("logits", dense.output)]
 
     def chw(shape) -> tuple[int, ...]:
         dims = tuple(int(d) for d in shape[1:])

@@ -104,7 +104,7 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
 
 def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std,
                    seed: int) -> TrainBatches:
-    """One epoch's training batches on the default device (contract.Backend; benchmark.perf)."""
+    """One epoch's training batches on the default device (contract.PerfBackend; benchmark.perf)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return TrainBatches(images, labels, batch_size, padding, Normalizer(mean, std, device), seed=seed)
 

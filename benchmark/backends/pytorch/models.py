@@ -1,10 +1,11 @@
 """The PyTorch model registry: torchvision zoo models with the stems of docs/protocol.md §4.
 
-In the manner of timm's ``create_model(name, drop_rate=..., drop_path_rate=...)``: one
-registry, regularization as arguments (None keeps the zoo's own value), and for each
-model the block boundaries that the parity audit compares across frameworks by label
-(the Keras registry names the same labels). The stems come from
-``benchmark.spec.models.STEMS``, defined once for both backends.
+In the manner of timm's ``@register_model`` and ``create_model(name, drop_rate=...,
+drop_path_rate=...)``: each model is registered once, by the name of its neutral
+``benchmark.spec.models.ModelSpec`` (stems, block labels, torchvision's regularization),
+with what only PyTorch needs (the zoo builder, the modules at the block boundaries the
+parity audit compares by label, the classifier); regularization is an argument (None
+keeps the zoo's own value).
 """
 
 from __future__ import annotations
@@ -17,26 +18,40 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from benchmark import BenchmarkError
 from benchmark.backends.contract import LayerInfo
-from benchmark.spec.models import MODELS, check_architecture, check_init, final_map, registry_entry, stem_for
+from benchmark.spec.models import (Registration, Registry, Stem, check_architecture, check_init, final_map, labelled,
+                                   stem_for)
 
 
-@dataclass(frozen=True)
-class Entry:
-    build: Callable[..., nn.Module]  # (num_classes, image_size, drop_rate, drop_path_rate) -> model
-    blocks: Callable[[nn.Module], list[tuple[str, nn.Module]]]  # labelled modules whose output is a boundary
+@dataclass(frozen=True, kw_only=True)
+class Entry(Registration):
+    # (zoo, num_classes, stem, dropout, drop_path) -> the model, rates already resolved
+    build: Callable[..., nn.Module]
+    zoo: Callable[..., nn.Module]  # torchvision's builder
+    blocks: Callable[[nn.Module], list[nn.Module]]  # the module ending each of spec.blocks, in order
     head: Callable[[nn.Module], nn.Module]  # the classifier (its input is the pooled feature vector)
-    initializers: str  # torchvision's own init of this model, as it is written there
-    dropout: Callable[[float | None], float]  # the dropout in effect for a drop_rate argument
-    drop_path: Callable[[float | None], float]
 
 
-def _resnet50(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
-    if drop_rate or drop_path_rate:
-        raise BenchmarkError("resnet50 has no dropout or stochastic depth to set")
-    stem = stem_for("resnet50", image_size)
-    model = tvm.resnet50(weights=None, num_classes=num_classes)
+REGISTRY = Registry("pytorch", __name__)
+
+
+def register_model(name: str, **fields) -> Callable:
+    """Register the decorated builder for `name` (a benchmark.spec.models.SPECS key) with
+    Entry's other fields; an unknown name fails at import."""
+    return REGISTRY.register(Entry, name, "build", **fields)
+
+
+RESNET_INIT = "conv: kaiming normal fan_out; BatchNorm: ones/zeros; fc: uniform +-1/sqrt(fan_in) (nn default)"
+
+
+def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
+    return [m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4]
+
+
+@register_model("resnet18", zoo=tvm.resnet18, blocks=_resnet_blocks, head=lambda m: m.fc, initializers=RESNET_INIT)
+@register_model("resnet50", zoo=tvm.resnet50, blocks=_resnet_blocks, head=lambda m: m.fc, initializers=RESNET_INIT)
+def _resnet(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
+    model = zoo(weights=None, num_classes=num_classes)
     if stem.kernel is not None:
         model.conv1 = nn.Conv2d(3, 64, stem.kernel, stem.stride, stem.padding, bias=False)
         # the same init torchvision gives every ResNet conv
@@ -46,21 +61,24 @@ def _resnet50(num_classes: int, image_size: int, drop_rate: float | None, drop_p
     return model
 
 
-def _mobilenetv2(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
-    if drop_path_rate:
-        raise BenchmarkError("mobilenetv2 has no stochastic depth to set")
-    stem = stem_for("mobilenetv2", image_size)
-    model = tvm.mobilenet_v2(weights=None, num_classes=num_classes, dropout=0.2 if drop_rate is None else drop_rate)
+@register_model(
+    "mobilenetv2", zoo=tvm.mobilenet_v2,
+    # stem, blocks 1-17, the last 1x1 conv
+    blocks=lambda m: list(m.features), head=lambda m: m.classifier[-1],
+    initializers="conv: kaiming normal fan_out; BatchNorm: ones/zeros; classifier: normal(0, 0.01)")
+def _mobilenetv2(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
+    model = zoo(weights=None, num_classes=num_classes, dropout=dropout)
     model.features[0][0].stride = (stem.stride, stem.stride)
     return model
 
 
-def _convnext_tiny(num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None) -> nn.Module:
-    if drop_rate:
-        raise BenchmarkError("convnext_tiny has no dropout to set")
-    stem = stem_for("convnext_tiny", image_size)
-    model = tvm.convnext_tiny(weights=None, num_classes=num_classes,
-                              stochastic_depth_prob=0.1 if drop_path_rate is None else drop_path_rate)
+@register_model(
+    "convnext_tiny", zoo=tvm.convnext_tiny,
+    # stem, then stage 1, downsample 1, ..., stage 4
+    blocks=lambda m: list(m.features), head=lambda m: m.classifier[-1],
+    initializers="conv and linear: truncated normal std 0.02, zero bias; LayerNorm: ones/zeros; layer scale 1e-6")
+def _convnext_tiny(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
+    model = zoo(weights=None, num_classes=num_classes, stochastic_depth_prob=drop_path)
     old = model.features[0][0]
     conv = nn.Conv2d(3, old.out_channels, stem.kernel, stem.stride, stem.padding, bias=True)
     # the same init torchvision gives every ConvNeXt conv
@@ -70,34 +88,8 @@ def _convnext_tiny(num_classes: int, image_size: int, drop_rate: float | None, d
     return model
 
 
-REGISTRY: dict[str, Entry] = {
-    "resnet50": Entry(
-        _resnet50,
-        lambda m: [("stem", m.maxpool), *[(f"stage {k}", getattr(m, f"layer{k}")) for k in range(1, 5)]],
-        lambda m: m.fc,
-        "conv: kaiming normal fan_out; BatchNorm: ones/zeros; fc: uniform +-1/sqrt(fan_in) (nn default)",
-        lambda p: 0.0, lambda p: 0.0),
-    "mobilenetv2": Entry(
-        _mobilenetv2,
-        lambda m: [("stem", m.features[0]), *[(f"block {i}", m.features[i]) for i in range(1, len(m.features) - 1)],
-                   ("last 1x1 conv", m.features[-1])],
-        lambda m: m.classifier[-1],
-        "conv: kaiming normal fan_out; BatchNorm: ones/zeros; classifier: normal(0, 0.01)",
-        lambda p: 0.2 if p is None else p, lambda p: 0.0),
-    "convnext_tiny": Entry(
-        _convnext_tiny,
-        lambda m: [("stem", m.features[0]),
-                   *[(label, m.features[i]) for s in range(4)
-                     for label, i in ((f"stage {s + 1}", 1 + 2 * s), (f"downsample {s + 1}", 2 + 2 * s)) if i < 8]],
-        lambda m: m.classifier[-1],
-        "conv and linear: truncated normal std 0.02, zero bias; LayerNorm: ones/zeros; layer scale 1e-6",
-        lambda p: 0.0, lambda p: 0.1 if p is None else p),
-}
-assert set(REGISTRY) == set(MODELS)
-
-
 def entry(name: str) -> Entry:
-    return registry_entry(REGISTRY, name)
+    return REGISTRY[name]
 
 
 # benchmark.spec.models.INITIALIZERS in torch.nn.init (fans as torch computes them)
@@ -119,7 +111,9 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
     numerical-equivalence check)."""
     check_init(init)
     check_architecture(architecture)
-    model = entry(name).build(num_classes, image_size, drop_rate, drop_path_rate)
+    e = entry(name)
+    e.check_rates(drop_rate, drop_path_rate)
+    model = e.build(e.zoo, num_classes, stem_for(name, image_size), e.dropout(drop_rate), e.drop_path(drop_path_rate))
     if init is not None:
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -201,8 +195,9 @@ def block_shapes(model: nn.Module, name: str, image_size: int) -> list[tuple[str
     def record(label: str, tensor: torch.Tensor) -> None:  # a hook returning a value would replace the output
         seen.setdefault(label, tuple(tensor.shape[1:]))
 
+    blocks = labelled(e, e.blocks(model))
     hooks = [module.register_forward_hook(lambda mod, i, out, label=label: record(label, out))
-             for label, module in e.blocks(model)]
+             for label, module in blocks]
     head = e.head(model)
     hooks.append(head.register_forward_pre_hook(lambda mod, i: record("pooled", i[0])))
     hooks.append(head.register_forward_hook(lambda mod, i, out: record("logits", out)))
@@ -215,8 +210,7 @@ def block_shapes(model: nn.Module, name: str, image_size: int) -> list[tuple[str
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return [(label, seen[label]) for label, _ in e.blocks(model)] + [("pooled", seen["pooled"]),
-                                                                     ("logits", seen["logits"])]
+    return [(label, seen[label]) for label, _ in blocks] + [("pooled", seen["pooled"]), ("logits", seen["logits"])]
 
 
 def feature_map_size(model: nn.Module, name: str, image_size: int) -> tuple[int, int]:

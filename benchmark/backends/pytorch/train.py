@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 OWN_STREAM_FACT = "own: torch.Generator seeded with the run's seed (order, then per batch crops and flips)"
 
 
-class Trainer:  # implements benchmark.backends.contract.Trainer
+class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
         self.device = resolve_device(cfg.framework.device)
@@ -154,15 +154,6 @@ class Trainer:  # implements benchmark.backends.contract.Trainer
         opt = torch.optim.SGD([probe], lr=self.schedule.base_lr, momentum=group["momentum"],
                               nesterov=group["nesterov"], dampening=group["dampening"])
         return probe, opt, build_scheduler(opt, self.schedule)
-
-    def lr_trajectory(self, steps: int) -> np.ndarray:
-        _, opt, scheduler = self._probe_optimizer(1)
-        lrs = np.empty(steps)
-        for s in range(steps):
-            lrs[s] = opt.param_groups[0]["lr"]
-            opt.step()  # no gradient: a no-op that keeps the scheduler's order of calls
-            scheduler.step()
-        return lrs
 
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
         probe, opt, scheduler = self._probe_optimizer(grads.shape[1])

@@ -1,8 +1,12 @@
 """Keras 3 on the PyTorch engine: the step of Keras' "training loop from scratch in
 PyTorch" guide (the Keras model's forward pass, ``loss.backward()``, the gradients read
 from the Keras variables' torch parameters, ``optimizer.apply``), eager; the NumPy
-pipeline of host_data.py; Keras checkpoints (portable.py). Imports torch, never
-torchvision, TensorFlow or JAX.
+pipeline (pipelines/numpy.py); Keras weights files for ``last`` (trainer.WeightsFileLast).
+Imports torch, never torchvision, TensorFlow or JAX.
+
+Gradients accumulate in the torch parameters themselves (``.grad``), so gradient
+accumulation needs no buffers of its own; the LR is written into the SGD's
+learning-rate variable before every step.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmark import BenchmarkError  # noqa: E402
-from benchmark.backends.keras import portable, probe  # noqa: E402
-from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
+from benchmark.backends.keras.pipelines import numpy as numpy_pipeline  # noqa: E402
+from benchmark.backends.keras.trainer import (  # noqa: E402
+    KerasTrainer, WeightsFileLast, coupled_l2, cross_entropy, mean_loss,
+)
+from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 from benchmark.backends.torch_device import cpu_kernels, resolve_device, seed_everything  # noqa: E402
 from benchmark.backends.torch_device import synchronize as synchronize_device  # noqa: E402
 
@@ -36,7 +43,7 @@ def _move(device: torch.device):
 
 
 def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int):
-    return portable.input_pipeline(images, labels, batch_size, padding, mean, std, seed, _move(keras_device()))
+    return numpy_pipeline.input_pipeline(images, labels, batch_size, padding, mean, std, seed, _move(keras_device()))
 
 
 def synchronize() -> None:
@@ -59,21 +66,25 @@ def environment() -> dict:
     }
 
 
-def _probe_gradients(model, x, y):
+def probe_gradients(model, x, y):
     """The probe's training-mode loss and gradients: loss.backward() through the Keras model."""
     model.zero_grad()
-    loss = probe.mean_loss(y, model(x, training=True))
+    loss = mean_loss(y, model(x, training=True))
     loss.backward()
     return loss.detach(), [v.value.grad for v in model.trainable_variables]
 
 
 def equivalence_probe(model, name, images, labels, **step):
-    return probe.equivalence_probe(model, name, images, labels, gradients=_probe_gradients, no_grad=torch.no_grad,
-                                   **step)
+    return keras_probe(model, name, images, labels, gradients=probe_gradients, no_grad=torch.no_grad, **step)
 
 
-class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contract.Trainer
-    def __init__(self, cfg, data, schedule, checkpoint_dir):
+class TorchEngine:  # implements trainer.Engine
+    mode = "eager"
+    pipeline = numpy_pipeline
+    lr_per_step = True
+    eval_sum_dtype = np.float64
+
+    def __init__(self, cfg):
         wanted = resolve_device(cfg.framework.device)
         self.torch_device = keras_device()
         if wanted.type != self.torch_device.type:
@@ -81,9 +92,18 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
                 f"framework.device={cfg.framework.device}: Keras' torch engine chose {self.torch_device.type} when it "
                 f"was imported; set KERAS_TORCH_DEVICE={wanted.type} in the environment to choose it")
         seed_everything(cfg.seed, cfg.framework.deterministic)
-        super().__init__(cfg, data, schedule, checkpoint_dir, self.torch_device.type)
-        self.mode = "eager"
+        self.device = self.torch_device.type
         self.to_device = _move(self.torch_device)
+
+    def learning_rate(self, schedule, lr_schedule):
+        return float(schedule.base_lr)  # a variable of the optimizer, set before every step
+
+    def build(self, trainer: KerasTrainer) -> None:
+        self.last = WeightsFileLast(trainer)
+        self.model, self.optimizer, self.sgd, self.variables = (
+            trainer.model, trainer.optimizer, trainer.sgd(), trainer.variables)
+        self.accum_steps, self.loss_scaling, self.weight_decay = (
+            trainer.accum_steps, trainer.loss_scaling, trainer.weight_decay)
         self.reset_sums()
 
     # ---------------------------------------------------------------- the step
@@ -105,7 +125,7 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
         variables = self.variables
         grads = [v.value.grad for v in variables]
         with torch.no_grad():
-            self.sgd().learning_rate.assign(lr)
+            self.sgd.learning_rate.assign(lr)
             scale = self.optimizer.dynamic_scale if self.loss_scaling else None
             self.optimizer.apply(coupled_l2(grads, [v.value for v in variables], self.weight_decay, scale), variables)
         self.model.zero_grad()
@@ -132,29 +152,42 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
         logits = self.model(x, training=False)
         return torch.sum(cross_entropy(y, logits)).item(), logits.argmax(dim=1).cpu().numpy()
 
-    def peak_memory(self) -> dict:
-        if self.torch_device.type != "cuda":
-            return {"accelerator_peak_bytes": None}
-        return {"accelerator_peak_bytes": int(torch.cuda.max_memory_allocated(self.torch_device))}
+    def sync_to_keras(self) -> None:
+        """Nothing to write back: the steps update the Keras variables' tensors in place."""
+
+    def sync_from_keras(self) -> None:
+        """Nothing to take: the steps read the Keras variables' tensors."""
+
+    def save_last(self, meta: dict) -> None:
+        self.last.save(meta)
+
+    def restore_last(self) -> dict | None:
+        return self.last.restore()
+
+    def peak_memory_bytes(self) -> int:
+        return int(torch.cuda.max_memory_allocated(self.torch_device))
 
     # ------------------------------------------------------------ perf's yardstick
 
-    def bare_loop(self, images: np.ndarray, labels: np.ndarray):
+    def bare_loop(self, model, optimizer, x, y):
         """The least a Keras-on-torch step can be: forward, loss.backward(), coupled L2,
         optimizer.apply, eager, on one fixed batch."""
-        model, opt, x, y = self.bare_setup(create_model, images, labels)
 
         def run(steps: int) -> None:
             loss = None
             for _ in range(steps):
                 loss = torch.mean(cross_entropy(y, model(x, training=True)))
-                (opt.scale_loss(loss) if self.loss_scaling else loss).backward()
+                (optimizer.scale_loss(loss) if self.loss_scaling else loss).backward()
                 variables = model.trainable_variables
                 with torch.no_grad():
                     grads = coupled_l2([v.value.grad for v in variables], [v.value for v in variables],
-                                       self.weight_decay, opt.dynamic_scale if self.loss_scaling else None)
-                    opt.apply(grads, variables)
+                                       self.weight_decay, optimizer.dynamic_scale if self.loss_scaling else None)
+                    optimizer.apply(grads, variables)
                 model.zero_grad()
             float(loss)  # waits for the device
 
         return run
+
+
+def Trainer(cfg, data, schedule, checkpoint_dir) -> KerasTrainer:  # noqa: N802 (contract.Backend names it)
+    return KerasTrainer(TorchEngine(cfg), cfg, data, schedule, checkpoint_dir)

@@ -1,4 +1,5 @@
-"""tf.data input pipeline over the shared uint8 cache (docs/protocol.md §3), batch-vectorized.
+"""The input pipeline of the Keras TensorFlow engine: tf.data over the shared uint8 cache
+(docs/protocol.md §3), batch-vectorized.
 
 Every random number comes from stateless ops keyed by one seed per epoch, drawn from
 a ``tf.random.Generator``. The generator's state is a variable saved in the ``last``
@@ -11,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from benchmark.backends import contract
 from benchmark.data.stream import epoch_plan
 
 AUTOTUNE = tf.data.AUTOTUNE
+OWN_STREAM_FACT = ("own: stateless TensorFlow draws keyed per epoch by a tf.random.Generator seeded with the run's "
+                   "seed (order, then per batch crops and flips)")
 
 
 def _host_tensor(array: np.ndarray, dtype=None) -> tf.Tensor:
@@ -67,6 +71,7 @@ class TrainBatches:
         self.images, self.labels = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
         self.batch_size, self.batches, self.padding, self.normalize = batch_size, batches, padding, normalize
         self.seed, self.shared_stream = seed, shared_stream
+        self.data_stream = contract.SHARED_STREAM_FACT if shared_stream else OWN_STREAM_FACT  # the audit's words
         with tf.device("/CPU:0"):
             self.generator = tf.random.Generator.from_seed(seed)
 

@@ -1,11 +1,13 @@
 """Keras 3 on the JAX engine: the step of Keras' "training loop from scratch in JAX"
 guide (``model.stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply``
-under ``jax.jit``), the NumPy pipeline of host_data.py, Keras checkpoints (portable.py).
+under ``jax.jit``), the NumPy pipeline (pipelines/numpy.py), Keras weights files for
+``last`` (trainer.WeightsFileLast). Never imports TensorFlow.
 
-JAX is functional: the trainer holds the model's and the optimizer's variables as
-arrays (``self.state``) that each jitted step takes and returns, and writes them back
-into the Keras variables before evaluation and saving (``sync_to_keras``), as Keras'
-own JAX trainer does.
+JAX is functional: the engine holds the model's and the optimizer's variables as arrays
+(``self.state``) that each jitted step takes and returns, and writes them back into the
+Keras variables before evaluation and saving (``sync_to_keras``), as Keras' own JAX
+trainer does. The LR is a value each step takes, written into the SGD's learning-rate
+slot inside the step.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import os
 from benchmark.backends.keras import use_engine
 
 use_engine("jax")  # before keras is imported, whatever KERAS_BACKEND the shell has
-# Like TensorFlow's memory growth (env.py): JAX would otherwise reserve 75% of the GPU
-# when it first uses it, which hides the real footprint from the memory comparison.
+# Like TensorFlow's memory growth (engines/tensorflow.py): JAX would otherwise reserve 75%
+# of the GPU when it first uses it, which hides the real footprint from the memory comparison.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
@@ -26,9 +28,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmark import BenchmarkError  # noqa: E402
-from benchmark.backends.keras import models, portable, probe  # noqa: E402
-from benchmark.backends.keras.base import coupled_l2, cross_entropy  # noqa: E402
+from benchmark.backends.keras import models  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, load_canonical  # noqa: E402
+from benchmark.backends.keras.pipelines import numpy as numpy_pipeline  # noqa: E402
+from benchmark.backends.keras.trainer import (  # noqa: E402
+    KerasTrainer, WeightsFileLast, coupled_l2, cross_entropy, mean_loss,
+)
+from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 
 __all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
            "load_canonical", "synchronize"]
@@ -64,8 +70,8 @@ def _move(device):
 def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int):
     device = _gpus()[0] if _gpus() else jax.devices("cpu")[0]
     move = _move(device)
-    return portable.input_pipeline(images, labels, batch_size, padding, mean, std, seed,
-                                   lambda x, y: jax.block_until_ready(move(x, y)))
+    return numpy_pipeline.input_pipeline(images, labels, batch_size, padding, mean, std, seed,
+                                         lambda x, y: jax.block_until_ready(move(x, y)))
 
 
 def synchronize() -> None:
@@ -94,14 +100,14 @@ def create_model(name: str, num_classes: int, image_size: int, **options):
     return models.create_model(name, num_classes, image_size, **options)
 
 
-def _probe_gradients(model, x, y):
+def probe_gradients(model, x, y):
     """The probe's training-mode loss and gradients: value_and_grad of stateless_call."""
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     def loss_of(trainable):
         logits, updated = model.stateless_call(trainable, non_trainable, x, training=True)
-        return probe.mean_loss(y, logits), updated
+        return mean_loss(y, logits), updated
 
     (loss, updated), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
     for variable, value in zip(model.non_trainable_variables, updated):
@@ -110,25 +116,37 @@ def _probe_gradients(model, x, y):
 
 
 def equivalence_probe(model, name, images, labels, **step):
-    return probe.equivalence_probe(model, name, images, labels, gradients=_probe_gradients, **step)
+    return keras_probe(model, name, images, labels, gradients=probe_gradients, **step)
 
 
-class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contract.Trainer
-    def __init__(self, cfg, data, schedule, checkpoint_dir):
-        device, self.jax_device = select_device(cfg.framework.device, bool(cfg.framework.deterministic))
-        super().__init__(cfg, data, schedule, checkpoint_dir, device)
-        self.mode = "jax.jit"
+class JaxEngine:  # implements trainer.Engine
+    mode = "jax.jit"
+    pipeline = numpy_pipeline
+    lr_per_step = True
+    eval_sum_dtype = np.float64
+
+    def __init__(self, cfg):
+        self.device, self.jax_device = select_device(cfg.framework.device, bool(cfg.framework.deterministic))
+        self.to_device = _move(self.jax_device)
+
+    def learning_rate(self, schedule, lr_schedule):
+        return float(schedule.base_lr)  # a slot of the optimizer's state, set by every step
+
+    def build(self, trainer: KerasTrainer) -> None:
+        self.last = WeightsFileLast(trainer)
+        self.model, self.optimizer = trainer.model, trainer.optimizer
+        self.accum_steps, self.loss_scaling, self.weight_decay = (
+            trainer.accum_steps, trainer.loss_scaling, trainer.weight_decay)
         variables = self.optimizer.variables
-        self.lr_index = next(i for i, v in enumerate(variables) if v is self.sgd()._learning_rate)
+        self.lr_index = next(i for i, v in enumerate(variables) if v is trainer.sgd()._learning_rate)
         self.scale_index = (next(i for i, v in enumerate(variables) if v is self.optimizer.dynamic_scale)
                             if self.loss_scaling else None)
         self.sync_from_keras()
-        donate = (0,) if device == "cuda" else ()  # XLA's CPU backend cannot reuse donated buffers
+        donate = (0,) if self.device == "cuda" else ()  # XLA's CPU backend cannot reuse donated buffers
         self._train_step = jax.jit(self._train_step_fn, donate_argnums=donate)
         self._accumulate = jax.jit(self._accumulate_fn, donate_argnums=donate)
         self._apply = jax.jit(self._apply_fn, donate_argnums=donate)
         self._eval = jax.jit(self._eval_fn)
-        self.to_device = _move(self.jax_device)
         self.reset_sums()
 
     # ---------------------------------------------------------------- state
@@ -155,6 +173,15 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
     def read_sums(self) -> tuple[float, int]:
         loss_sum, correct = jax.device_get(self.sums)
         return float(loss_sum), int(correct)
+
+    def save_last(self, meta: dict) -> None:
+        self.last.save(meta)
+
+    def restore_last(self) -> dict | None:
+        return self.last.restore()
+
+    def peak_memory_bytes(self) -> int:
+        return int((self.jax_device.memory_stats() or {}).get("peak_bytes_in_use", 0))
 
     # ---------------------------------------------------------------- the step
 
@@ -214,33 +241,28 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
     def eval_step(self, x, y):
         return self._eval(self.state[0], self.state[1], x, y)
 
-    def peak_memory(self) -> dict:
-        if self.device != "cuda":
-            return {"accelerator_peak_bytes": None}
-        return {"accelerator_peak_bytes": int((self.jax_device.memory_stats() or {}).get("peak_bytes_in_use", 0))}
-
     # ------------------------------------------------------------ perf's yardstick
 
-    def bare_loop(self, images: np.ndarray, labels: np.ndarray):
+    def bare_loop(self, model, optimizer, x, y):
         """The least a Keras-on-JAX step can be: stateless_call, value_and_grad, coupled
         L2, stateless_apply, in one jax.jit, on one fixed batch."""
-        model, opt, x, y = self.bare_setup(create_model, images, labels)
-        scale_at = next(i for i, v in enumerate(opt.variables) if v is opt.dynamic_scale) if self.loss_scaling else None
+        scale_at = (next(i for i, v in enumerate(optimizer.variables) if v is optimizer.dynamic_scale)
+                    if self.loss_scaling else None)
 
         @jax.jit
-        def step(trainable, non_trainable, optimizer):
+        def step(trainable, non_trainable, state):
             def objective(trainable):
                 logits, new_state = model.stateless_call(trainable, non_trainable, x, training=True)
                 loss = jnp.mean(cross_entropy(y, logits))
-                return loss * (optimizer[scale_at] if scale_at is not None else 1.0), (loss, new_state)
+                return loss * (state[scale_at] if scale_at is not None else 1.0), (loss, new_state)
 
             (_, (loss, new_state)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
-            grads = coupled_l2(grads, trainable, self.weight_decay, None if scale_at is None else optimizer[scale_at])
-            trainable, optimizer = opt.stateless_apply(optimizer, grads, trainable)
-            return trainable, new_state, optimizer, loss
+            grads = coupled_l2(grads, trainable, self.weight_decay, None if scale_at is None else state[scale_at])
+            trainable, state = optimizer.stateless_apply(state, grads, trainable)
+            return trainable, new_state, state, loss
 
         state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                 [v.value for v in opt.variables])
+                 [v.value for v in optimizer.variables])
 
         def run(steps: int) -> None:
             nonlocal state
@@ -250,3 +272,7 @@ class Trainer(portable.PortableTrainer):  # implements benchmark.backends.contra
             float(loss)  # waits for the device
 
         return run
+
+
+def Trainer(cfg, data, schedule, checkpoint_dir) -> KerasTrainer:  # noqa: N802 (contract.Backend names it)
+    return KerasTrainer(JaxEngine(cfg), cfg, data, schedule, checkpoint_dir)

@@ -1,4 +1,4 @@
-"""The input pipeline of the Keras engines other than TensorFlow: NumPy on the host.
+"""The input pipeline of the Keras engines other than TensorFlow (JAX, torch): NumPy on the host.
 
 Keras on JAX or torch must not need TensorFlow (no tf.data), so batches are cut,
 augmented and normalized with NumPy from the shared stream of benchmark.data.stream:
@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmark.backends import contract
 from benchmark.data.stream import epoch_plan
 
 
@@ -39,10 +40,16 @@ class Normalizer:
 
 class TrainBatches:
     """Shuffled, augmented, normalized (images, labels) NumPy batches; exactly `batches`
-    full batches per epoch, from the shared stream."""
+    full batches per epoch, from the shared stream.
+
+    The shared stream is the only one: it needs no checkpointed state, which the engines'
+    Keras weights files could not hold. `shared_stream` (protocol.data) is taken as the
+    TensorFlow pipeline takes it, and changes nothing; data_stream says so to the audit."""
+
+    data_stream = contract.SHARED_STREAM_FACT
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
-                 normalize: Normalizer, seed: int):
+                 normalize: Normalizer, seed: int, shared_stream: bool = True):
         self.images, self.labels = images, np.asarray(labels, np.int32)
         self.batch_size, self.batches, self.padding, self.normalize, self.seed = (
             batch_size, batches, padding, normalize, seed)
@@ -67,3 +74,25 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     labels = np.asarray(labels, np.int32)
     for start in range(0, len(labels), batch_size):
         yield normalize(images[start:start + batch_size]), labels[start:start + batch_size]
+
+
+class DevicePipeline:
+    """Training batches of TrainBatches moved to an engine's device, each finished before
+    the next is cut (benchmark.perf times the pipeline alone)."""
+
+    def __init__(self, batches: TrainBatches, move):
+        self.batches, self.move = batches, move
+
+    def __iter__(self):
+        for x, y in self.batches:
+            yield self.move(x, y)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int,
+                   move) -> DevicePipeline:
+    """One epoch's training batches on the device `move` puts them on (contract.Backend; benchmark.perf)."""
+    batches = TrainBatches(images, labels, batch_size, len(labels) // batch_size, padding, Normalizer(mean, std), seed)
+    return DevicePipeline(batches, move)
