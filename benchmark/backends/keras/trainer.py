@@ -276,16 +276,13 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
     def parameter_counts(self) -> dict[str, int]:
         return parameter_counts(self.model)
 
-    def lr_trajectory(self, steps: int) -> np.ndarray:
-        return self.lr_trajectory_between(0, steps)
-
     def lr_trajectory_between(self, first: int, stop: int) -> np.ndarray:
         """The LR of optimizer steps first..stop-1, from the Keras schedule object."""
         return np.array([float(ops.convert_to_numpy(self.lr_schedule(s))) for s in range(first, stop)], np.float64)
 
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
         sgd = self.sgd()
-        lrs = self.lr_trajectory(len(grads))
+        lrs = self.lr_trajectory_between(0, len(grads))
         probe_sgd = make_sgd(self.knobs.optimizer, float(lrs[0]), sgd.momentum, sgd.nesterov)
         probe = keras.Variable(np.zeros(grads.shape[1], np.float32))
         probe_sgd.build([probe])
