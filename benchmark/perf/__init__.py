@@ -45,6 +45,7 @@ from benchmark.backends import load_backend
 from benchmark.backends.contract import PerfBackend, Yardstick
 from benchmark.data import PreparedData
 from benchmark.files import atomic_write_text, read_json
+from benchmark.run.loop import validate
 from benchmark.spec.config import framework_options, register_configs
 from benchmark.spec.protocol import SETTINGS
 from benchmark.spec.schedule import make_schedule
@@ -59,8 +60,10 @@ PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding
 def _config(backend: str, model: str, batch: int, precision: str, extra: list[str]):
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"framework={backend}", f"model={model}", "dataset=digits",
-                                            f"batch_size={batch}", f"precision={precision}", *extra])
+        cfg = compose("config", overrides=[f"framework={backend}", f"model={model}", "dataset=digits",
+                                           f"batch_size={batch}", f"precision={precision}", *extra])
+    validate(cfg)  # the checks every run gets: a bad option is one line here too, not a backend's traceback
+    return cfg
 
 
 def _random_data(n: int, size: int, classes: int = 10) -> PreparedData:

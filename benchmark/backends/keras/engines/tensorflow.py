@@ -67,9 +67,8 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def select_device(name: str) -> str:
-    """Resolve framework.device to 'cpu' or 'cuda', hiding the GPUs for 'cpu'."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise BenchmarkError(f"framework.device={name} is unknown; valid: auto, cpu, cuda")
+    """Resolve framework.device (auto, cpu or cuda: benchmark.spec.config.CHOICES checked the
+    name) to 'cpu' or 'cuda', hiding the GPUs for 'cpu'."""
     gpus = tf.config.list_physical_devices("GPU")
     if name == "cuda" and not gpus:
         raise BenchmarkError("framework.device=cuda but TensorFlow sees no GPU; use framework.device=auto or cpu")
