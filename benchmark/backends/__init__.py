@@ -20,7 +20,7 @@ from benchmark import BenchmarkError
 from benchmark.backends.contract import Backend, BackendModule, EpochStats, Progress, Trainer
 from benchmark.spec.frameworks import check_engine
 
-__all__ = ["BACKENDS", "MODULES", "Backend", "BackendModule", "EpochStats", "Progress", "Trainer", "load_backend",
+__all__ = ["BACKENDS", "MODULES", "OPTION_RULES", "check_options", "Backend", "BackendModule", "EpochStats", "Progress", "Trainer", "load_backend",
            "report_every"]
 
 # framework -> its package (the model registry is <package>.models)
@@ -34,6 +34,18 @@ MODULES: dict[str, dict[str, str]] = {
         "torch": "benchmark.backends.keras.engines.torch",
     },
 }
+
+
+# framework -> its framework-free module of option rules (check_options(cfg, engine)), run by
+# validation before anything is written: it must not import the framework or an engine
+OPTION_RULES = {"keras": "benchmark.backends.keras.options"}
+
+
+def check_options(cfg, engine: str) -> None:
+    """One-line BenchmarkError for an option the framework cannot honour on `engine`."""
+    rules = OPTION_RULES.get(cfg.framework.name)
+    if rules is not None:
+        importlib.import_module(rules).check_options(cfg, engine)
 
 
 def report_every(steps: int, updates: int) -> int:

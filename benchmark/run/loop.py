@@ -7,11 +7,8 @@ an epoch, predicts, saves and restores (benchmark.backends.contract.Trainer).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import math
-import pkgutil
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +17,7 @@ from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError
 from benchmark.run import host
-from benchmark.backends import BACKENDS, Backend, Trainer, load_backend
+from benchmark.backends import Backend, Trainer, check_options, load_backend
 from benchmark.spec.frameworks import check_engine
 from benchmark.spec.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
@@ -36,16 +33,6 @@ from benchmark.run.tensorboard import TensorBoardLog
 log = logging.getLogger("benchmark")
 
 
-def check_backend_options(cfg, engine: str) -> None:
-    """The framework's own rules on its options: check_options(cfg, engine) of its backend's
-    ``options`` module, where it has one. Found by name, without running the backend
-    package (the PyTorch one imports torch): validation imports no framework."""
-    package = BACKENDS[cfg.framework.name]
-    spec = importlib.util.find_spec(package)
-    if spec is not None and any(m.name == "options" for m in pkgutil.iter_modules(spec.submodule_search_locations)):
-        importlib.import_module(f"{package}.options").check_options(cfg, engine)
-
-
 def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     """Checks of a run's config before any work (and, from benchmark.run.cli.CheckValues and
     the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
@@ -55,7 +42,7 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
                              "benchmark/spec/config.py lists the valid ones: fix the name or drop the override")
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
-    check_backend_options(cfg, engine)
+    check_options(cfg, engine)  # the backend's own rules (benchmark.backends.OPTION_RULES)
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
                              "(choose a protocol with protocol=..., then change single knobs)")

@@ -1,7 +1,8 @@
 """The Keras backend's own rules on its options, checked before a run writes anything.
 
 Framework-free on purpose: the run's validation (benchmark.run.loop.validate, from the CLI
-and the sweeper before Hydra creates a directory) imports this module by name, and must
+and the sweeper before Hydra creates a directory) imports this module by name
+(benchmark.backends.OPTION_RULES), and must
 not pay for, or be broken by, importing Keras or an engine.
 """
 
