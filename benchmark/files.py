@@ -46,8 +46,10 @@ def writing(path: Path, *leftovers: Path):
                 leftover.unlink(missing_ok=True)
         problem = disk_problem(exc)
         if problem:
-            raise BenchmarkError(f"cannot write {path}: {problem}; free space, then launch again (what was "
-                                 "saved before is intact, and the run resumes from it)") from exc
+            raise BenchmarkError(
+                f"cannot write {path}: {problem}; free space, then launch again (what was "
+                "saved before is intact, and the run resumes from it)"
+            ) from exc
         raise
 
 

@@ -18,6 +18,6 @@ def hydra_fresh_version_base(hydra_restore_singletons):
     apps then run with job.chdir=true); helpers.compose sets 1.3 for the session, so
     these tests start from a fresh VersionBase (restored afterwards with the other
     singletons)."""
-    from hydra.version import VersionBase, _UNSPECIFIED_
+    from hydra.version import _UNSPECIFIED_, VersionBase
 
     VersionBase.instance().version_base = _UNSPECIFIED_

@@ -124,8 +124,12 @@ def make_cifar10(
         }
         files[f"cifar-10-batches-py/data_batch_{i}"] = pickle.dumps(batch, protocol=2)
     files["cifar-10-batches-py/test_batch"] = pickle.dumps(
-        {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in test_y], b"data": test_rows,
-         b"filenames": [f"test_{j}.png".encode() for j in range(len(test_y))]},
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [int(v) for v in test_y],
+            b"data": test_rows,
+            b"filenames": [f"test_{j}.png".encode() for j in range(len(test_y))],
+        },
         protocol=2,
     )
     files["cifar-10-batches-py/batches.meta"] = pickle.dumps(
@@ -163,8 +167,10 @@ def make_cifar100(
         "cifar-100-python/train": batch("training", train_rows, train_y),
         "cifar-100-python/test": batch("testing", test_rows, test_y),
         "cifar-100-python/meta": pickle.dumps(
-            {b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-             b"coarse_label_names": [f"c{i}".encode() for i in range(20)]},
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+            },
             protocol=2,
         ),
     }
@@ -243,7 +249,12 @@ def make_tiny_imagenet(
     annotations = []
     for i, label in enumerate(test_y):
         name = f"val_{i}.JPEG"
-        entries.append((f"tiny-imagenet-200/val/images/{name}", jpeg_bytes(class_color(int(label)), image_size, bool(test_gray[i]))))
+        entries.append(
+            (
+                f"tiny-imagenet-200/val/images/{name}",
+                jpeg_bytes(class_color(int(label)), image_size, bool(test_gray[i])),
+            )
+        )
         annotations.append(f"{name}\t{sorted_wnids[label]}\t1\t2\t50\t60\n")
     entries.append(("tiny-imagenet-200/val/val_annotations.txt", "".join(annotations).encode()))
     entries += [("tiny-imagenet-200/test/", None), ("tiny-imagenet-200/test/images/", None)]
@@ -267,8 +278,15 @@ def make_tiny_imagenet(
                 else:
                     zf.writestr(name, data)
     colors = lambda ys: np.asarray([class_color(int(v)) for v in ys], np.int64)  # noqa: E731
-    return Expected(path, train_y, test_y, train_colors=colors(train_y), test_colors=colors(test_y),
-                    train_gray=train_gray, test_gray=test_gray)
+    return Expected(
+        path,
+        train_y,
+        test_y,
+        train_colors=colors(train_y),
+        test_colors=colors(test_y),
+        train_gray=train_gray,
+        test_gray=test_gray,
+    )
 
 
 def make_tiny_imagenet_parquet(
@@ -291,8 +309,9 @@ def make_tiny_imagenet_parquet(
             {"bytes": jpeg_bytes(class_color(int(y)), image_size, bool(g)), "path": f"{i}.JPEG"}
             for i, (y, g) in enumerate(zip(labels, gray))
         ]
-        table = pa.table({"image": pa.array(images, type=image_type), "label": pa.array(labels.tolist(), pa.int64())},
-                         schema=schema)
+        table = pa.table(
+            {"image": pa.array(images, type=image_type), "label": pa.array(labels.tolist(), pa.int64())}, schema=schema
+        )
         pq.write_table(table, path)
 
     data = root / "data"
@@ -300,5 +319,12 @@ def make_tiny_imagenet_parquet(
     write(data / "train-00000-of-00001.parquet", train_y, train_gray)
     write(data / "valid-00000-of-00001.parquet", test_y, test_gray)
     colors = lambda ys: np.asarray([class_color(int(v)) for v in ys], np.int64)  # noqa: E731
-    return Expected(root, train_y, test_y, train_colors=colors(train_y), test_colors=colors(test_y),
-                    train_gray=train_gray, test_gray=test_gray)
+    return Expected(
+        root,
+        train_y,
+        test_y,
+        train_colors=colors(train_y),
+        test_colors=colors(test_y),
+        train_gray=train_gray,
+        test_gray=test_gray,
+    )

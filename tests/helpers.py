@@ -17,20 +17,29 @@ def run_cli(*overrides: str, timeout: float = 900, env: dict | None = None) -> s
     """`python -m benchmark OVERRIDES...` from the repository root, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "benchmark", *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
     )
 
 
-def sigkill_when_logged(run_dir: Path, line: str, *overrides: str, env: dict | None = None,
-                        timeout: float = 300) -> subprocess.Popen:
+def sigkill_when_logged(
+    run_dir: Path, line: str, *overrides: str, env: dict | None = None, timeout: float = 300
+) -> subprocess.Popen:
     """Launch `python -m benchmark OVERRIDES... hydra.run.dir=RUN_DIR` and SIGKILL it (no
     handler runs: like a lost node) once its run.log has `line`; the finished process."""
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
     log, deadline = Path(run_dir) / "run.log", time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and line in log.read_text():

@@ -55,11 +55,26 @@ ENV_COMMON = {
     "packages": {"numpy": "1.26.4", "scipy": "1.13.1", "torch": "2.3.1"},
 }
 ENV_FRAMEWORK = {
-    "pytorch": {"torch": "2.3.1+cu121", "torchvision": "0.18.1+cu121", "cuda": "12.1", "cudnn": 8902,
-                "gpu_name": "NVIDIA A40", "torch_threads": 8},
-    "keras": {"tensorflow": "2.16.1", "keras": "3.3.3", "keras_backend": "tensorflow", "cuda": "12.3",
-              "cudnn": "8", "tf_build_cuda": "12.3", "tf_build_cudnn": "8", "gpu_name": "NVIDIA A40",
-              "gpu_count": 1, "tf_intra_op_threads": 0},
+    "pytorch": {
+        "torch": "2.3.1+cu121",
+        "torchvision": "0.18.1+cu121",
+        "cuda": "12.1",
+        "cudnn": 8902,
+        "gpu_name": "NVIDIA A40",
+        "torch_threads": 8,
+    },
+    "keras": {
+        "tensorflow": "2.16.1",
+        "keras": "3.3.3",
+        "keras_backend": "tensorflow",
+        "cuda": "12.3",
+        "cudnn": "8",
+        "tf_build_cuda": "12.3",
+        "tf_build_cudnn": "8",
+        "gpu_name": "NVIDIA A40",
+        "gpu_count": 1,
+        "tf_intra_op_threads": 0,
+    },
 }
 
 
@@ -100,16 +115,18 @@ def metrics_rows(key: tuple, epochs: int, epochs_done: int, final_accuracy: floa
         val_acc = min(1.0, max(0.0, final_accuracy * (1 - math.exp(-6 * t)) + rng.normal(0, 0.01)))
         train_loss = 0.05 + (start_loss - 0.05) * math.exp(-5 * t) + abs(rng.normal(0, 0.02))
         seconds = epoch_seconds * (1 + rng.normal(0, 0.02)) + (12.0 if e == 0 else 0.0)
-        rows.append({
-            "epoch": e + 1,
-            "train_loss": train_loss,
-            "train_accuracy": min(1.0, val_acc + 0.05 * t),
-            "val_loss": train_loss + 0.3 * t,
-            "val_accuracy": round(val_acc, 4),
-            "val_macro_f1": round(max(0.0, val_acc - 0.004 - abs(rng.normal(0, 0.002))), 4),
-            "epoch_time_seconds": seconds,
-            "learning_rate": epoch_lr(e, steps, epochs),
-        })
+        rows.append(
+            {
+                "epoch": e + 1,
+                "train_loss": train_loss,
+                "train_accuracy": min(1.0, val_acc + 0.05 * t),
+                "val_loss": train_loss + 0.3 * t,
+                "val_accuracy": round(val_acc, 4),
+                "val_macro_f1": round(max(0.0, val_acc - 0.004 - abs(rng.normal(0, 0.002))), 4),
+                "epoch_time_seconds": seconds,
+                "learning_rate": epoch_lr(e, steps, epochs),
+            }
+        )
     return rows
 
 
@@ -154,42 +171,90 @@ def make_run(
     if test_macro_f1 is None:
         test_macro_f1 = round(accuracy - 0.003 + _rng("f1", *key).normal(0, 0.001), 4)
     if epoch_seconds is None:
-        epoch_seconds = (SECONDS[model] * (2 if dataset == "tiny_imagenet" else 1)
-                         * (0.6 if precision == "amp" else 1.0) * (1.1 if framework == "keras" else 1.0))
-    default_name = run_name(*key) if protocol in (None, "native") else run_name(*key).replace(
-        f"_seed{seed}", f"_{protocol}_seed{seed}")
+        epoch_seconds = (
+            SECONDS[model]
+            * (2 if dataset == "tiny_imagenet" else 1)
+            * (0.6 if precision == "amp" else 1.0)
+            * (1.1 if framework == "keras" else 1.0)
+        )
+    default_name = (
+        run_name(*key)
+        if protocol in (None, "native")
+        else run_name(*key).replace(f"_seed{seed}", f"_{protocol}_seed{seed}")
+    )
     if engine:
         default_name = default_name.replace(f"{framework}_", f"{framework}_{engine}_", 1)
     run_dir = Path(root) / (name or default_name)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     steps = TRAIN_IMAGES[dataset] // BATCH
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
-        "framework": {"name": framework, "device": "auto", "deterministic": True, **({"engine": engine} if engine else {})},
-        "model": {"name": model},
-        "dataset": {"name": dataset, "num_classes": CLASSES[dataset], "epochs": EPOCHS[dataset], "batch_size": BATCH},
-        "precision": {"name": precision, "dtype": "float16"},
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": BATCH,
-        "grad_accum_steps": 1,
-        "data_dir": "data",
-        **({"protocol": {"name": protocol}} if protocol else {}),
-    }, sort_keys=False))
-    _write_json(run_dir / "summary.json", {
-        "framework": framework, "dataset": dataset, "model": model, "precision": precision, "seed": seed,
-        "epochs": epochs, "batch_size": BATCH, "grad_accum_steps": 1, "train_images": TRAIN_IMAGES[dataset],
-        "steps_per_epoch": steps, "images_per_epoch": steps * BATCH, "warmup_steps": WARMUP_EPOCHS * steps,
-        "total_steps": epochs * steps, "peak_lr": PEAK_LR, "deterministic": True,
-        "data_source": f"{dataset} official archive", "data_fingerprint": data_fingerprint or DATA_FINGERPRINT[dataset],
-        "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}.get(framework, "jit"),
-        "first_epoch_overhead_seconds": 2.5, "startup_seconds": 9.0, "peak_host_rss_bytes": 3 << 30,
-        "accelerator_peak_bytes": 5 << 30,
-        **({"protocol": protocol} if protocol else {}),
-        **({"engine": engine} if engine else {}),
-    })
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "framework": {
+                    "name": framework,
+                    "device": "auto",
+                    "deterministic": True,
+                    **({"engine": engine} if engine else {}),
+                },
+                "model": {"name": model},
+                "dataset": {
+                    "name": dataset,
+                    "num_classes": CLASSES[dataset],
+                    "epochs": EPOCHS[dataset],
+                    "batch_size": BATCH,
+                },
+                "precision": {"name": precision, "dtype": "float16"},
+                "seed": seed,
+                "epochs": epochs,
+                "batch_size": BATCH,
+                "grad_accum_steps": 1,
+                "data_dir": "data",
+                **({"protocol": {"name": protocol}} if protocol else {}),
+            },
+            sort_keys=False,
+        )
+    )
+    _write_json(
+        run_dir / "summary.json",
+        {
+            "framework": framework,
+            "dataset": dataset,
+            "model": model,
+            "precision": precision,
+            "seed": seed,
+            "epochs": epochs,
+            "batch_size": BATCH,
+            "grad_accum_steps": 1,
+            "train_images": TRAIN_IMAGES[dataset],
+            "steps_per_epoch": steps,
+            "images_per_epoch": steps * BATCH,
+            "warmup_steps": WARMUP_EPOCHS * steps,
+            "total_steps": epochs * steps,
+            "peak_lr": PEAK_LR,
+            "deterministic": True,
+            "data_source": f"{dataset} official archive",
+            "data_fingerprint": data_fingerprint or DATA_FINGERPRINT[dataset],
+            "execution_mode": execution_mode or {"keras": "tf.function", "pytorch": "eager"}.get(framework, "jit"),
+            "first_epoch_overhead_seconds": 2.5,
+            "startup_seconds": 9.0,
+            "peak_host_rss_bytes": 3 << 30,
+            "accelerator_peak_bytes": 5 << 30,
+            **({"protocol": protocol} if protocol else {}),
+            **({"engine": engine} if engine else {}),
+        },
+    )
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"
-    _write_json(run_dir / "env.json", {**ENV_COMMON, "hostname": host, "slurm_job_id": str(1000 + seed),
-                                       **ENV_FRAMEWORK.get(framework, {}), "framework": framework, **(env or {})})
+    _write_json(
+        run_dir / "env.json",
+        {
+            **ENV_COMMON,
+            "hostname": host,
+            "slurm_job_id": str(1000 + seed),
+            **ENV_FRAMEWORK.get(framework, {}),
+            "framework": framework,
+            **(env or {}),
+        },
+    )
     rows = metrics_rows(key, epochs, epochs_done, accuracy, epoch_seconds)
     with open(run_dir / "metrics.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"], lineterminator="\n")
@@ -200,9 +265,15 @@ def make_run(
         status["reason"] = "RuntimeError: CUDA out of memory"
     if state == "completed":
         best = max(rows, key=lambda r: r["val_accuracy"])
-        test = {"test_accuracy": accuracy, "test_macro_f1": test_macro_f1, "test_loss": 0.3, "best_epoch": best["epoch"],
-                "best_val_accuracy": best["val_accuracy"], "test_images": TEST_IMAGES,
-                "finished_at": "2024-05-02T10:00:00+0000"}
+        test = {
+            "test_accuracy": accuracy,
+            "test_macro_f1": test_macro_f1,
+            "test_loss": 0.3,
+            "best_epoch": best["epoch"],
+            "best_val_accuracy": best["val_accuracy"],
+            "test_images": TEST_IMAGES,
+            "finished_at": "2024-05-02T10:00:00+0000",
+        }
         _write_json(run_dir / "test.json", test)
         status["test"] = test
     _write_json(run_dir / "status.json", status)
@@ -221,7 +292,11 @@ def make_sweep(
     """Every combination as a completed run, in Hydra's multirun layout `root/<subdir>`."""
     return [
         make_run(root, fw, ds, model, prec, seed, epochs=epochs)
-        for ds in datasets for model in models for prec in precisions for seed in seeds for fw in frameworks
+        for ds in datasets
+        for model in models
+        for prec in precisions
+        for seed in seeds
+        for fw in frameworks
     ]
 
 

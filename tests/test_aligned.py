@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import compose, run_cli
+from runs import make_run
 
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, load_backend
@@ -16,9 +18,6 @@ from benchmark.data import prepare_dataset
 from benchmark.parity import equivalence as eq
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import make_schedule
-from helpers import compose, run_cli
-from runs import make_run
-
 
 # ------------------------------------------------------------------ the numerical-equivalence check
 
@@ -115,17 +114,25 @@ def test_knobs_are_checked_and_give_regularization_per_model():
     assert Knobs.of(aligned.protocol) == Knobs(True, True, True, True, True)
     assert Knobs.of(compose().protocol) == Knobs()
     assert Knobs.of(aligned.protocol).model_options("convnext_tiny") == {
-        "architecture": "aligned", "drop_rate": None, "drop_path_rate": 0.1}
-    assert Knobs.of(compose("protocol=aligned", "protocol.init=native").protocol).describe() == \
-        "aligned: architecture, regularization, optimizer, data"
+        "architecture": "aligned",
+        "drop_rate": None,
+        "drop_path_rate": 0.1,
+    }
+    assert (
+        Knobs.of(compose("protocol=aligned", "protocol.init=native").protocol).describe()
+        == "aligned: architecture, regularization, optimizer, data"
+    )
     with pytest.raises(BenchmarkError, match="protocol.init=aligned needs protocol.architecture=aligned"):
         Knobs.of(compose("protocol=aligned", "protocol.architecture=native").protocol)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("protocol.data=shared", "protocol.data=shared is unknown; valid: native, aligned"),
-    ("protocol.name=mine", "protocol.name=mine is unknown"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("protocol.data=shared", "protocol.data=shared is unknown; valid: native, aligned"),
+        ("protocol.name=mine", "protocol.name=mine is unknown"),
+    ],
+)
 def test_a_bad_knob_is_one_line_and_exit_2(tmp_path, override, message):
     proc = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
@@ -141,13 +148,26 @@ def _protocol_sweep(root: Path) -> dict:
     rng = np.random.default_rng(3)
     for seed in (42, 123, 456, 789, 1024):
         base = 0.90 + rng.normal(0, 0.003)
-        values = {("pytorch", "native"): base + 0.015 + rng.normal(0, 0.002), ("keras", "native"): base,
-                  ("pytorch", "aligned"): base + 0.002 + rng.normal(0, 0.002), ("keras", "aligned"): base}
+        values = {
+            ("pytorch", "native"): base + 0.015 + rng.normal(0, 0.002),
+            ("keras", "native"): base,
+            ("pytorch", "aligned"): base + 0.002 + rng.normal(0, 0.002),
+            ("keras", "aligned"): base,
+        }
         for (framework, protocol), value in values.items():
             value = round(value * 10_000) / 10_000
             truth[framework, protocol, seed] = value
-            make_run(root, framework, "cifar10", "mobilenetv2", "fp32", seed, epochs=4, test_accuracy=value,
-                     protocol=protocol)
+            make_run(
+                root,
+                framework,
+                "cifar10",
+                "mobilenetv2",
+                "fp32",
+                seed,
+                epochs=4,
+                test_accuracy=value,
+                protocol=protocol,
+            )
     return truth
 
 
@@ -184,7 +204,9 @@ def test_divergence_compares_framework_and_seed_noise(tmp_path):
         curves[framework, seed] = float(metrics.loc[metrics["epoch"] == 2, "val_accuracy"].iloc[0])
     seeds = sorted({s for _, s in curves})
     gap = np.mean([abs(curves["pytorch", s] - curves["keras", s]) for s in seeds])
-    spread = np.mean([abs(curves["keras", a] - curves["keras", b]) for i, a in enumerate(seeds) for b in seeds[i + 1:]])
+    spread = np.mean(
+        [abs(curves["keras", a] - curves["keras", b]) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    )
     assert row["framework_gap"] == pytest.approx(gap) and row["seed_spread_b"] == pytest.approx(spread)
     assert list((report / "plots").glob("divergence_cifar10_mobilenetv2_fp32_aligned_pytorch_keras.png"))
     assert "## Framework noise vs seed noise" in (report / "significance_summary.md").read_text()

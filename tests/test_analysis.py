@@ -6,41 +6,57 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
 import subprocess
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 import pingouin
 import pytest
+from helpers import REPO
+from runs import FRAMEWORKS, SEEDS, make_run, make_stage2, make_sweep, true_test_accuracy
+from scipy import stats as scipy_stats
 
 from benchmark.analysis.report import _swap_in
 from benchmark.analysis.runs import RESULTS_COLUMNS, epoch_summary, find_run_dirs, read_metrics
+from benchmark.analysis.stats import D_Z_CAP, holm, paired_statistics, signed_rank_null, wilcoxon_min_p, wilcoxon_test
 from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analysis.time_to_accuracy import parse as parse_tta
-from benchmark.analysis.stats import D_Z_CAP, holm, paired_statistics, signed_rank_null, wilcoxon_min_p, wilcoxon_test
 from benchmark.analyze import analyze
-from helpers import REPO
-from runs import FRAMEWORKS, SEEDS, make_run, make_stage2, make_sweep, true_test_accuracy
 
-NUMERIC_STATS = ("delta", "ci_low", "ci_high", "wilcoxon_p", "wilcoxon_min_p", "ttest_p", "holm_p",
-                 "holm_ttest_p", "cohens_d", "cliffs_delta")
+NUMERIC_STATS = (
+    "delta",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_p",
+    "wilcoxon_min_p",
+    "ttest_p",
+    "holm_p",
+    "holm_ttest_p",
+    "cohens_d",
+    "cliffs_delta",
+)
 
 
 def read_report(sweep: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     report = sweep / "report"
-    return pd.read_csv(report / "results.csv"), pd.read_csv(report / "statistical_results.csv", keep_default_na=False,
-                                                            na_values=[""])
+    return pd.read_csv(report / "results.csv"), pd.read_csv(
+        report / "statistical_results.csv", keep_default_na=False, na_values=[""]
+    )
 
 
 def stat_row(stats: pd.DataFrame, dataset: str, model: str, metric: str, precision: str = "fp32") -> pd.Series:
-    rows = stats[(stats.dataset == dataset) & (stats.model == model) & (stats.precision == precision)
-                 & (stats.metric == metric) & stats.variant.isna()]
+    rows = stats[
+        (stats.dataset == dataset)
+        & (stats.model == model)
+        & (stats.precision == precision)
+        & (stats.metric == metric)
+        & stats.variant.isna()
+    ]
     assert len(rows) == 1
     return rows.iloc[0]
 
@@ -152,7 +168,10 @@ def test_epoch_summary_averages_rates_and_takes_the_late_half(tmp_path):
     assert row["time_per_epoch_avg_late"] == pytest.approx(metrics["epoch_time_seconds"].iloc[2:].mean())
     best = metrics["val_accuracy"].idxmax()
     assert (row["acc_best"], row["f1_best"], row["epoch_best"]) == (
-        metrics.at[best, "val_accuracy"], metrics.at[best, "val_macro_f1"], best + 1)
+        metrics.at[best, "val_accuracy"],
+        metrics.at[best, "val_macro_f1"],
+        best + 1,
+    )
 
 
 def test_runs_are_found_at_any_depth_once_and_the_report_is_not_a_run(tmp_path):
@@ -193,8 +212,9 @@ def test_run_without_summary_is_keyed_from_its_config_and_duplicates_are_noted(t
     assert throughput["n_pairs"] == 2 and "123 (pytorch value missing)" in throughput["note"]
     accuracy = stat_row(stats, "cifar10", "resnet50", "test_accuracy")
     assert "2 completed keras runs for seed 42: used zz_rerun" in accuracy["note"]
-    assert accuracy["mean_b"] == pytest.approx(np.mean([0.5, *(true_test_accuracy(
-        "keras", "cifar10", "resnet50", "fp32", s) for s in (123, 456))]))
+    assert accuracy["mean_b"] == pytest.approx(
+        np.mean([0.5, *(true_test_accuracy("keras", "cifar10", "resnet50", "fp32", s) for s in (123, 456))])
+    )
 
 
 def test_a_damaged_metrics_csv_gives_its_intact_rows_and_a_note_not_a_divergence(tmp_path):
@@ -263,21 +283,33 @@ def test_stage2_report(stage2, capsys):
     assert [c for c in results.columns if not parse_tta(c)] == list(RESULTS_COLUMNS)
     # conf/dataset/*.yaml's targets (the generated runs predate recorded targets): 2 per dataset
     assert ordered_tta(results.columns) == [
-        c for t in (0.4, 0.55, 0.7, 0.85, 0.93) for c in (f"epochs_to_val_acc_{t:g}", f"seconds_to_val_acc_{t:g}")]
+        c for t in (0.4, 0.55, 0.7, 0.85, 0.93) for c in (f"epochs_to_val_acc_{t:g}", f"seconds_to_val_acc_{t:g}")
+    ]
     cifar10 = results[results["dataset"] == "cifar10"]
     assert cifar10["epochs_to_val_acc_0.4"].isna().all() and np.isfinite(cifar10["epochs_to_val_acc_0.85"]).all()
     assert np.isinf(cifar10["epochs_to_val_acc_0.93"]).any()  # completed runs that never got there
     assert len(results) == 180 and (results["state"] == "completed").all()
-    assert (results["epochs_done"] == results["dataset"].map({"cifar10": 200, "cifar100": 200, "tiny_imagenet": 100})).all()
+    assert (
+        results["epochs_done"] == results["dataset"].map({"cifar10": 200, "cifar100": 200, "tiny_imagenet": 100})
+    ).all()
     run = results.iloc[0]
-    assert run["test_accuracy"] == true_test_accuracy(run["framework"], run["dataset"], run["model"],
-                                                      run["precision"], int(run["seed"]))
+    assert run["test_accuracy"] == true_test_accuracy(
+        run["framework"], run["dataset"], run["model"], run["precision"], int(run["seed"])
+    )
 
     assert len(stats) == 126  # 18 comparisons x (3 metrics + 2 targets x epochs and seconds)
-    assert set(stats["metric"]) == {"test_accuracy", "test_macro_f1", "images_per_sec_avg", *ordered_tta(results.columns)}
+    assert set(stats["metric"]) == {
+        "test_accuracy",
+        "test_macro_f1",
+        "images_per_sec_avg",
+        *ordered_tta(results.columns),
+    }
     assert (stats["n_pairs"] == 5).all()
     censored = stats[stats["note"].fillna("").str.contains("where neither did")]
-    assert not censored.empty and (stats.loc[stats["metric"].str.startswith("seconds_to"), "wilcoxon_method"] != "none").any()
+    assert (
+        not censored.empty
+        and (stats.loc[stats["metric"].str.startswith("seconds_to"), "wilcoxon_method"] != "none").any()
+    )
     # 2 / 2^5, or larger where a seed's difference is exactly zero (scores are whole test images)
     assert (stats["wilcoxon_min_p"] >= 0.0625).all() and (stats["wilcoxon_min_p"] == 0.0625).sum() > 40
     assert_valid_statistics(stats)
@@ -287,9 +319,17 @@ def test_stage2_report(stage2, capsys):
     plots = sorted(p.name for p in (report / "plots").iterdir())
     assert len([p for p in plots if p.startswith("curves_")]) == 18
     assert [p for p in plots if p.startswith("bars_")] == [
-        "bars_accuracy_amp.png", "bars_accuracy_fp32.png", "bars_throughput_amp.png", "bars_throughput_fp32.png"]
-    assert {"diff_images_per_sec_avg.png", "diff_test_accuracy.png", "diff_test_macro_f1.png",
-            "diff_seconds_to_val_acc_0.85.png"} <= {p for p in plots if p.startswith("diff_")}
+        "bars_accuracy_amp.png",
+        "bars_accuracy_fp32.png",
+        "bars_throughput_amp.png",
+        "bars_throughput_fp32.png",
+    ]
+    assert {
+        "diff_images_per_sec_avg.png",
+        "diff_test_accuracy.png",
+        "diff_test_macro_f1.png",
+        "diff_seconds_to_val_acc_0.85.png",
+    } <= {p for p in plots if p.startswith("diff_")}
     assert all((report / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
 
     summary = pd.read_csv(report / "significance_summary.csv")
@@ -303,7 +343,12 @@ def test_stage2_report(stage2, capsys):
     assert sanity["passed"].all()
     # every run; completed cifar runs (floors exist for cifar only); framework arms; seed pairs
     assert sanity["check"].value_counts().to_dict() == {
-        "finite": 180, "val_accuracy": 120, "seeds_differ": 36, "same_data": 3, "frameworks_agree": 90}
+        "finite": 180,
+        "val_accuracy": 120,
+        "seeds_differ": 36,
+        "same_data": 3,
+        "frameworks_agree": 90,
+    }
     assert "Sanity checks (docs/protocol.md §6): all 429 passed" in md
 
 
@@ -329,7 +374,9 @@ def test_sanity_checks_flag_each_failure(tmp_path):
     (diverged / "status.json").write_text(json.dumps({**status, "reason": "training diverged: train_loss is nan"}))
     runs = {seed: tmp_path / f"keras_cifar10_resnet50_fp32_seed{seed}" for seed in (42, 456)}
     shutil.copy(runs[42] / "metrics.csv", runs[456] / "metrics.csv")  # seed 456 repeats seed 42
-    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=12, data_fingerprint="sha256:0123456789abcdef")
+    make_run(
+        tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=12, data_fingerprint="sha256:0123456789abcdef"
+    )
     make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 789, epochs=12)
     analyze(tmp_path, plots=False)
 
@@ -356,8 +403,12 @@ def degenerate(tmp_path_factory):
     sweep = tmp_path_factory.mktemp("degenerate")
     kw = {"epochs": 12}
     for seed in SEEDS:  # identical arms: same test numbers, same epoch times
-        keras = make_run(sweep, "keras", "cifar10", "resnet50", "fp32", seed, test_accuracy=0.93, test_macro_f1=0.92, **kw)
-        pytorch = make_run(sweep, "pytorch", "cifar10", "resnet50", "fp32", seed, test_accuracy=0.93, test_macro_f1=0.92, **kw)
+        keras = make_run(
+            sweep, "keras", "cifar10", "resnet50", "fp32", seed, test_accuracy=0.93, test_macro_f1=0.92, **kw
+        )
+        pytorch = make_run(
+            sweep, "pytorch", "cifar10", "resnet50", "fp32", seed, test_accuracy=0.93, test_macro_f1=0.92, **kw
+        )
         shutil.copy(keras / "metrics.csv", pytorch / "metrics.csv")
     make_sweep(sweep, ["cifar10"], ["mobilenetv2"], seeds=[42], **kw)  # one pair
     make_sweep(sweep, ["cifar100"], ["resnet50"], seeds=[42, 123, 456], frameworks=["keras"], **kw)
@@ -365,7 +416,9 @@ def degenerate(tmp_path_factory):
     for seed in SEEDS:  # one failed run
         for fw in FRAMEWORKS:
             failed = fw == "pytorch" and seed == 456
-            make_run(sweep, fw, "cifar100", "mobilenetv2", "fp32", seed, state="failed" if failed else "completed", **kw)
+            make_run(
+                sweep, fw, "cifar100", "mobilenetv2", "fp32", seed, state="failed" if failed else "completed", **kw
+            )
     for i, seed in enumerate(SEEDS):  # PyTorch exactly 1 point ahead on every seed
         acc = 0.55 + 0.003 * i
         make_run(sweep, "keras", "tiny_imagenet", "resnet50", "fp32", seed, test_accuracy=acc, **kw)
@@ -383,7 +436,12 @@ def test_degenerate_cases_give_documented_finite_values(degenerate):
     for metric in ("test_accuracy", "test_macro_f1", "images_per_sec_avg"):
         same = stat_row(stats, "cifar10", "resnet50", metric)
         assert (same["delta"], same["wilcoxon_p"], same["ttest_p"], same["cohens_d"], same["cliffs_delta"]) == (
-            0.0, 1.0, 1.0, 0.0, 0.0)
+            0.0,
+            1.0,
+            1.0,
+            0.0,
+            0.0,
+        )
         assert "all differences are zero" in same["note"]
 
     one = stat_row(stats, "cifar10", "mobilenetv2", "test_accuracy")
@@ -419,13 +477,27 @@ def test_environment_flags_runs_that_differ(tmp_path):
     make_sweep(tmp_path, seeds=[42, 123, 456], epochs=3)
     make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", 789, epochs=3, env={"torch": "2.4.0"}, name="odd")
     make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 789, epochs=3, env={"gpu_name": "NVIDIA A100"})
-    make_run(tmp_path, "keras", "cifar10", "resnet50", "fp32", 1024, epochs=3, name="newer", env={
-        "packages_sha256": "sha256:2222222222222222", "cpu_features": "sse4_2 avx avx2 fma f16c avx512f amx_tile",
-        "packages": {"numpy": "2.0.0", "scipy": "1.13.1", "torch": "2.3.1", "tensorboard": "2.17.0"}})
+    make_run(
+        tmp_path,
+        "keras",
+        "cifar10",
+        "resnet50",
+        "fp32",
+        1024,
+        epochs=3,
+        name="newer",
+        env={
+            "packages_sha256": "sha256:2222222222222222",
+            "cpu_features": "sse4_2 avx avx2 fma f16c avx512f amx_tile",
+            "packages": {"numpy": "2.0.0", "scipy": "1.13.1", "torch": "2.3.1", "tensorboard": "2.17.0"},
+        },
+    )
     report = analyze(tmp_path, plots=False)
     text = (report / "environment.txt").read_text()
-    assert "  newer: package set sha256:2222222222222222 (majority sha256:1111111111111111): numpy 1.26.4 -> 2.0.0, " \
-           "+tensorboard 2.17.0" in text
+    assert (
+        "  newer: package set sha256:2222222222222222 (majority sha256:1111111111111111): numpy 1.26.4 -> 2.0.0, "
+        "+tensorboard 2.17.0" in text
+    )
     assert "  newer: CPU features has amx_tile avx512f (than the majority)" in text
     assert "  odd: torch 2.4.0 (majority 2.3.1+cu121)" in text
     assert "keras_cifar10_resnet50_fp32_seed789: GPU NVIDIA A100 (majority NVIDIA A40)" in text
@@ -436,8 +508,9 @@ def test_environment_flags_runs_that_differ(tmp_path):
 
 
 def run_analyze(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmark.analyze", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.analyze", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_fails_with_one_line_without_runs(tmp_path):
@@ -454,8 +527,17 @@ def test_cli_writes_the_report(tmp_path):
     proc = run_analyze(str(tmp_path), "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "api_engine.csv", "attribution.csv", "divergence.csv", "environment.txt", "results.csv", "sanity.csv",
-        "sanity.md", "significance_summary.csv", "significance_summary.md", "statistical_results.csv"]
+        "api_engine.csv",
+        "attribution.csv",
+        "divergence.csv",
+        "environment.txt",
+        "results.csv",
+        "sanity.csv",
+        "sanity.md",
+        "significance_summary.csv",
+        "significance_summary.md",
+        "statistical_results.csv",
+    ]
     # 4 runs finite, 4 above the floor, 2 arms with distinct seeds, 1 dataset, 2 seed pairs
     assert "Sanity checks (docs/protocol.md §6): all 13 passed" in proc.stderr
     assert run_analyze(str(tmp_path), "--no-plots", "--strict").returncode == 0
@@ -475,8 +557,9 @@ def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):
     sweep, _, _ = stage2
     monkeypatch.setenv("BENCHMARK_REPORT_DIR", str(sweep))
     notebook = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(REPO / "notebooks")}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+    )
     client.execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "re-derived by hand" in outputs
@@ -485,12 +568,24 @@ def test_notebook_runs_top_to_bottom_on_a_report(stage2, monkeypatch):
 def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
     make_sweep(tmp_path, seeds=[42, 123, 456], epochs=4)
     for seed in (42, 123, 456):  # the same runs again with torch.compile, in their own directories
-        make_run(tmp_path, "pytorch", "cifar10", "resnet50", "fp32", seed, epochs=4, test_accuracy=0.99,
-                 execution_mode="torch.compile", name=f"compiled/seed{seed}")
+        make_run(
+            tmp_path,
+            "pytorch",
+            "cifar10",
+            "resnet50",
+            "fp32",
+            seed,
+            epochs=4,
+            test_accuracy=0.99,
+            execution_mode="torch.compile",
+            name=f"compiled/seed{seed}",
+        )
     analyze(tmp_path, plots=False)
     results, stats = read_report(tmp_path)
     assert set(results["execution_mode"]) == {"eager", "tf.function", "torch.compile"}
-    rows = stats[(stats["dataset"] == "cifar10") & (stats["model"] == "resnet50") & (stats["metric"] == "test_accuracy")]
+    rows = stats[
+        (stats["dataset"] == "cifar10") & (stats["model"] == "resnet50") & (stats["metric"] == "test_accuracy")
+    ]
     assert sorted(rows["mode_a"]) == ["eager", "torch.compile"] and set(rows["mode_b"]) == {"tf.function"}
     compiled = rows[rows["mode_a"] == "torch.compile"].iloc[0]
     eager = rows[rows["mode_a"] == "eager"].iloc[0]
@@ -504,15 +599,26 @@ def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
 
     sweep = collect(tmp_path)
     curves = with_arms(sweep.curves.merge(sweep.results[["run_dir", "execution_mode"]], on="run_dir"))
-    arms = ["keras (mean over 3 seeds)", "pytorch (eager) (mean over 3 seeds)",
-            "pytorch (torch.compile) (mean over 3 seeds)", "one seed"]
+    arms = [
+        "keras (mean over 3 seeds)",
+        "pytorch (eager) (mean over 3 seeds)",
+        "pytorch (torch.compile) (mean over 3 seeds)",
+        "one seed",
+    ]
     assert [t.get_text() for t in curves_figure(curves, "t").legends[0].get_texts()] == arms
     bars = bars_figure(sweep.results, "test_accuracy", "acc", 100.0, "t")
     assert [t.get_text() for t in bars.axes[0].get_legend().get_texts()] == [
-        "keras", "pytorch (eager)", "pytorch (torch.compile)"]
+        "keras",
+        "pytorch (eager)",
+        "pytorch (torch.compile)",
+    ]
     stats, pairs = compare(sweep.results)
     rows = stats[stats["metric"] == "test_accuracy"]
-    labels = [t.get_text() for t in diff_figure(pairs[pairs["metric"] == "test_accuracy"], rows,
-                                                "test_accuracy").axes[0].get_yticklabels()]
-    assert labels == ["cifar10 / resnet50 / fp32: pytorch − keras [eager vs tf.function]",
-                      "cifar10 / resnet50 / fp32: pytorch − keras [torch.compile vs tf.function]"]
+    labels = [
+        t.get_text()
+        for t in diff_figure(pairs[pairs["metric"] == "test_accuracy"], rows, "test_accuracy").axes[0].get_yticklabels()
+    ]
+    assert labels == [
+        "cifar10 / resnet50 / fp32: pytorch − keras [eager vs tf.function]",
+        "cifar10 / resnet50 / fp32: pytorch − keras [torch.compile vs tf.function]",
+    ]

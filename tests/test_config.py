@@ -1,10 +1,10 @@
 """The config schema rejects bad input before any work, with a message that says what."""
 
 import pytest
+from helpers import compose, run_cli
 from omegaconf import OmegaConf
 
 from benchmark.spec.models import list_models
-from helpers import compose, run_cli
 
 
 def test_default_config_composes_and_interpolates():
@@ -14,9 +14,15 @@ def test_default_config_composes_and_interpolates():
     assert cfg.batch_size == 32 and cfg.optim.warmup_epochs == 1
 
 
-@pytest.mark.parametrize("dataset,epochs,classes,size", [
-    ("cifar10", 200, 10, 32), ("cifar100", 200, 100, 32), ("tiny_imagenet", 100, 200, 64), ("digits", 10, 10, 32),
-])
+@pytest.mark.parametrize(
+    "dataset,epochs,classes,size",
+    [
+        ("cifar10", 200, 10, 32),
+        ("cifar100", 200, 100, 32),
+        ("tiny_imagenet", 100, 200, 64),
+        ("digits", 10, 10, 32),
+    ],
+)
 def test_dataset_groups(dataset, epochs, classes, size):
     cfg = compose(f"dataset={dataset}")
     assert (cfg.epochs, cfg.dataset.num_classes, cfg.dataset.image_size) == (epochs, classes, size)
@@ -29,16 +35,19 @@ def test_epochs_override():
     assert compose("dataset=cifar10", "epochs=3").epochs == 3
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("model=vgg16", ["model", *list_models()]),
-    ("dataset=mnist", ["dataset", "cifar10", "cifar100", "tiny_imagenet", "digits"]),
-    ("precision=fp8", ["precision", "fp32", "amp"]),
-    ("seed=abc", ["seed", "abc"]),
-    ("batch_size=big", ["batch_size", "big"]),
-    ("optim.momentum=fast", ["optim.momentum"]),
-    ("learning_rate=0.1", ["learning_rate"]),
-    ("dataset.colour=red", ["colour"]),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model=vgg16", ["model", *list_models()]),
+        ("dataset=mnist", ["dataset", "cifar10", "cifar100", "tiny_imagenet", "digits"]),
+        ("precision=fp8", ["precision", "fp32", "amp"]),
+        ("seed=abc", ["seed", "abc"]),
+        ("batch_size=big", ["batch_size", "big"]),
+        ("optim.momentum=fast", ["optim.momentum"]),
+        ("learning_rate=0.1", ["learning_rate"]),
+        ("dataset.colour=red", ["colour"]),
+    ],
+)
 def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_path):
     result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
     assert result.returncode != 0
@@ -48,16 +57,19 @@ def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_pat
     assert not (tmp_path / "data").exists()  # no data prepared: it failed before any work
 
 
-@pytest.mark.parametrize("overrides,named", [
-    (("batch_size=30", "grad_accum_steps=4"), "grad_accum_steps=4"),
-    (("batch_size=0",), "batch_size=0"),
-    (("framework.device=gpu",), "framework.device=gpu"),
-    (("model.name=vgg16",), "model.name=vgg16 is unknown; valid: resnet50, mobilenetv2"),  # no ModelSpec
-    (("dataset.val_size=3",), "dataset.val_size=3"),
-    (("epochs=0",), "epochs=0"),
-    (("+optim.momentm=0.5",), "unknown config key(s) optim.momentm (added with '+')"),  # a typo
-    (("+foo=1", "+limit.tset=3"), "foo, limit.tset"),
-])
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        (("batch_size=30", "grad_accum_steps=4"), "grad_accum_steps=4"),
+        (("batch_size=0",), "batch_size=0"),
+        (("framework.device=gpu",), "framework.device=gpu"),
+        (("model.name=vgg16",), "model.name=vgg16 is unknown; valid: resnet50, mobilenetv2"),  # no ModelSpec
+        (("dataset.val_size=3",), "dataset.val_size=3"),
+        (("epochs=0",), "epochs=0"),
+        (("+optim.momentm=0.5",), "unknown config key(s) optim.momentm (added with '+')"),  # a typo
+        (("+foo=1", "+limit.tset=3"), "foo, limit.tset"),
+    ],
+)
 def test_inconsistent_values_are_one_line_errors_before_any_work(tmp_path, overrides, named):
     result = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
     assert result.returncode == 2

@@ -21,12 +21,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import compose
 
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, load_backend
-from benchmark.backends.contract import (AuditBackend, Backend, BackendModule, BackendTrainer, EpochStats,
-                                         Introspection, LayerInfo, ModelRegistry, PerfBackend, Probe, ProtocolFacts,
-                                         Trainer, Yardstick, momentum_buffer_fact)
+from benchmark.backends.contract import (
+    AuditBackend,
+    Backend,
+    BackendModule,
+    BackendTrainer,
+    EpochStats,
+    Introspection,
+    LayerInfo,
+    ModelRegistry,
+    PerfBackend,
+    Probe,
+    ProtocolFacts,
+    Trainer,
+    Yardstick,
+    momentum_buffer_fact,
+)
 from benchmark.data import prepare_dataset
 from benchmark.parity.arms import arm_spec, needs_own_process
 from benchmark.parity.initializers import fit_initializer
@@ -35,11 +49,18 @@ from benchmark.spec.config import framework_options
 from benchmark.spec.models import shared_initial_weights
 from benchmark.spec.protocol import ALIGNED_REGULARIZATION
 from benchmark.spec.schedule import make_schedule
-from helpers import compose
 
 # what the native protocol aligns between the frameworks on purpose (docs/protocol.md §5, §8)
-ALIGNED = ("optimizer", "weight_decay", "loss", "lr_stepping", "precision", "input_normalization", "batchnorm",
-           "accumulation")
+ALIGNED = (
+    "optimizer",
+    "weight_decay",
+    "loss",
+    "lr_stepping",
+    "precision",
+    "input_normalization",
+    "batchnorm",
+    "accumulation",
+)
 MODEL, IMAGES, VAL, BATCH_SIZE = "mobilenetv2", 8, 8, 8  # one step per epoch: compiling costs the most
 TINY = (f"model={MODEL}", "dataset=digits", f"limit.train={IMAGES}", f"limit.val={VAL}", f"batch_size={BATCH_SIZE}")
 LAYER_KINDS = {"conv", "depthwise conv", "dense", "batchnorm", "layernorm"}
@@ -53,14 +74,20 @@ def exercise(option: str, data_dir: str, checkpoints: str) -> dict:
     module = load_backend(cfg.framework.name, cfg.framework.engine)
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
     schedule = make_schedule(cfg, IMAGES)
-    out: dict = {"schedule": schedule, "optim": (float(cfg.optim.momentum), bool(cfg.optim.nesterov)),
-                 "module_is": {p.__name__: isinstance(module, p)
-                               for p in (Backend, AuditBackend, PerfBackend, ModelRegistry, BackendModule)}}
+    out: dict = {
+        "schedule": schedule,
+        "optim": (float(cfg.optim.momentum), bool(cfg.optim.nesterov)),
+        "module_is": {
+            p.__name__: isinstance(module, p)
+            for p in (Backend, AuditBackend, PerfBackend, ModelRegistry, BackendModule)
+        },
+    }
 
     # Backend, AuditBackend, PerfBackend: the factory; every trainer view of what it builds
     trainer = module.Trainer(cfg, data, schedule, Path(checkpoints))
-    out["trainer_is"] = {p.__name__: isinstance(trainer, p)
-                         for p in (Trainer, Introspection, Yardstick, BackendTrainer)}
+    out["trainer_is"] = {
+        p.__name__: isinstance(trainer, p) for p in (Trainer, Introspection, Yardstick, BackendTrainer)
+    }
     env = module.environment()
     out["environment"] = json.loads(json.dumps(env))  # env.json must be able to hold it
 
@@ -73,8 +100,10 @@ def exercise(option: str, data_dir: str, checkpoints: str) -> dict:
     val_x, val_y = data.split("val", VAL)
     out["val_labels"] = val_y
     out["predict"] = [trainer.predict(val_x, val_y) for _ in range(2)]
-    metas = {"best": {"epoch": 1, "best": {"val_accuracy": 0.5, "epoch": 1}},
-             "last": {"epoch": 1, "best": {"val_accuracy": 0.5, "epoch": 1}, "learning_rate": 0.01}}
+    metas = {
+        "best": {"epoch": 1, "best": {"val_accuracy": 0.5, "epoch": 1}},
+        "last": {"epoch": 1, "best": {"val_accuracy": 0.5, "epoch": 1}, "learning_rate": 0.01},
+    }
     for kind, meta in metas.items():
         trainer.save(kind, meta)
     out["metas"] = metas
@@ -99,23 +128,40 @@ def exercise(option: str, data_dir: str, checkpoints: str) -> dict:
     out["probe_gradients"], out["trajectory"] = grads, trainer.update_trajectory(grads)
 
     # PerfBackend: the pipeline alone, then the wait for the device
-    batches = [(np.asarray(x), np.asarray(y)) for x, y in module.input_pipeline(
-        data.train_x[:IMAGES], data.train_y[:IMAGES], BATCH_SIZE, int(cfg.dataset.crop_padding), data.mean,
-        data.std, seed=0)]
+    batches = [
+        (np.asarray(x), np.asarray(y))
+        for x, y in module.input_pipeline(
+            data.train_x[:IMAGES],
+            data.train_y[:IMAGES],
+            BATCH_SIZE,
+            int(cfg.dataset.crop_padding),
+            data.mean,
+            data.std,
+            seed=0,
+        )
+    ]
     out["batches"] = [(x.shape, y.shape, bool(np.isfinite(x).all()), float(x.std())) for x, y in batches]
     out["synchronize_returns"] = module.synchronize()
 
     # ModelRegistry: the aligned model with the shared weights, and the probe on it
     drop, drop_path = (None if rate is None else 0.0 for rate in ALIGNED_REGULARIZATION[MODEL])
-    net = module.create_model(MODEL, NUM_CLASSES, int(cfg.dataset.image_size), architecture="aligned",
-                              drop_rate=drop, drop_path_rate=drop_path, dtype="float32")
+    net = module.create_model(
+        MODEL,
+        NUM_CLASSES,
+        int(cfg.dataset.image_size),
+        architecture="aligned",
+        drop_rate=drop,
+        drop_path_rate=drop_path,
+        dtype="float32",
+    )
     shapes = module.canonical_shapes(net, MODEL)
     weights = shared_initial_weights(MODEL, shapes, 0)
     module.load_canonical(net, MODEL, weights)
     x, y = probe_batch(int(cfg.dataset.image_size))
     out["canonical_shapes"], out["weights"] = shapes, weights
-    out["probe"] = module.equivalence_probe(net, MODEL, x, y, lr=LR, momentum=MOMENTUM, nesterov=NESTEROV,
-                                            weight_decay=WEIGHT_DECAY)
+    out["probe"] = module.equivalence_probe(
+        net, MODEL, x, y, lr=LR, momentum=MOMENTUM, nesterov=NESTEROV, weight_decay=WEIGHT_DECAY
+    )
     return out
 
 
@@ -263,8 +309,9 @@ def test_update_trajectory_follows_the_declared_rule_and_the_schedule(answers):
         assert a["facts"].momentum_buffer in rules, option
         path = a["trajectory"]
         assert path.shape == a["probe_gradients"].shape and np.isfinite(path).all(), option
-        reference = reference_trajectory(a["probe_gradients"], a["schedule"], momentum, nesterov,
-                                         rules[a["facts"].momentum_buffer])
+        reference = reference_trajectory(
+            a["probe_gradients"], a["schedule"], momentum, nesterov, rules[a["facts"].momentum_buffer]
+        )
         np.testing.assert_allclose(path, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max(), err_msg=option)
 
 

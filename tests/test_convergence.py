@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO, read_json, read_metrics
 
 
@@ -16,10 +15,23 @@ from helpers import REPO, read_json, read_metrics
 def test_mobilenetv2_learns_digits_in_10_epochs_with_both_frameworks(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     out = subprocess.run(
-        ["timeout", "1200", sys.executable, "-m", "benchmark", "--multirun", "framework=keras,pytorch",
-         "model=mobilenetv2", "dataset=digits", "seed=42",  # digits: 10 epochs
-         f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}"],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            "timeout",
+            "1200",
+            sys.executable,
+            "-m",
+            "benchmark",
+            "--multirun",
+            "framework=keras,pytorch",
+            "model=mobilenetv2",
+            "dataset=digits",
+            "seed=42",  # digits: 10 epochs
+            f"hydra.sweep.dir={sweep}",
+            f"data_dir={data_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     accuracy = {}
@@ -28,8 +40,9 @@ def test_mobilenetv2_learns_digits_in_10_epochs_with_both_frameworks(tmp_path, d
         assert len(read_metrics(run_dir)) == 10
         test = read_json(run_dir / "test.json")
         accuracy[framework] = test["test_accuracy"]
-        print(f"digits mobilenetv2 {framework}: test_accuracy={test['test_accuracy']:.4f} "
-              f"best_epoch={test['best_epoch']}")
+        print(
+            f"digits mobilenetv2 {framework}: test_accuracy={test['test_accuracy']:.4f} best_epoch={test['best_epoch']}"
+        )
     assert accuracy["keras"] >= 0.90 and accuracy["pytorch"] >= 0.90
     assert abs(accuracy["keras"] - accuracy["pytorch"]) <= 0.05
     # the end-of-sweep callback analysed the two real runs

@@ -17,19 +17,19 @@ import sys
 import threading
 from pathlib import Path
 
+import formats
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sklearn.model_selection import train_test_split
 
-import formats
 from benchmark import BenchmarkError
-from benchmark.spec.config import DatasetConfig, register_configs
 from benchmark.data import prepare_dataset, sources
 from benchmark.data.cache import CACHE_VERSION, cache_dir, data_fingerprint
-from benchmark.data.splits import stratified_holdout
 from benchmark.data.normalization import channel_stats, normalize_reference
+from benchmark.data.splits import stratified_holdout
+from benchmark.spec.config import DatasetConfig, register_configs
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
@@ -249,7 +249,9 @@ def check_prepared(data, exp: formats.Expected, ds, data_dir: Path) -> None:
     assert meta["sizes"] == {"train": n_train - ds.val_size, "val": ds.val_size, "test": len(exp.test_y)}
     assert meta["split_seed"] == 42
     # the fingerprint covers images, labels and splits: recomputed here, and changed by one pixel
-    arrays = {k: np.asarray(getattr(data, k)) for k in ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")}
+    arrays = {
+        k: np.asarray(getattr(data, k)) for k in ("train_x", "train_y", "test_x", "test_y", "train_idx", "val_idx")
+    }
     assert data.fingerprint == meta["fingerprint"] == data_fingerprint(arrays)
     assert data.fingerprint.startswith("sha256:") and len(data.fingerprint) == len("sha256:") + 16
     arrays["test_x"] = arrays["test_x"].copy()
@@ -285,8 +287,15 @@ def test_prepare_from_raw_dir_with_real_config(tmp_path):
     """The archive in <data_dir>/raw is found; the real config's name/archive are used."""
     data_dir = tmp_path / "data"
     exp = formats.make_cifar10(data_dir / "raw")
-    cfg = composed("cifar10", data_dir, "dataset.val_size=30", f"dataset.md5={formats.md5_of(exp.path)}",
-                   "dataset.mean=null", "dataset.std=null", "dataset.url=null")
+    cfg = composed(
+        "cifar10",
+        data_dir,
+        "dataset.val_size=30",
+        f"dataset.md5={formats.md5_of(exp.path)}",
+        "dataset.mean=null",
+        "dataset.std=null",
+        "dataset.url=null",
+    )
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
     check_prepared(data, exp, cfg.dataset, data_dir)
 
@@ -384,8 +393,9 @@ def test_wrong_md5(tmp_path, where):
     exp = formats.make_cifar10(data_dir / "raw" if where == "raw" else tmp_path / "dl")
     official = OmegaConf.load(CONF_DIR / "dataset" / "cifar10.yaml").md5
     extra = [f"dataset.source={exp.path}"] if where == "source" else []
-    cfg = composed("cifar10", data_dir, "dataset.val_size=30", "dataset.url=null",
-                   "dataset.mean=null", "dataset.std=null", *extra)
+    cfg = composed(
+        "cifar10", data_dir, "dataset.val_size=30", "dataset.url=null", "dataset.mean=null", "dataset.std=null", *extra
+    )
     assert cfg.dataset.md5 == official == "c58f30108f718f92721af3b95e74349a"
     with pytest.raises(BenchmarkError) as exc:
         prepare_dataset(cfg.dataset, cfg.data_dir)
@@ -411,8 +421,11 @@ def _truncated_parquet(root):
     return formats.truncate(exp.path / "data" / "train-00000-of-00001.parquet"), small_config("tiny_imagenet")
 
 
-@pytest.mark.parametrize("make", [_truncated_cifar10, _truncated_cifar100, _truncated_zip, _truncated_parquet],
-                         ids=["cifar10.tar.gz", "cifar100.tar.gz", "zip", "parquet"])
+@pytest.mark.parametrize(
+    "make",
+    [_truncated_cifar10, _truncated_cifar100, _truncated_zip, _truncated_parquet],
+    ids=["cifar10.tar.gz", "cifar100.tar.gz", "zip", "parquet"],
+)
 def test_truncated_file(tmp_path, make):
     bad, ds = make(tmp_path / "dl")
     source = bad if bad.suffix != ".parquet" else tmp_path / "dl"
@@ -507,8 +520,17 @@ def _parquet_missing_split(root):
 
 @pytest.mark.parametrize(
     "make",
-    [_damaged_cifar_folder, _corrupted_tar_gz, _batch_without_data, _corrupted_zip, _tiny_folder_without_class,
-     _tiny_unknown_val_wnid, _corrupted_parquet, _parquet_wrong_columns, _parquet_missing_split],
+    [
+        _damaged_cifar_folder,
+        _corrupted_tar_gz,
+        _batch_without_data,
+        _corrupted_zip,
+        _tiny_folder_without_class,
+        _tiny_unknown_val_wnid,
+        _corrupted_parquet,
+        _parquet_wrong_columns,
+        _parquet_missing_split,
+    ],
     ids=lambda f: f.__name__.strip("_"),
 )
 def test_damaged_files(tmp_path, make):
@@ -675,9 +697,20 @@ def test_cli_reports_missing_archive(tmp_path):
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCHMARK_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "dataset=cifar10", f"data_dir={data_dir}",
-         "dataset.url=http://127.0.0.1:9/cifar-10-python.tar.gz", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "dataset=cifar10",
+            f"data_dir={data_dir}",
+            "dataset.url=http://127.0.0.1:9/cifar-10-python.tar.gz",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -690,8 +723,9 @@ def test_cli_reports_missing_archive(tmp_path):
 
 
 def _prepare_digits_in(data_dir: str) -> int:
-    from benchmark.data import prepare_dataset
     from helpers import compose
+
+    from benchmark.data import prepare_dataset
 
     return len(prepare_dataset(compose().dataset, data_dir).train_idx)
 

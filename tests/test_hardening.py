@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import REPO, compose, read_json, read_metrics, run_cli
 
 from benchmark import BenchmarkError
-from benchmark.spec.config import RANGES, _bound, check_values
 from benchmark.data import prepare_dataset
-from helpers import REPO, compose, read_json, read_metrics, run_cli
+from benchmark.spec.config import RANGES, _bound, check_values
 
 TINY = ("limit.train=64", "limit.val=32", "limit.test=32")
 
@@ -34,8 +34,15 @@ def last_line(proc: subprocess.CompletedProcess) -> str:
 def files_and_times(root: Path) -> dict:
     """Every file of a run directory and its mtime, but Hydra's own: .hydra/ (rewritten at
     each launch) and run.log (which records the refusal)."""
-    return {p: p.stat().st_mtime_ns for p in root.rglob("*")
-            if p.is_file() and p.name != "run.log" and ".hydra" not in p.parts} if root.exists() else {}
+    return (
+        {
+            p: p.stat().st_mtime_ns
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "run.log" and ".hydra" not in p.parts
+        }
+        if root.exists()
+        else {}
+    )
 
 
 # ------------------------------------------------------------------ bad values
@@ -66,8 +73,17 @@ def test_every_numeric_option_is_range_checked(rule):
     assert message.startswith(f"{rule.key}=") and " is out of range: valid " in message and "\n" not in message
 
 
-@pytest.mark.parametrize("override", ["seed=4294967296", "optim.momentum=1", "optim.lr=nan", "optim.lr=inf",
-                                      "dataset.crop_padding=32", "optim.warmup_epochs=11"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "seed=4294967296",
+        "optim.momentum=1",
+        "optim.lr=nan",
+        "optim.lr=inf",
+        "dataset.crop_padding=32",
+        "optim.warmup_epochs=11",
+    ],
+)
 def test_the_other_end_and_non_finite_values_are_refused(override):
     with pytest.raises(BenchmarkError, match=f"^{override.split('=')[0]}="):
         check_values(compose(override))
@@ -75,11 +91,13 @@ def test_the_other_end_and_non_finite_values_are_refused(override):
 
 def test_bad_values_are_one_line_exit_2_and_nothing_written(tmp_path, data_dir):
     """Before Hydra creates anything: the run directory (and a sweep's) never appears."""
-    cases = [("seed=-1", f"hydra.run.dir={tmp_path / 'run'}"),
-             ("optim.lr=-0.1", "framework=keras", f"hydra.run.dir={tmp_path / 'run'}"),
-             ("--multirun", "seed=1,-1", f"hydra.sweep.dir={tmp_path / 'sweep'}"),
-             (f"data_dir={REPO / 'README.md'}", f"hydra.run.dir={tmp_path / 'run'}"),
-             (f"hydra.run.dir={REPO / 'README.md'}",)]
+    cases = [
+        ("seed=-1", f"hydra.run.dir={tmp_path / 'run'}"),
+        ("optim.lr=-0.1", "framework=keras", f"hydra.run.dir={tmp_path / 'run'}"),
+        ("--multirun", "seed=1,-1", f"hydra.sweep.dir={tmp_path / 'sweep'}"),
+        (f"data_dir={REPO / 'README.md'}", f"hydra.run.dir={tmp_path / 'run'}"),
+        (f"hydra.run.dir={REPO / 'README.md'}",),
+    ]
     for args in cases:
         data = () if any(a.startswith("data_dir") for a in args) else (f"data_dir={data_dir}",)
         proc = run_cli(*args, *data)
@@ -170,9 +188,14 @@ def _start(run_dir: Path, data_dir: Path, *args: str, limit_file_size: int | Non
         if limit_file_size:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
 
-    return subprocess.Popen([sys.executable, "-m", "benchmark", *args, f"hydra.run.dir={run_dir}",
-                             f"data_dir={data_dir}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=limit)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit,
+    )
 
 
 def _wait_for(run_dir: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -196,8 +219,9 @@ def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig
     status = read_json(run_dir / "status.json")
     assert status["state"] == "interrupted" and status["signal"] == sig.name and status["last_epoch"] == 1
     assert err.strip().splitlines()[-1].endswith(f"interrupted by {sig.name} after epoch 1; launch it again to resume")
-    out = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    ).stdout
     assert "interrupted" in out.splitlines()[2]
     if sig == signal.SIGINT:
         return  # resuming an interrupted run is the same whichever signal it was
@@ -221,15 +245,20 @@ def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_g
     for name in ("metrics.csv", "status.json", "summary.json", "env.json", "checkpoints/last.pt"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o666 & ~old_umask, name
 
-    for case, damage in {"status is a JSON string": lambda d: (d / "status.json").write_text('"running"'),
-                         "metrics lost": lambda d: (d / "metrics.csv").unlink(),
-                         "metrics not csv": lambda d: (d / "metrics.csv").write_bytes(b"\x00\xffgarbage")}.items():
+    for case, damage in {
+        "status is a JSON string": lambda d: (d / "status.json").write_text('"running"'),
+        "metrics lost": lambda d: (d / "metrics.csv").unlink(),
+        "metrics not csv": lambda d: (d / "metrics.csv").write_bytes(b"\x00\xffgarbage"),
+    }.items():
         damaged = tmp_path / case.replace(" ", "_")
         shutil.copytree(run_dir, damaged)
         damage(damaged)
         untouched = files_and_times(damaged)
         proc_damaged = run_cli(*args, f"hydra.run.dir={damaged}", f"data_dir={data_dir}")
-        assert proc_damaged.returncode == 2 and "Traceback" not in proc_damaged.stderr, (case, proc_damaged.stderr[-2000:])
+        assert proc_damaged.returncode == 2 and "Traceback" not in proc_damaged.stderr, (
+            case,
+            proc_damaged.stderr[-2000:],
+        )
         assert " is damaged" in last_line(proc_damaged) or " lacks epoch(s) 1 " in last_line(proc_damaged), case
         assert files_and_times(damaged) == untouched, case  # refused before anything was written
 
@@ -254,8 +283,16 @@ def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_g
 def test_two_sweeps_share_one_directory(tmp_path, data_dir):
     sweep = tmp_path / "matrix"
     common = ("--multirun", *TINY, "epochs=1", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmark", *common, f"seed={seed}"], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for seed in ("1,2", "2")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmark", *common, f"seed={seed}"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in ("1,2", "2")
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outs]
     lists = sorted((sweep / ".sweeps").glob("*.json"))
@@ -273,8 +310,17 @@ def test_two_sweeps_share_one_directory(tmp_path, data_dir):
 
 def test_any_sweep_subdir_and_hydra_overrides_reach_the_job(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    proc = run_cli("--multirun", *TINY, "epochs=1", "seed=1,2", "hydra.sweep.subdir=${hydra.job.num}",
-                   "hydra.job.name=custom", "hydra.job.chdir=true", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
+    proc = run_cli(
+        "--multirun",
+        *TINY,
+        "epochs=1",
+        "seed=1,2",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        "hydra.job.name=custom",
+        "hydra.job.chdir=true",
+        f"hydra.sweep.dir={sweep}",
+        f"data_dir={data_dir}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for num, seed in ((0, 1), (1, 2)):
         assert read_json(sweep / str(num) / "summary.json")["seed"] == seed
@@ -291,4 +337,5 @@ def test_the_benchmark_command_and_its_shell_completion():
     env = {**os.environ, "COMP_LINE": "benchmark framework=", "COMP_POINT": "20"}
     query = subprocess.run([str(command), "-sc", "query=bash"], capture_output=True, text=True, timeout=120, env=env)
     assert set(query.stdout.split()) >= {"framework=keras", "framework=keras_jax", "framework=pytorch"}, (
-        query.stdout + query.stderr)
+        query.stdout + query.stderr
+    )

@@ -24,7 +24,9 @@ class TestResumableSweeperWithProcessLauncher(LauncherTestSuite):
     pass
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [("basic", ["hydra/sweeper=resumable", "hydra.sweeper.max_batch_size=2"])])
+@pytest.mark.parametrize(
+    "launcher_name, overrides", [("basic", ["hydra/sweeper=resumable", "hydra.sweeper.max_batch_size=2"])]
+)
 class TestResumableSweeper(BatchedSweeperTestSuite):
     pass
 

@@ -5,24 +5,28 @@ import math
 import subprocess
 import sys
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
+from helpers import REPO, compose, read_json, read_metrics, run_cli, torch_lrs  # noqa: E402
 
 import benchmark.backends.keras.engines.tensorflow  # noqa: E402,F401  (pins KERAS_BACKEND before keras is imported)
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from benchmark.backends.keras.pipelines.tfdata import Normalizer, TrainBatches, eval_batches  # noqa: E402
 from benchmark.backends.keras.models import (  # noqa: E402
-    BN_EPSILON, BN_MOMENTUM, all_layers, create_model, feature_map_size, parameter_counts,
+    BN_EPSILON,
+    BN_MOMENTUM,
+    all_layers,
+    create_model,
+    feature_map_size,
+    parameter_counts,
 )
 from benchmark.backends.keras.optim import build_lr_schedule  # noqa: E402
+from benchmark.backends.keras.pipelines.tfdata import Normalizer, TrainBatches, eval_batches  # noqa: E402
 from benchmark.data import prepare_dataset  # noqa: E402
 from benchmark.data.normalization import normalize_reference  # noqa: E402
 from benchmark.run.metrics import METRICS_COLUMNS  # noqa: E402
 from benchmark.spec.models import list_models, spec, stem_for  # noqa: E402
 from benchmark.spec.schedule import Schedule, make_schedule  # noqa: E402
-from helpers import REPO, compose, read_json, read_metrics, run_cli, torch_lrs  # noqa: E402
 
 SLICE = ("framework=keras", "epochs=2", "limit.train=64", "limit.val=32", "limit.test=32")
 # the protocol's (image size, classes): CIFAR-10, CIFAR-100, Tiny-ImageNet
@@ -30,6 +34,7 @@ SHAPES = ((32, 10), (32, 100), (64, 200))
 
 
 # ------------------------------------------------------------------ models
+
 
 @pytest.mark.parametrize("size,classes", SHAPES)
 @pytest.mark.parametrize("name", list_models())
@@ -75,6 +80,7 @@ def test_parameter_parity_with_torchvision(name, size, classes):
 
 
 # -------------------------------------------------------------- schedule
+
 
 def keras_lrs(schedule: Schedule, steps: int) -> np.ndarray:
     return tf.vectorized_map(build_lr_schedule(schedule), tf.range(steps, dtype=tf.int64)).numpy()
@@ -143,6 +149,7 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_variable(trainer):
 
 # ---------------------------------------------------------------- data
 
+
 def test_eval_pipeline_normalizes_like_the_reference(data_dir):
     cfg = compose("framework=keras", f"data_dir={data_dir}")
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
@@ -201,8 +208,13 @@ def test_train_pipeline_drops_the_remainder_and_augments_by_crop_and_flip():
     for x, y in batches:
         for out, index in zip(x, y):
             padded = np.pad(images[index].astype(np.int64), ((p, p), (p, p), (0, 0)))
-            windows = [(dy, dx, flip) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for flip in (0, 1)
-                       if np.array_equal(out, (lambda w: w[:, ::-1] if flip else w)(padded[dy:dy + 8, dx:dx + 8]))]
+            windows = [
+                (dy, dx, flip)
+                for dy in range(2 * p + 1)
+                for dx in range(2 * p + 1)
+                for flip in (0, 1)
+                if np.array_equal(out, (lambda w: w[:, ::-1] if flip else w)(padded[dy : dy + 8, dx : dx + 8]))
+            ]
             assert windows, "an output image is not a flipped/unflipped crop of its padded input"
             flips += windows[0][2]
             shifts += (windows[0][0], windows[0][1]) != (p, p)
@@ -226,6 +238,7 @@ def test_train_pipeline_is_reproducible_and_resumes_from_a_checkpoint(tmp_path):
 
 
 # ----------------------------------------------------------- end to end
+
 
 def test_two_epoch_keras_run_writes_the_run_directory_contract(tmp_path, data_dir):
     run_dir = tmp_path / "run"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import CONF_DIR, compose
 
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS, load_backend
 from benchmark.spec.config import check_values
 from benchmark.spec.models import SPECS, Registration, Registry, list_models, spec
-from helpers import CONF_DIR, compose
 
 
 def registry_module(backend: str):
@@ -50,8 +50,9 @@ def test_a_missing_registration_is_named():
     # the decorated value lands in the entry field named by the third argument: here, no builder at all
     registry.register(Registration, "resnet50", "initializers")("the zoo's own")
     assert registry.names() == ["resnet50"] != list_models()
-    with pytest.raises(BenchmarkError, match="model=mobilenetv2 has no demo registration; add one with "
-                                             "@register_model in demo.models"):
+    with pytest.raises(
+        BenchmarkError, match="model=mobilenetv2 has no demo registration; add one with @register_model in demo.models"
+    ):
         registry["mobilenetv2"]
     with pytest.raises(BenchmarkError, match="model=nope is unknown; valid: resnet50$"):
         registry["nope"]
@@ -65,8 +66,13 @@ def test_a_model_name_without_a_spec_is_a_one_line_config_error():
     check_values(compose("model=resnet18"))
 
 
-@pytest.mark.parametrize("backend,zoo", [("pytorch", {"mobilenetv2": (0.2, 0.0), "convnext_tiny": (0.0, 0.1)}),
-                                         ("keras", {"mobilenetv2": (0.0, 0.0), "convnext_tiny": (0.0, 0.0)})])
+@pytest.mark.parametrize(
+    "backend,zoo",
+    [
+        ("pytorch", {"mobilenetv2": (0.2, 0.0), "convnext_tiny": (0.0, 0.1)}),
+        ("keras", {"mobilenetv2": (0.0, 0.0), "convnext_tiny": (0.0, 0.0)}),
+    ],
+)
 def test_regularization_in_effect(backend, zoo):
     """The zoo's own rates for None (Keras' zoo has neither of torchvision's); a given rate
     where the network has the layer; 0 where it has none."""
@@ -87,8 +93,11 @@ def test_the_backends_build_the_same_network(name):
     for backend in ("pytorch", "keras"):  # torchvision before TensorFlow
         models = registry_module(backend)
         native, aligned = models.create_model(name, 10, 32), models.create_model(name, 10, 32, architecture="aligned")
-        built[backend] = (models.block_shapes(native, name, 32), models.parameter_counts(native),
-                          {k: tuple(v) for k, v in models.canonical_shapes(aligned, name).items()})
+        built[backend] = (
+            models.block_shapes(native, name, 32),
+            models.parameter_counts(native),
+            {k: tuple(v) for k, v in models.canonical_shapes(aligned, name).items()},
+        )
     (t_blocks, t_counts, t_shapes), (k_blocks, k_counts, k_shapes) = built["pytorch"], built["keras"]
     assert [label for label, _ in t_blocks] == [*spec(name).blocks, "pooled", "logits"]
     assert t_blocks == k_blocks

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO
 from scipy import stats as scipy_stats
 
 from benchmark.analysis.stats import censored_statistics, metric_for
@@ -18,9 +19,8 @@ from benchmark.analysis.summary import sentence
 from benchmark.analysis.time_to_accuracy import columns, time_to_accuracy
 from benchmark.files import write_json
 from benchmark.run.rundir import RunDir
-from benchmark.sweep.status import NOT_STARTED, STALLED, collect, render
 from benchmark.run.tensorboard import TensorBoardLog, scalars
-from helpers import REPO
+from benchmark.sweep.status import NOT_STARTED, STALLED, collect, render
 
 # ------------------------------------------------------------------ time to accuracy
 
@@ -54,8 +54,15 @@ def test_a_target_one_arm_never_reached_is_ranked_not_dropped():
 
     only_b = censored_statistics(np.full(6, np.inf), np.arange(6.0) + 10)
     assert np.isnan(only_b["delta"]) and only_b["wilcoxon_p"] == pytest.approx(2 / 2**6)
-    text = sentence({**only_b, "metric": "seconds_to_val_acc_0.9", "arm_a": "keras", "arm_b": "pytorch",
-                     "holm_p": only_b["wilcoxon_p"]})
+    text = sentence(
+        {
+            **only_b,
+            "metric": "seconds_to_val_acc_0.9",
+            "arm_a": "keras",
+            "arm_b": "pytorch",
+            "holm_p": only_b["wilcoxon_p"],
+        }
+    )
     assert text.startswith("In no pair did both keras and pytorch reach the target")
     assert metric_for("seconds_to_val_acc_0.9").label == "training time to reach 90% val accuracy"
 
@@ -65,9 +72,16 @@ def test_a_target_one_arm_never_reached_is_ranked_not_dropped():
 
 def test_tensorboard_events_of_a_resumed_run_have_every_epoch_once(tmp_path):
     def row(epoch):
-        return {"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": 0.1 * epoch, "val_loss": 2.0 / epoch,
-                "val_accuracy": 0.2 * epoch, "val_macro_f1": 0.1 * epoch, "epoch_time_seconds": 3.0,
-                "learning_rate": 0.01}
+        return {
+            "epoch": epoch,
+            "train_loss": 1.0 / epoch,
+            "train_accuracy": 0.1 * epoch,
+            "val_loss": 2.0 / epoch,
+            "val_accuracy": 0.2 * epoch,
+            "val_macro_f1": 0.1 * epoch,
+            "epoch_time_seconds": 3.0,
+            "learning_rate": 0.01,
+        }
 
     first = TensorBoardLog(tmp_path, epochs_done=0)
     for epoch in (1, 2, 3):
@@ -108,10 +122,32 @@ def _run(sweep, name, state, epochs_done=0, epochs=10, **status):
     rd = RunDir(sweep / name)
     rd.root.mkdir(parents=True)
     write_json(rd.summary, {"epochs": epochs, "images_per_epoch": 1000})
-    rows = [{"epoch": e, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.1 * e,
-             "val_macro_f1": 0.1, "epoch_time_seconds": 2.0, "learning_rate": 0.01} for e in range(1, epochs_done + 1)]
-    pd.DataFrame(rows, columns=["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1",
-                                "epoch_time_seconds", "learning_rate"]).to_csv(rd.metrics, index=False)
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "train_accuracy": 0.5,
+            "val_loss": 1.0,
+            "val_accuracy": 0.1 * e,
+            "val_macro_f1": 0.1,
+            "epoch_time_seconds": 2.0,
+            "learning_rate": 0.01,
+        }
+        for e in range(1, epochs_done + 1)
+    ]
+    pd.DataFrame(
+        rows,
+        columns=[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "val_macro_f1",
+            "epoch_time_seconds",
+            "learning_rate",
+        ],
+    ).to_csv(rd.metrics, index=False)
     rd.set_status(state, **status)
     if epochs_done:
         rd.set_progress(epoch=epochs_done, epochs=epochs, seconds_per_epoch=3.0, images_per_sec=500.0)
@@ -126,8 +162,10 @@ def test_status_tells_running_from_stalled_and_not_started(tmp_path):
     dead = _run(sweep, "dead_seed2", "running", epochs_done=2)  # its process was killed: nobody holds the lock
     _run(sweep, "done_seed3", "completed", epochs_done=10)
     (sweep / "done_seed3" / "test.json").write_text(json.dumps({"test_accuracy": 0.9}))
-    write_json(sweep / "sweep_jobs.json", {"run_dirs": [str(sweep / n) for n in
-                                                        ("live_seed1", "dead_seed2", "done_seed3", "queued_seed4")]})
+    write_json(
+        sweep / "sweep_jobs.json",
+        {"run_dirs": [str(sweep / n) for n in ("live_seed1", "dead_seed2", "done_seed3", "queued_seed4")]},
+    )
     before = {p: p.stat().st_mtime_ns for p in sweep.rglob("*") if p.is_file()}
     with live.exclusive(wait_s=0):
         rows = {r.run: r for r in collect(sweep)}
@@ -152,8 +190,13 @@ def test_status_tells_running_from_stalled_and_not_started(tmp_path):
 
 
 def test_status_cli_rejects_what_is_not_a_sweep(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path / "nothing")], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.status", str(tmp_path / "nothing")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and out.stderr.startswith("error:") and len(out.stderr.splitlines()) == 1
 
 
@@ -177,13 +220,15 @@ def _locked(path) -> dict[str, str]:
 def test_the_locks_pin_every_dependency_with_hashes(lock, extras):
     """A dependency added to pyproject.toml without refreshing the locks (scripts/lock.sh) fails here."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = _locked(REPO / "requirements" / lock)
-    wanted = [Requirement(r) for r in project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]]
+    wanted = [
+        Requirement(r)
+        for r in project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    ]
     for req in wanted:
         name = canonicalize_name(req.name)
         assert name in pinned and req.specifier.contains(pinned[name], prereleases=True), (lock, str(req))

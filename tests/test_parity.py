@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 import pytest
-
-from benchmark.spec.models import list_models, spec
-from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
 from helpers import REPO
 
+from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
+from benchmark.spec.models import list_models, spec
 
 # ------------------------------------------------------------ parameter table
+
 
 @pytest.fixture(scope="module")
 def table():
@@ -49,6 +49,7 @@ def test_parameter_table_csv_is_written_atomically(table, tmp_path):
 
 # --------------------------------------------------------------------- audit
 
+
 @pytest.fixture(scope="module")
 def audits(tmp_path_factory, data_dir):
     from benchmark.parity.__main__ import run
@@ -58,8 +59,9 @@ def audits(tmp_path_factory, data_dir):
     runs = {
         "mobilenetv2": run(["model=mobilenetv2", "dataset=digits", f"data_dir={data_dir}", f"out={out}"]),
         # two arms: what separates ResNet v1 from v1.5 is the same on every Keras engine
-        "resnet50": run(["model=resnet50", "dataset=cifar10", f"data_dir={empty}", "--out", str(out),
-                         "--arms", "pytorch,keras"]),
+        "resnet50": run(
+            ["model=resnet50", "dataset=cifar10", f"data_dir={empty}", "--out", str(out), "--arms", "pytorch,keras"]
+        ),
     }
     assert not any(empty.iterdir())
     return out, runs
@@ -71,16 +73,21 @@ def rows_of(out, model, dataset):
 
 
 def find(rows, category, item_start, exact=False):
-    found = [r for r in rows if r["category"] == category
-             and (r["item"] == item_start if exact else r["item"].startswith(item_start))]
+    found = [
+        r
+        for r in rows
+        if r["category"] == category and (r["item"] == item_start if exact else r["item"].startswith(item_start))
+    ]
     assert found, (category, item_start)
     return found
 
 
 def test_audit_writes_markdown_and_csv_with_summary(audits):
     out, _ = audits
-    for model, dataset, arms in (("mobilenetv2", "digits", ("pytorch", "keras", "keras/jax", "keras/torch")),
-                                 ("resnet50", "cifar10", ("pytorch", "keras"))):
+    for model, dataset, arms in (
+        ("mobilenetv2", "digits", ("pytorch", "keras", "keras/jax", "keras/torch")),
+        ("resnet50", "cifar10", ("pytorch", "keras")),
+    ):
         rows = rows_of(out, model, dataset)
         assert rows and tuple(rows[0]) == ("category", "item", *arms, "same", "impact", "kind")
         assert {r["same"] for r in rows} <= {"true", "false"}
@@ -97,14 +104,26 @@ def test_audit_writes_markdown_and_csv_with_summary(audits):
 def test_audit_finds_what_is_aligned_and_the_momentum_formulation(audits, model, dataset):
     rows = rows_of(audits[0], model, dataset)
     # what the backends align must come out equal, declared and measured
-    for item in ("optimizer", "weight decay", "loss", "lr stepping", "precision", "input normalization",
-                 "batchnorm", "accumulation"):
+    for item in (
+        "optimizer",
+        "weight decay",
+        "loss",
+        "lr stepping",
+        "precision",
+        "input normalization",
+        "batchnorm",
+        "accumulation",
+    ):
         assert find(rows, "Declared protocol", item, exact=True)[0]["same"] == "true", item
     bn = find(rows, "Declared protocol", "batchnorm", exact=True)[0]
     assert bn["pytorch"].startswith("momentum 0.1 (weight of the new batch), eps 1e-05")
-    for category, item in (("Layers", "weight layers by kind"), ("Layers", "normalization layers"),
-                           ("Layers", "stem convolution"), ("Block shapes", "final feature map"),
-                           ("Parameters", "normalization statistics")):
+    for category, item in (
+        ("Layers", "weight layers by kind"),
+        ("Layers", "normalization layers"),
+        ("Layers", "stem convolution"),
+        ("Block shapes", "final feature map"),
+        ("Parameters", "normalization statistics"),
+    ):
         assert find(rows, category, item)[0]["same"] == "true", item
     assert all(r["same"] == "true" for r in rows if r["category"] == "Block shapes")
     formulation = find(rows, "Declared protocol", "momentum buffer")[0]
@@ -143,8 +162,11 @@ def test_audit_covers_every_keras_engine_in_its_own_process(audits):
     assert stream["keras"].startswith("own: stateless TensorFlow draws")
     assert stream["keras/jax"] == stream["keras/torch"] and stream["keras/jax"].startswith("shared:")
     trajectory = find(rows, "Update rule (measured)", "trajectory difference")[0]
-    assert trajectory["keras/jax"].split(";")[0] == trajectory["keras/torch"].split(";")[0] == \
-        trajectory["keras"].split(";")[0]  # Keras' own SGD rule on every engine: the same distance from PyTorch's
+    assert (
+        trajectory["keras/jax"].split(";")[0]
+        == trajectory["keras/torch"].split(";")[0]
+        == trajectory["keras"].split(";")[0]
+    )  # Keras' own SGD rule on every engine: the same distance from PyTorch's
 
 
 def test_audit_resnet50_finds_v1_vs_v15_and_conv_biases(audits):
@@ -152,7 +174,9 @@ def test_audit_resnet50_finds_v1_vs_v15_and_conv_biases(audits):
     strided = find(rows, "Layers", "strided convolutions")[0]  # v1.5 strides the 3x3, v1 the first 1x1
     assert strided["same"] == "false" and "3x3/2 x3" in strided["pytorch"] and "3x3/2" not in strided["keras"]
     biases = find(rows, "Layers", "convolution biases")[0]
-    assert biases["same"] == "false" and biases["pytorch"].startswith("0 of 53") and biases["keras"].startswith("53 of 53")
+    assert (
+        biases["same"] == "false" and biases["pytorch"].startswith("0 of 53") and biases["keras"].startswith("53 of 53")
+    )
     trainable = find(rows, "Parameters", "trainable")[0]
     assert trainable["same"] == "false" and "+26,560" in trainable["impact"]
     assert find(rows, "Block shapes", "final feature map")[0]["pytorch"] == "(2048, 4, 4)"
@@ -173,8 +197,14 @@ def test_audit_and_perf_use_the_backend_contract_only():
 
 def test_bad_override_is_a_one_line_error():
     for bad in ("model=nope", "optim.bogus=1", "--frobnicate"):
-        proc = subprocess.run([sys.executable, "-m", "benchmark.parity", bad], cwd=REPO, capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmark.parity", bad],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        )
         assert proc.returncode == 2, (bad, proc.stderr)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (bad, proc.stderr)
@@ -185,8 +215,17 @@ def test_audit_under_the_aligned_protocol_finds_no_difference_and_checks_equival
 
     # TensorFlow's Keras against PyTorch: the float64 probe of Keras on JAX and on torch still
     # computes in float32 somewhere (README: Keras engines), which the audit reports as a difference
-    findings, md, _ = run(["protocol=aligned", "model=mobilenetv2", "dataset=digits", f"data_dir={data_dir}",
-                           f"out={tmp_path}", "--arms", "pytorch,keras"])
+    findings, md, _ = run(
+        [
+            "protocol=aligned",
+            "model=mobilenetv2",
+            "dataset=digits",
+            f"data_dir={data_dir}",
+            f"out={tmp_path}",
+            "--arms",
+            "pytorch,keras",
+        ]
+    )
     checks = [f for f in findings if f.kind == "check"]
     assert checks and all(f.same for f in checks), [f.item for f in checks if not f.same]
     equivalence = [f for f in findings if f.category == "Numerical equivalence"]

@@ -6,8 +6,9 @@ import math
 import subprocess
 import sys
 
-from benchmark.perf import COLUMNS
 from helpers import REPO
+
+from benchmark.perf import COLUMNS
 
 
 def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
@@ -15,9 +16,25 @@ def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
     out = subprocess.run(
         # the real 3-epoch run on a slice of digits: the fields, not the figures, are tested
         # (batch 16: JAX's CPU steps are slow, and only the fields matter here)
-        [sys.executable, "-m", "benchmark.perf", "--steps", "2", "--rounds", "2", "--batch", "16", "--out", str(out_csv),
-         "--override=limit.train=256", "--override=limit.val=64"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "benchmark.perf",
+            "--steps",
+            "2",
+            "--rounds",
+            "2",
+            "--batch",
+            "16",
+            "--out",
+            str(out_csv),
+            "--override=limit.train=256",
+            "--override=limit.val=64",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "harness_bare_ratio" in out.stdout  # the table is printed
@@ -26,8 +43,17 @@ def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
     assert [r["backend"] for r in rows] == ["pytorch", "keras", "keras_jax", "keras_torch"]
     for row in rows:
         assert tuple(row) == COLUMNS and row["protocol"] == "native"
-        for key in ("pipeline_ips_32", "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio",
-                    "ratio_min", "ratio_max", "startup_seconds", "steady_ips"):
+        for key in (
+            "pipeline_ips_32",
+            "pipeline_ips_64",
+            "harness_ips",
+            "bare_ips",
+            "harness_bare_ratio",
+            "ratio_min",
+            "ratio_max",
+            "startup_seconds",
+            "steady_ips",
+        ):
             assert math.isfinite(float(row[key])) and float(row[key]) > 0, key
         assert math.isfinite(float(row["first_epoch_overhead_seconds"]))
         assert float(row["ratio_min"]) <= float(row["harness_bare_ratio"]) <= float(row["ratio_max"])
@@ -35,12 +61,22 @@ def test_perf_command_writes_all_fields_for_every_backend_and_engine(tmp_path):
 
 
 def test_perf_rejects_unknown_backend(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "benchmark.perf", "--backends", "jax", "--out", str(tmp_path / "x")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.perf", "--backends", "jax", "--out", str(tmp_path / "x")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "jax" in out.stderr
 
 
 def test_perf_rejects_unknown_protocol(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "benchmark.perf", "--protocols", "native,zoo", "--out",
-                          str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.perf", "--protocols", "native,zoo", "--out", str(tmp_path / "x")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "--protocols native,zoo" in out.stderr and not (tmp_path / "x").exists()

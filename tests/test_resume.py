@@ -7,17 +7,23 @@ import sys
 import time
 
 import pytest
+from helpers import REPO, assert_same_run, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
 
 from benchmark.run.tensorboard import TAGS, scalars
-from helpers import REPO, assert_same_run, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
 
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
 
 
-
 def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    args = ("limit.train=64", "limit.val=32", "limit.test=32", "epochs=1", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    args = (
+        "limit.train=64",
+        "limit.val=32",
+        "limit.test=32",
+        "epochs=1",
+        f"hydra.run.dir={run_dir}",
+        f"data_dir={data_dir}",
+    )
     assert run_cli(*args).returncode == 0
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     (run_dir / "status.json").unlink()  # as if the node died before the run could finish
@@ -31,7 +37,14 @@ def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir):
     """A run that started on one cache (say the Tiny-ImageNet zip) is not continued on a
     cache rebuilt from another source: other image order, other splits."""
     run_dir = tmp_path / "run"
-    args = ("limit.train=64", "limit.val=32", "limit.test=32", "epochs=1", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    args = (
+        "limit.train=64",
+        "limit.val=32",
+        "limit.test=32",
+        "epochs=1",
+        f"hydra.run.dir={run_dir}",
+        f"data_dir={data_dir}",
+    )
     assert run_cli(*args).returncode == 0
     summary = read_json(run_dir / "summary.json")
     (run_dir / "summary.json").write_text(json.dumps({**summary, "data_fingerprint": "sha256:0123456789abcdef"}))
@@ -56,8 +69,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     sigkill_when_logged(run_dir, "epoch 2/3  step 4/16", *ARGS, f"data_dir={data_dir}")
     assert read_json(run_dir / "status.json")["state"] == "running"
     assert len(read_metrics(run_dir)) == 1  # killed inside epoch 2
-    status = subprocess.run([sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "benchmark.status", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     killed = next(line for line in status.stdout.splitlines() if line.startswith("killed "))
     assert killed.split()[1:3] == ["stalled", "1/3"], status.stdout  # not "running": nothing trains it
 
@@ -68,9 +82,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     assert read_json(run_dir / "status.json")["state"] == "completed"
     # the TensorBoard curves continue: every epoch once, the values of metrics.csv
     curves = scalars(run_dir)
-    assert {tag: [step for step, _ in points] for tag, points in curves.items()} == {tag: [1, 2, 3] for tag in TAGS.values()}
+    assert {tag: [step for step, _ in points] for tag, points in curves.items()} == {
+        tag: [1, 2, 3] for tag in TAGS.values()
+    }
     assert [value for _, value in curves["accuracy/val"]] == pytest.approx(
-        [float(row["val_accuracy"]) for row in read_metrics(run_dir)])
+        [float(row["val_accuracy"]) for row in read_metrics(run_dir)]
+    )
 
 
 def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_dir):
@@ -78,13 +95,21 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     its SLURM jobs run) never trains alongside it: it waits, then skips the finished run,
     or refuses when the wait runs out."""
     run_dir = tmp_path / "run"
-    args = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=2", f"hydra.run.dir={run_dir}",
-            f"data_dir={data_dir}")
-    first = subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = (
+        "limit.train=512",
+        "limit.val=64",
+        "limit.test=64",
+        "epochs=2",
+        f"hydra.run.dir={run_dir}",
+        f"data_dir={data_dir}",
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
-    while time.time() < deadline and not ((run_dir / "run.log").exists()
-                                          and "epoch 1/2  step" in (run_dir / "run.log").read_text()):
+    while time.time() < deadline and not (
+        (run_dir / "run.log").exists() and "epoch 1/2  step" in (run_dir / "run.log").read_text()
+    ):
         time.sleep(0.05)
 
     refused = run_cli(*args, env={"BENCHMARK_RUN_LOCK_WAIT": "1"})

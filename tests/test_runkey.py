@@ -12,19 +12,34 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO, compose, run_cli
+from runs import make_run, make_stage2, make_sweep, run_name
 from scipy import stats as scipy_stats
 
 from benchmark.analysis.report import AnalysisError
 from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analyze import analyze
 from benchmark.spec.runkey import KEY, RUN_KEY, dirname, key_of_config, override_keys
-from helpers import REPO, compose, run_cli
-from runs import make_run, make_stage2, make_sweep, run_name
 
 GOLDEN = REPO / "tests" / "golden"
 FIXTURE_V0 = REPO / "tests" / "fixtures" / "sweep_v0"  # two real quickstart runs written before runkey.py
-NUMBERS = ("n_pairs", "mean_a", "std_a", "mean_b", "std_b", "delta", "ci_low", "ci_high", "wilcoxon_p",
-           "wilcoxon_min_p", "ttest_p", "holm_p", "holm_ttest_p", "cohens_d", "cliffs_delta")
+NUMBERS = (
+    "n_pairs",
+    "mean_a",
+    "std_a",
+    "mean_b",
+    "std_b",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_p",
+    "wilcoxon_min_p",
+    "ttest_p",
+    "holm_p",
+    "holm_ttest_p",
+    "cohens_d",
+    "cliffs_delta",
+)
 
 
 def read_csv(path):
@@ -64,15 +79,21 @@ def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(tmp_path):
     assert "protocol" not in json.loads((run / "summary.json").read_text())["config"]
     assert resume.completed_result(run, compose("framework=pytorch"))["test_accuracy"] > 0.9
     # ... and never the run of another value of it
-    with pytest.raises(OtherRunError, match="holds the run pytorch_digits_mobilenetv2_fp32_seed42, not "
-                                            "pytorch_digits_mobilenetv2_fp32_aligned_seed42"):
+    with pytest.raises(
+        OtherRunError,
+        match="holds the run pytorch_digits_mobilenetv2_fp32_seed42, not "
+        "pytorch_digits_mobilenetv2_fp32_aligned_seed42",
+    ):
         resume.check_same_run(run, compose("framework=pytorch", "protocol=aligned"))
 
 
 def test_the_analysis_reads_the_key_and_names_no_framework():
     """No module of the analysis, the sanity checks or perf names a framework."""
-    sources = [*(REPO / "benchmark" / "analysis").glob("*.py"), *(REPO / "benchmark" / "perf").glob("*.py"),
-               REPO / "benchmark" / "analyze.py"]
+    sources = [
+        *(REPO / "benchmark" / "analysis").glob("*.py"),
+        *(REPO / "benchmark" / "perf").glob("*.py"),
+        REPO / "benchmark" / "analyze.py",
+    ]
     for path in sources:
         text = path.read_text().lower()
         for name in ("keras", "pytorch", "tensorflow", "torch", "jax"):
@@ -89,8 +110,18 @@ def build_golden_sweep(root):
     make_run(root / "quick", "pytorch", "cifar10", "mobilenetv2", "fp32", 789, epochs=3)
     make_run(root / "quick", "keras", "cifar10", "mobilenetv2", "fp32", 789, epochs=3, state="failed")
     for seed in (42, 123):
-        make_run(root / "quick", "pytorch", "cifar10", "mobilenetv2", "fp32", seed, epochs=3, test_accuracy=0.97,
-                 execution_mode="torch.compile", name=f"compiled/seed{seed}")
+        make_run(
+            root / "quick",
+            "pytorch",
+            "cifar10",
+            "mobilenetv2",
+            "fp32",
+            seed,
+            epochs=3,
+            test_accuracy=0.97,
+            execution_mode="torch.compile",
+            name=f"compiled/seed{seed}",
+        )
 
 
 def test_todays_layout_is_analysed_as_before(tmp_path):
@@ -107,9 +138,16 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
     new = read_csv(report / "statistical_results.csv")
     new = new[~new["metric"].isin(ordered_tta(results.columns))]
-    old = read_csv(GOLDEN / "statistical_results.csv").rename(columns={
-        "pytorch_mode": "mode_a", "keras_mode": "mode_b", "mean_pytorch": "mean_a", "std_pytorch": "std_a",
-        "mean_keras": "mean_b", "std_keras": "std_b"})
+    old = read_csv(GOLDEN / "statistical_results.csv").rename(
+        columns={
+            "pytorch_mode": "mode_a",
+            "keras_mode": "mode_b",
+            "mean_pytorch": "mean_a",
+            "std_pytorch": "std_a",
+            "mean_keras": "mean_b",
+            "std_keras": "std_b",
+        }
+    )
     assert set(zip(new["arm_a"], new["arm_b"])) == {("pytorch", "keras")} and len(new) == len(old)
     on = ["dataset", "model", "precision", "metric", "mode_a", "mode_b"]
     both = old.merge(new, on=on, suffixes=("_old", ""), validate="one_to_one")
@@ -133,8 +171,10 @@ def test_a_sweep_made_before_the_run_key_is_found_skipped_and_analysed(tmp_path)
     assert "sweep: 2 runs, 2 already completed" in proc.stderr + proc.stdout
     assert before == {p: p.stat().st_mtime_ns for run in runs for p in run.rglob("*") if p.is_file()}  # untouched
     results = read_csv(sweep / "report" / "results.csv")
-    assert sorted(results["run_dir"]) == ["keras_digits_mobilenetv2_fp32_seed42",
-                                          "pytorch_digits_mobilenetv2_fp32_seed42"]
+    assert sorted(results["run_dir"]) == [
+        "keras_digits_mobilenetv2_fp32_seed42",
+        "pytorch_digits_mobilenetv2_fp32_seed42",
+    ]
     assert (results["state"] == "completed").all() and results["variant"].isna().all()
     row = read_csv(sweep / "report" / "statistical_results.csv").iloc[0]
     assert (row["arm_a"], row["arm_b"], row["n_pairs"]) == ("pytorch", "keras", 1)
@@ -145,7 +185,9 @@ def test_a_directory_holding_another_key_is_refused(tmp_path):
     shutil.copytree(FIXTURE_V0 / "keras_digits_mobilenetv2_fp32_seed42", run)
     proc = run_cli("framework=pytorch", f"hydra.run.dir={run}", timeout=300)
     assert proc.returncode == 2
-    assert "holds the run keras_digits_mobilenetv2_fp32_seed42, not pytorch_digits_mobilenetv2_fp32_seed42" in proc.stderr
+    assert (
+        "holds the run keras_digits_mobilenetv2_fp32_seed42, not pytorch_digits_mobilenetv2_fp32_seed42" in proc.stderr
+    )
 
 
 # ------------------------------------------------------------------ arms
@@ -155,8 +197,14 @@ def test_a_directory_holding_another_key_is_refused(tmp_path):
 def three_arms(tmp_path):
     """Two models, five seeds, three frameworks (the third invented for the fixture)."""
     for framework in ("keras", "pytorch", "jax"):
-        make_sweep(tmp_path, ["cifar10"], ["resnet50", "mobilenetv2"], seeds=[42, 123, 456, 789, 1024],
-                   frameworks=[framework], epochs=4)
+        make_sweep(
+            tmp_path,
+            ["cifar10"],
+            ["resnet50", "mobilenetv2"],
+            seeds=[42, 123, 456, 789, 1024],
+            frameworks=[framework],
+            epochs=4,
+        )
     return tmp_path
 
 
@@ -192,8 +240,9 @@ def test_plots_stay_readable_with_three_arms(three_arms):
     curves = with_arms(sweep.curves.merge(sweep.results[["run_dir", "execution_mode"]], on="run_dir"))
     fig = curves_figure(curves[curves["model"] == "resnet50"], "t")
     legend = fig.legends[0]
-    assert [t.get_text() for t in legend.get_texts()][:3] == [f"{arm} (mean over 5 seeds)"
-                                                              for arm in ("jax", "keras", "pytorch")]
+    assert [t.get_text() for t in legend.get_texts()][:3] == [
+        f"{arm} (mean over 5 seeds)" for arm in ("jax", "keras", "pytorch")
+    ]
     assert len({line.get_linestyle() for line in legend.get_lines()[:3]}) == 3  # told apart without colour
     done = sweep.results[sweep.results["state"] == "completed"]
     ax = bars_figure(done, "test_accuracy", "acc", 100.0, "t").axes[0]
@@ -213,8 +262,13 @@ def test_compare_chooses_the_pairs_and_their_direction(three_arms, capsys):
     with pytest.raises(AnalysisError, match="no runs of arm.*tensorflow.*arms present: jax, keras, pytorch"):
         analyze(three_arms, plots=False, compare=["tensorflow:keras"])
     for bad in ("keras", "keras:keras", "keras:"):
-        proc = subprocess.run([sys.executable, "-m", "benchmark.analyze", str(three_arms), "--no-plots",
-                               "--compare", bad], cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmark.analyze", str(three_arms), "--no-plots", "--compare", bad],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "A:B" in proc.stderr, (bad, proc.stderr)
 
 

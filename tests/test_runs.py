@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
 
 from benchmark.run.metrics import METRICS_COLUMNS
-from benchmark.spec.schedule import make_schedule
 from benchmark.run.tensorboard import TAGS, scalars
-from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
+from benchmark.spec.schedule import make_schedule
 
 SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
 
@@ -20,7 +20,6 @@ def small_run(run_dir, data_dir, *overrides):
     result = run_cli(*SLICE, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
 
 
 def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
@@ -60,7 +59,9 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert env["gpu_name"] == "cpu" or env["cuda"]
     import importlib.metadata
 
-    assert env["packages"]["torch"] == importlib.metadata.version("torch") and env["packages_sha256"].startswith("sha256:")
+    assert env["packages"]["torch"] == importlib.metadata.version("torch") and env["packages_sha256"].startswith(
+        "sha256:"
+    )
     assert env["torch_cpu_capability"] and env["torch_onednn"] and "numpy_blas" in env
     if "avx2" in Path("/proc/cpuinfo").read_text():
         assert "avx2" in env["cpu_features"].split()
@@ -103,7 +104,7 @@ def test_gradient_accumulation_and_contiguous_layout(tmp_path, data_dir):
 def test_pytorch_run_imports_no_tensorflow(data_dir):
     code = f"""
 import sys
-sys.path.insert(0, {str(REPO / 'tests')!r})
+sys.path.insert(0, {str(REPO / "tests")!r})
 from helpers import compose
 from benchmark.run.loop import train_and_test
 import tempfile, pathlib
@@ -138,8 +139,15 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
     from benchmark.analyze import analyze
 
     run_dir = tmp_path / "sweep" / "diverged"
-    result = run_cli("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32", "optim.lr=1e30",
-                     f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    result = run_cli(
+        "epochs=1",
+        "limit.train=64",
+        "limit.val=32",
+        "limit.test=32",
+        "optim.lr=1e30",
+        f"hydra.run.dir={run_dir}",
+        f"data_dir={data_dir}",
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == "error: training diverged: val_loss is nan in epoch 1"
     status = read_json(run_dir / "status.json")
@@ -149,7 +157,9 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
     report = analyze(tmp_path / "sweep", plots=False)
     assert "FAILED: finite 1x" in (report / "significance_summary.md").read_text()
     sanity = (report / "sanity.csv").read_text().splitlines()
-    assert sanity[1].startswith("finite,pytorch,torch,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged")
+    assert sanity[1].startswith(
+        "finite,pytorch,torch,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged"
+    )
 
 
 def test_progress_reads_the_loss_at_most_progress_updates_times_per_epoch():

@@ -3,9 +3,9 @@
 import math
 
 import pytest
+from helpers import compose, torch_lrs
 
 from benchmark.spec.schedule import Schedule, make_schedule
-from helpers import compose, torch_lrs
 
 BASE = 0.1
 

@@ -14,9 +14,8 @@ import tempfile
 import time
 
 import pytest
-from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
-
 from helpers import REPO, read_json, read_metrics, without_timing
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 CAN_RUN = shutil.which("sbatch") is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
 pytestmark = pytest.mark.skipif(
@@ -25,8 +24,12 @@ pytestmark = pytest.mark.skipif(
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
 # the A40 preset, shrunk to this machine: no GPU, one core and 4 GB per job
 LAUNCHER = (
-    "hydra/launcher=slurm_a40", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
-    "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=10",
+    "hydra/launcher=slurm_a40",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=4",
+    "hydra.launcher.timeout_min=10",
 )
 SWEEP_TIMEOUT = 600
 
@@ -49,9 +52,18 @@ def sweep_env():
 
 
 def sweep_cmd(sweep_dir, data_dir, *overrides):
-    return ["timeout", str(SWEEP_TIMEOUT), sys.executable, "-m", "benchmark", "--multirun", *LAUNCHER,
-            f"hydra.sweep.dir={sweep_dir}", f"data_dir={data_dir}", *overrides]
-
+    return [
+        "timeout",
+        str(SWEEP_TIMEOUT),
+        sys.executable,
+        "-m",
+        "benchmark",
+        "--multirun",
+        *LAUNCHER,
+        f"hydra.sweep.dir={sweep_dir}",
+        f"data_dir={data_dir}",
+        *overrides,
+    ]
 
 
 def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
@@ -67,10 +79,13 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
         assert len(read_metrics(run_dir)) == 1
     assert (sweep / "sweep_status.csv").read_text().count("completed") == 3
     # the live status names each run's job and asks SLURM about it (sacct, once the jobs left the queue)
-    status = subprocess.run([sys.executable, "-m", "benchmark.status", str(sweep)], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "benchmark.status", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     lines = [line.split() for line in status.stdout.splitlines() if "_seed" in line]
-    assert len(lines) == 3 and all(cells[1] == "completed" and cells[-1] == "COMPLETED" for cells in lines), status.stdout
+    assert len(lines) == 3 and all(cells[1] == "completed" and cells[-1] == "COMPLETED" for cells in lines), (
+        status.stdout
+    )
     assert set(read_json(sweep / "slurm_jobs.json").values()) == {cells[-2] for cells in lines}
 
     # launched again: nothing is submitted, every run is skipped
@@ -81,10 +96,21 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
 
 def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, data_dir):
     args = ("seed=11", "epochs=3", "limit.train=256", "limit.val=64", "limit.test=64")
-    reference = subprocess.Popen(sweep_cmd(tmp_path / "reference", data_dir, *args), cwd=REPO, env=sweep_env(),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    requeued = subprocess.Popen(sweep_cmd(tmp_path / "requeued", data_dir, *args), cwd=REPO, env=sweep_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reference = subprocess.Popen(
+        sweep_cmd(tmp_path / "reference", data_dir, *args),
+        cwd=REPO,
+        env=sweep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    requeued = subprocess.Popen(
+        sweep_cmd(tmp_path / "requeued", data_dir, *args),
+        cwd=REPO,
+        env=sweep_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sub = "pytorch_digits_mobilenetv2_fp32_seed11/epochs=3,limit.test=64,limit.train=256,limit.val=64"
     run_dir = tmp_path / "requeued" / sub
     log = run_dir / "run.log"
@@ -114,10 +140,18 @@ def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
     args = ("seed=1,2", "epochs=3", "limit.train=512", "limit.val=64", "limit.test=64")
     sub = "epochs=3,limit.test=64,limit.train=512,limit.val=64"
     victim = sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / sub
-    proc = subprocess.Popen(sweep_cmd(sweep, data_dir, *args), cwd=REPO, env=sweep_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        sweep_cmd(sweep, data_dir, *args),
+        cwd=REPO,
+        env=sweep_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
-    while time.time() < deadline and not ((victim / "run.log").exists() and "epoch 1/3  step" in (victim / "run.log").read_text()):
+    while time.time() < deadline and not (
+        (victim / "run.log").exists() and "epoch 1/3  step" in (victim / "run.log").read_text()
+    ):
         time.sleep(0.1)
     # the run's own process, killed without a chance to report (the kernel's OOM killer does
     # this; scancel would send SIGTERM first, which a run answers by recording "interrupted")

@@ -5,14 +5,14 @@ import subprocess
 import sys
 import time
 
+from helpers import CONF_DIR, REPO, compose, read_json
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from benchmark.run.resume import comparable_config
 from benchmark.files import write_json
+from benchmark.run.resume import comparable_config
 from benchmark.run.rundir import RunDir
-from helpers import CONF_DIR, REPO, compose, read_json
 
 STAGE2 = {
     "framework": ("keras", "pytorch"),
@@ -53,11 +53,21 @@ def test_presets_expand_to_the_planned_grids():
 
 def write_completed_run(sweep_dir, framework, dataset, model, precision, seed):
     """A run directory as a finished run leaves it (the parts the skip check reads)."""
-    cfg = compose(f"framework={framework}", f"dataset={dataset}", f"model={model}",
-                  f"precision={precision}", f"seed={seed}")
+    cfg = compose(
+        f"framework={framework}", f"dataset={dataset}", f"model={model}", f"precision={precision}", f"seed={seed}"
+    )
     rd = RunDir(sweep_dir / f"{framework}_{dataset}_{model}_{precision}_seed{seed}")
-    write_json(rd.summary, {"framework": framework, "dataset": dataset, "model": model, "precision": precision,
-                            "seed": seed, "config": comparable_config(cfg)})
+    write_json(
+        rd.summary,
+        {
+            "framework": framework,
+            "dataset": dataset,
+            "model": model,
+            "precision": precision,
+            "seed": seed,
+            "config": comparable_config(cfg),
+        },
+    )
     write_json(rd.test, {"test_accuracy": 0.5, "test_macro_f1": 0.5, "best_epoch": 1})
     rd.set_status("completed")
 
@@ -65,7 +75,9 @@ def write_completed_run(sweep_dir, framework, dataset, model, precision, seed):
 def multirun(sweep_dir, *overrides):
     return subprocess.run(
         ["timeout", "600", sys.executable, "-m", "benchmark", "--multirun", *overrides, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -111,8 +123,9 @@ def test_a_stale_run_of_another_sweep_does_not_fail_this_one(tmp_path):
 def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # limit.train=8 leaves fewer images than one batch of 32: that run fails, the other runs
-    out = multirun(sweep, "hydra/launcher=local", "seed=1", "limit.train=64,8", *SLICE[:1], *SLICE[2:],
-                   f"data_dir={data_dir}")
+    out = multirun(
+        sweep, "hydra/launcher=local", "seed=1", "limit.train=64,8", *SLICE[:1], *SLICE[2:], f"data_dir={data_dir}"
+    )
     assert out.returncode == 1
     status = {p.parent.name: read_json(p) for p in sweep.rglob("status.json")}
     assert len(status) == 2
@@ -129,7 +142,14 @@ def test_other_backends_options_do_not_count_as_other_settings(tmp_path):
     """framework.channels_last is PyTorch's: a Keras run directory is the same run whatever its value."""
     sweep = tmp_path / "matrix"
     write_completed_run(sweep, "keras", "cifar10", "resnet50", "fp32", 42)
-    out = multirun(sweep, "framework=keras", "dataset=cifar10", "model=resnet50", "seed=42",
-                   "framework.channels_last=false", "hydra.job.config.override_dirname.exclude_keys=[framework,dataset,model,seed,framework.channels_last]")
+    out = multirun(
+        sweep,
+        "framework=keras",
+        "dataset=cifar10",
+        "model=resnet50",
+        "seed=42",
+        "framework.channels_last=false",
+        "hydra.job.config.override_dirname.exclude_keys=[framework,dataset,model,seed,framework.channels_last]",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 runs, 1 already completed" in out.stdout + out.stderr

@@ -17,6 +17,7 @@ from benchmark import BenchmarkError
 from benchmark.analysis.report import analyze
 from benchmark.analysis.sanity import failed_checks
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.analyze",
@@ -25,11 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (run directories at any depth below it)")
     parser.add_argument("--no-plots", action="store_true", help="tables and text only (faster)")
-    parser.add_argument("--compare", action="append", metavar="A:B",
-                        help="compare arm A with arm B, delta = A - B (repeatable; default: every two arms present, "
-                             "the later name in alphabetical order first)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when a sanity check fails (a go/no-go, e.g. between stage 1 and stage 2)")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="A:B",
+        help="compare arm A with arm B, delta = A - B (repeatable; default: every two arms present, "
+        "the later name in alphabetical order first)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a sanity check fails (a go/no-go, e.g. between stage 1 and stage 2)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sanity verdict
     try:

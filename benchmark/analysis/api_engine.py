@@ -17,8 +17,24 @@ import pandas as pd
 from benchmark.analysis.stats import GROUP, arm_names, metric_for
 from benchmark.analysis.summary import delta_with_ci, significance_clause
 
-API_ENGINE_COLUMNS = (*GROUP, "metric", "effect", "arm_a", "arm_b", "framework_a", "engine_a", "framework_b",
-                      "engine_b", "n_pairs", "delta", "ci_low", "ci_high", "wilcoxon_p", "holm_p", "sentence")
+API_ENGINE_COLUMNS = (
+    *GROUP,
+    "metric",
+    "effect",
+    "arm_a",
+    "arm_b",
+    "framework_a",
+    "engine_a",
+    "framework_b",
+    "engine_b",
+    "n_pairs",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "wilcoxon_p",
+    "holm_p",
+    "sentence",
+)
 # the metrics the report says in words (the CSV has every compared metric)
 SAID = ("test_accuracy", "images_per_sec_avg")
 
@@ -28,12 +44,15 @@ def arm_parts(results: pd.DataFrame) -> dict[str, tuple[str, str]]:
     if results.empty or "engine" not in results:
         return {}
     runs = results.dropna(subset=["framework"]).assign(arm=lambda r: arm_names(r))
-    return {arm: (str(f), str(e)) for arm, f, e in runs[["arm", "framework", "engine"]].drop_duplicates().itertuples(
-        index=False) if pd.notna(e)}
+    return {
+        arm: (str(f), str(e))
+        for arm, f, e in runs[["arm", "framework", "engine"]].drop_duplicates().itertuples(index=False)
+        if pd.notna(e)
+    }
 
 
 def effect_of(a: tuple[str, str], b: tuple[str, str]) -> str:
-    """"api" (same engine), "engine" (same framework) or "api+engine"."""
+    """ "api" (same engine), "engine" (same framework) or "api+engine"."""
     if a[1] == b[1]:
         return "api"
     if a[0] == b[0]:
@@ -43,12 +62,17 @@ def effect_of(a: tuple[str, str], b: tuple[str, str]) -> str:
 
 def _sentence(row) -> str:
     metric = metric_for(row["metric"])
-    a, b = f"{row['arm_a']} ({row['framework_a']} on {row['engine_a']})", f"{row['arm_b']} ({row['framework_b']} on {row['engine_b']})"
-    what = {"api": f"API effect (the same {row['engine_a']} engine, {row['framework_a']} vs {row['framework_b']} code "
-                   "and model zoo)",
-            "engine": f"Engine effect (the same {row['framework_a']} code, {row['engine_a']} vs {row['engine_b']} "
-                      "under it)",
-            "api+engine": "API and engine together (both differ)"}[row["effect"]]
+    a, b = (
+        f"{row['arm_a']} ({row['framework_a']} on {row['engine_a']})",
+        f"{row['arm_b']} ({row['framework_b']} on {row['engine_b']})",
+    )
+    what = {
+        "api": f"API effect (the same {row['engine_a']} engine, {row['framework_a']} vs {row['framework_b']} code "
+        "and model zoo)",
+        "engine": f"Engine effect (the same {row['framework_a']} code, {row['engine_a']} vs {row['engine_b']} "
+        "under it)",
+        "api+engine": "API and engine together (both differ)",
+    }[row["effect"]]
     if row["n_pairs"] == 0:
         return f"{what} on {metric.label}: no completed pair of {a} and {b}."
     return f"{what} on {metric.label}: {a} − {b} = {delta_with_ci(row)}; {significance_clause(row)}."
@@ -62,8 +86,14 @@ def api_engine_effects(stats: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
         if row["arm_a"] not in parts or row["arm_b"] not in parts:
             continue
         (fa, ea), (fb, eb) = parts[row["arm_a"]], parts[row["arm_b"]]
-        labelled = {**row.to_dict(), "effect": effect_of((fa, ea), (fb, eb)), "framework_a": fa, "engine_a": ea,
-                    "framework_b": fb, "engine_b": eb}
+        labelled = {
+            **row.to_dict(),
+            "effect": effect_of((fa, ea), (fb, eb)),
+            "framework_a": fa,
+            "engine_a": ea,
+            "framework_b": fb,
+            "engine_b": eb,
+        }
         labelled["sentence"] = _sentence(labelled)
         rows.append(labelled)
     return pd.DataFrame(rows, columns=list(API_ENGINE_COLUMNS))
@@ -76,13 +106,20 @@ def api_engine_markdown(table: pd.DataFrame) -> str:
     isolating = table[table["effect"] != "api+engine"]
     if isolating.empty:
         return ""
-    lines = ["## API or engine?", "",
-             "Same engine, different framework: the API effect; same framework (the same framework code), different "
-             "engine: the engine effect. Δ = A − B, mean over paired seeds, 95% bootstrap CI; every metric is in "
-             "api_engine.csv.", ""]
+    lines = [
+        "## API or engine?",
+        "",
+        "Same engine, different framework: the API effect; same framework (the same framework code), different "
+        "engine: the engine effect. Δ = A − B, mean over paired seeds, 95% bootstrap CI; every metric is in "
+        "api_engine.csv.",
+        "",
+    ]
     order = {"api": 0, "engine": 1, "api+engine": 2}
-    shown = (table[table["metric"].isin(SAID)].assign(_order=table["effect"].map(order))
-             .sort_values(["metric", "_order"], kind="stable"))
+    shown = (
+        table[table["metric"].isin(SAID)]
+        .assign(_order=table["effect"].map(order))
+        .sort_values(["metric", "_order"], kind="stable")
+    )
     for scope, rows in shown.groupby(list(GROUP), sort=True):
         if (rows["effect"] == "api+engine").all():
             continue  # nothing isolated in this group: the summary above already says it

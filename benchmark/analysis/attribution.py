@@ -32,9 +32,25 @@ _SCOPE = [f for f in GROUP_FIELDS if f != PROTOCOL]
 _COMPARISON = ["metric", "arm_a", "arm_b", "mode_a", "mode_b"]
 
 ATTRIBUTION_COLUMNS = (
-    *_SCOPE, "metric", "arm_a", "arm_b", "protocol", VARIANT_FIELD, "n_seeds", "seeds",
-    "delta_native", "ci_native_low", "ci_native_high", "delta_aligned", "ci_aligned_low", "ci_aligned_high",
-    "zoo_effect", "zoo_ci_low", "zoo_ci_high", "zoo_share", "sentence",
+    *_SCOPE,
+    "metric",
+    "arm_a",
+    "arm_b",
+    "protocol",
+    VARIANT_FIELD,
+    "n_seeds",
+    "seeds",
+    "delta_native",
+    "ci_native_low",
+    "ci_native_high",
+    "delta_aligned",
+    "ci_aligned_low",
+    "ci_aligned_high",
+    "zoo_effect",
+    "zoo_ci_low",
+    "zoo_ci_high",
+    "zoo_share",
+    "sentence",
 )
 
 
@@ -54,8 +70,10 @@ def _sentence(row: dict, unit: str, scale: float, label: str) -> str:
     aligned = f"{_fmt(row['delta_aligned'], scale)} [{_fmt(row['ci_aligned_low'], scale)}, {_fmt(row['ci_aligned_high'], scale)}]"
     zoo = f"{_fmt(row['zoo_effect'], scale)} [{_fmt(row['zoo_ci_low'], scale)}, {_fmt(row['zoo_ci_high'], scale)}]"
     what = "aligned" if not row[VARIANT_FIELD] else f"aligned except {row[VARIANT_FIELD]}"
-    text = (f"{row['arm_a']} − {row['arm_b']} in {label}: {native} {unit} native, {aligned} {unit} {what}; "
-            f"the differences the protocol removes account for {zoo} {unit}")
+    text = (
+        f"{row['arm_a']} − {row['arm_b']} in {label}: {native} {unit} native, {aligned} {unit} {what}; "
+        f"the differences the protocol removes account for {zoo} {unit}"
+    )
     native_sure = row["ci_native_low"] > 0 or row["ci_native_high"] < 0
     if np.isfinite(row["zoo_share"]) and native_sure:
         text += f" ({row['zoo_share'] * 100:.0f}% of the native gap)"
@@ -85,8 +103,9 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             mine = pairs[selector]
             d_native = mine[(mine[PROTOCOL] == NATIVE) & (mine[VARIANT_FIELD] == native[VARIANT_FIELD])]
             d_other = mine[(mine[PROTOCOL] == other[PROTOCOL]) & (mine[VARIANT_FIELD] == other[VARIANT_FIELD])]
-            both = d_native[[PAIR_FIELD, "diff"]].merge(d_other[[PAIR_FIELD, "diff"]], on=PAIR_FIELD,
-                                                        suffixes=("_native", "_other"))
+            both = d_native[[PAIR_FIELD, "diff"]].merge(
+                d_other[[PAIR_FIELD, "diff"]], on=PAIR_FIELD, suffixes=("_native", "_other")
+            )
             # all three on the seeds present in both, so that zoo = Δ_native − Δ_aligned exactly
             d_nat_s, d_other_s = both["diff_native"].to_numpy(float), both["diff_other"].to_numpy(float)
             zoo = d_nat_s - d_other_s
@@ -95,17 +114,31 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             d_nat = float(d_nat_s.mean()) if len(zoo) else np.nan
             nat_ci, other_ci = bootstrap_ci(d_nat_s), bootstrap_ci(d_other_s)
             row = {
-                **{k: scope[k] for k in _SCOPE}, "metric": scope["metric"], "arm_a": scope["arm_a"],
-                "arm_b": scope["arm_b"], "protocol": other[PROTOCOL], VARIANT_FIELD: other[VARIANT_FIELD],
-                "n_seeds": len(zoo), "seeds": " ".join(str(int(s)) for s in both[PAIR_FIELD]),
-                "delta_native": d_nat, "ci_native_low": nat_ci[0], "ci_native_high": nat_ci[1],
-                "delta_aligned": float(d_other_s.mean()) if len(zoo) else np.nan, "ci_aligned_low": other_ci[0],
-                "ci_aligned_high": other_ci[1], "zoo_effect": effect, "zoo_ci_low": low, "zoo_ci_high": high,
+                **{k: scope[k] for k in _SCOPE},
+                "metric": scope["metric"],
+                "arm_a": scope["arm_a"],
+                "arm_b": scope["arm_b"],
+                "protocol": other[PROTOCOL],
+                VARIANT_FIELD: other[VARIANT_FIELD],
+                "n_seeds": len(zoo),
+                "seeds": " ".join(str(int(s)) for s in both[PAIR_FIELD]),
+                "delta_native": d_nat,
+                "ci_native_low": nat_ci[0],
+                "ci_native_high": nat_ci[1],
+                "delta_aligned": float(d_other_s.mean()) if len(zoo) else np.nan,
+                "ci_aligned_low": other_ci[0],
+                "ci_aligned_high": other_ci[1],
+                "zoo_effect": effect,
+                "zoo_ci_low": low,
+                "zoo_ci_high": high,
                 "zoo_share": effect / d_nat if len(zoo) and d_nat != 0 else np.nan,
             }
             metric = metric_for(scope["metric"])
-            row["sentence"] = _sentence(row, metric.unit, metric.scale, metric.label) if len(zoo) else (
-                "no seed ran under both protocols")
+            row["sentence"] = (
+                _sentence(row, metric.unit, metric.scale, metric.label)
+                if len(zoo)
+                else ("no seed ran under both protocols")
+            )
             rows.append(row)
     return pd.DataFrame(rows, columns=list(ATTRIBUTION_COLUMNS))
 
@@ -114,10 +147,14 @@ def attribution_markdown(table: pd.DataFrame) -> str:
     """The report's attribution section ("" when no comparison ran under both protocols)."""
     if table.empty:
         return ""
-    lines = ["## Attribution: framework or zoo?", "",
-             "Δ = A − B per protocol (mean over paired seeds, 95% bootstrap CI); the zoo effect Δ_native − Δ_aligned "
-             "is bootstrapped over the seeds present in both (docs/protocol.md §11). attribution.csv has every "
-             "number.", ""]
+    lines = [
+        "## Attribution: framework or zoo?",
+        "",
+        "Δ = A − B per protocol (mean over paired seeds, 95% bootstrap CI); the zoo effect Δ_native − Δ_aligned "
+        "is bootstrapped over the seeds present in both (docs/protocol.md §11). attribution.csv has every "
+        "number.",
+        "",
+    ]
     for (scope), rows in table.groupby(_SCOPE, sort=True):
         lines.append(f"**{' × '.join(str(v) for v in (scope if isinstance(scope, tuple) else (scope,)))}**")
         lines.append("")

@@ -24,8 +24,18 @@ from benchmark.analysis.stats import GROUP, default_pairs, with_arm
 from benchmark.spec.runkey import MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 CURVES = {"train_loss": "train loss", "val_accuracy": "val accuracy"}
-DIVERGENCE_COLUMNS = (*GROUP, "arm_a", "arm_b", "curve", "epoch", "n_seeds", "framework_gap", "seed_spread_a",
-                      "seed_spread_b", "ratio")
+DIVERGENCE_COLUMNS = (
+    *GROUP,
+    "arm_a",
+    "arm_b",
+    "curve",
+    "epoch",
+    "n_seeds",
+    "framework_gap",
+    "seed_spread_a",
+    "seed_spread_b",
+    "ratio",
+)
 
 
 def _pairwise_spread(x: np.ndarray, paired: np.ndarray) -> np.ndarray:
@@ -50,8 +60,9 @@ def divergence(curves: pd.DataFrame) -> pd.DataFrame:
         for pair in default_pairs(mine["arm"]):
             for curve in CURVES:
                 wide = mine.pivot_table(index="epoch", columns=["arm", PAIR_FIELD], values=curve)
-                if pair.first not in wide.columns.get_level_values(0) or \
-                        pair.second not in wide.columns.get_level_values(0):
+                if pair.first not in wide.columns.get_level_values(
+                    0
+                ) or pair.second not in wide.columns.get_level_values(0):
                     continue
                 seeds = sorted(set(wide[pair.first].columns) | set(wide[pair.second].columns))
                 a = wide[pair.first].reindex(columns=seeds).to_numpy(float)
@@ -64,10 +75,21 @@ def divergence(curves: pd.DataFrame) -> pd.DataFrame:
                 seed_level = (spread_a + spread_b) / 2
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = np.where(seed_level > 0, gap / seed_level, np.nan)
-                frame = pd.DataFrame({"epoch": wide.index.astype(int), "n_seeds": n, "framework_gap": gap,
-                                      "seed_spread_a": spread_a, "seed_spread_b": spread_b, "ratio": ratio})
-                frames.append(frame[frame["n_seeds"] >= 2].assign(
-                    **dict(zip(GROUP, group)), arm_a=pair.first, arm_b=pair.second, curve=curve))
+                frame = pd.DataFrame(
+                    {
+                        "epoch": wide.index.astype(int),
+                        "n_seeds": n,
+                        "framework_gap": gap,
+                        "seed_spread_a": spread_a,
+                        "seed_spread_b": spread_b,
+                        "ratio": ratio,
+                    }
+                )
+                frames.append(
+                    frame[frame["n_seeds"] >= 2].assign(
+                        **dict(zip(GROUP, group)), arm_a=pair.first, arm_b=pair.second, curve=curve
+                    )
+                )
     if not frames:
         return pd.DataFrame(columns=list(DIVERGENCE_COLUMNS))
     return pd.concat(frames, ignore_index=True)[list(DIVERGENCE_COLUMNS)]
@@ -85,19 +107,25 @@ def verdict(rows: pd.DataFrame) -> str:
         word = "drift apart about as fast as seeds do"
     else:
         word = "drift apart faster than seeds do"
-    return (f"{CURVES[last['curve']]}: the frameworks {word} (framework gap / seed spread {mean_ratio:.2f} on "
-            f"average over {len(rows)} epochs, {last['ratio']:.2f} at epoch {int(last['epoch'])}; "
-            f"{int(last['n_seeds'])} seeds)")
+    return (
+        f"{CURVES[last['curve']]}: the frameworks {word} (framework gap / seed spread {mean_ratio:.2f} on "
+        f"average over {len(rows)} epochs, {last['ratio']:.2f} at epoch {int(last['epoch'])}; "
+        f"{int(last['n_seeds'])} seeds)"
+    )
 
 
 def divergence_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
-    lines = ["## Framework noise vs seed noise", "",
-             "Per epoch, |A − B| on the same seed against |seed − seed'| within one arm (divergence.csv, "
-             "plots/divergence_*.png; docs/protocol.md §11).", ""]
+    lines = [
+        "## Framework noise vs seed noise",
+        "",
+        "Per epoch, |A − B| on the same seed against |seed − seed'| within one arm (divergence.csv, "
+        "plots/divergence_*.png; docs/protocol.md §11).",
+        "",
+    ]
     for group, rows in table.groupby([*GROUP, "arm_a", "arm_b"], sort=True):
-        scope = " × ".join(str(v) for v in group[:len(GROUP)] if v != "")
+        scope = " × ".join(str(v) for v in group[: len(GROUP)] if v != "")
         lines.append(f"**{scope}, {group[-2]} vs {group[-1]}**")
         lines.append("")
         lines.extend(f"- {verdict(curve_rows)}" for _, curve_rows in rows.groupby("curve", sort=False))

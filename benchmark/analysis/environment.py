@@ -31,8 +31,17 @@ SHARED_FIELDS = {
 }
 LISTED_FIELDS = ("hostname", "platform")
 # recorded per run and different by design, or already the arm: never compared
-NOT_COMPARED = {"slurm_job_id", "cpu_count", "gpu_count", "device", "framework", "hostname", "platform", "packages",
-                "engines_loaded"}
+NOT_COMPARED = {
+    "slurm_job_id",
+    "cpu_count",
+    "gpu_count",
+    "device",
+    "framework",
+    "hostname",
+    "platform",
+    "packages",
+    "engines_loaded",
+}
 MISSING = "(not recorded)"
 
 
@@ -43,8 +52,14 @@ def _value(env: dict, field: str) -> str:
 
 def _arm_fields(runs: pd.DataFrame) -> dict:
     """The fields the runs of one arm recorded besides the shared ones (its backend's)."""
-    fields = sorted(c for c in runs.columns if c not in ("run_dir", "arm") and c not in SHARED_FIELDS
-                    and c not in NOT_COMPARED and (runs[c] != MISSING).any())
+    fields = sorted(
+        c
+        for c in runs.columns
+        if c not in ("run_dir", "arm")
+        and c not in SHARED_FIELDS
+        and c not in NOT_COMPARED
+        and (runs[c] != MISSING).any()
+    )
     return {field: field for field in fields}
 
 
@@ -54,15 +69,19 @@ def environment_table(environments: dict[str, dict | None], results: pd.DataFram
     present = [env for env in environments.values() if env is not None]
     fields = {*SHARED_FIELDS, *LISTED_FIELDS, *(f for env in present for f in env if f not in NOT_COMPARED)}
     rows = [
-        {"run_dir": run_dir, "arm": arms.get(run_dir) or "unknown",
-         **{field: _value(env, field) for field in sorted(fields)}}
-        for run_dir, env in environments.items() if env is not None
+        {
+            "run_dir": run_dir,
+            "arm": arms.get(run_dir) or "unknown",
+            **{field: _value(env, field) for field in sorted(fields)},
+        }
+        for run_dir, env in environments.items()
+        if env is not None
     ]
     return pd.DataFrame(rows, columns=["run_dir", "arm", *sorted(fields)])
 
 
 def _counted(values: pd.Series) -> str:
-    """"A40" when all agree, else every value with its count, most frequent first."""
+    """ "A40" when all agree, else every value with its count, most frequent first."""
     counts = values.value_counts()
     if len(counts) == 1:
         return str(counts.index[0])
@@ -74,39 +93,42 @@ def _field_lines(table: pd.DataFrame, fields: dict) -> list[str]:
 
 
 def package_changes(mine: dict | None, majority: dict | None) -> str:
-    """"numpy 1.26.4 -> 2.0.0, +extra 1.0, -gone 2.1" between two recorded package sets."""
+    """ "numpy 1.26.4 -> 2.0.0, +extra 1.0, -gone 2.1" between two recorded package sets."""
     if not isinstance(mine, dict) or not isinstance(majority, dict):
         return "(package list not recorded)"
-    changes = [f"{name} {majority[name]} -> {mine[name]}" for name in sorted(set(mine) & set(majority))
-               if mine[name] != majority[name]]
+    changes = [
+        f"{name} {majority[name]} -> {mine[name]}"
+        for name in sorted(set(mine) & set(majority))
+        if mine[name] != majority[name]
+    ]
     changes += [f"+{name} {mine[name]}" for name in sorted(set(mine) - set(majority))]
     changes += [f"-{name} {majority[name]}" for name in sorted(set(majority) - set(mine))]
     return ", ".join(changes) or "same packages"
 
 
 def feature_changes(mine: str, majority: str) -> str:
-    """"lacks avx512f; has amx_tile" between two cpu_features strings."""
+    """ "lacks avx512f; has amx_tile" between two cpu_features strings."""
     a, b = set(mine.split()), set(majority.split())
     parts = [f"lacks {' '.join(sorted(b - a))}" if b - a else "", f"has {' '.join(sorted(a - b))}" if a - b else ""]
     return "; ".join(p for p in parts if p) or "same features"
 
 
 def deviations(table: pd.DataFrame, environments: dict[str, dict | None] | None = None) -> list[str]:
-    """"<run_dir>: <field> 2.4.0 (majority 2.3.1)" for every field where a run is off the
+    """ "<run_dir>: <field> 2.4.0 (majority 2.3.1)" for every field where a run is off the
     majority; for the package set and the CPU features, what differs."""
     lines = []
     environments = environments or {}
-    scopes = [(table, SHARED_FIELDS)] + [
-        (runs, _arm_fields(runs)) for _, runs in table.groupby("arm", sort=True)
-    ]
+    scopes = [(table, SHARED_FIELDS)] + [(runs, _arm_fields(runs)) for _, runs in table.groupby("arm", sort=True)]
     for runs, fields in scopes:
         for field, label in fields.items():
             majority = runs[field].mode().iloc[0]
             exemplar = runs.loc[runs[field] == majority, "run_dir"].iloc[0]
             for run_dir, value in runs.loc[runs[field] != majority, ["run_dir", field]].itertuples(index=False):
                 if field == "packages_sha256":
-                    changes = package_changes((environments.get(run_dir) or {}).get("packages"),
-                                              (environments.get(exemplar) or {}).get("packages"))
+                    changes = package_changes(
+                        (environments.get(run_dir) or {}).get("packages"),
+                        (environments.get(exemplar) or {}).get("packages"),
+                    )
                     lines.append(f"  {run_dir}: {label} {value} (majority {majority}): {changes}")
                 elif field == "cpu_features" and MISSING not in (value, majority):
                     lines.append(f"  {run_dir}: {label} {feature_changes(value, majority)} (than the majority)")
@@ -135,7 +157,11 @@ def environment_report(environments: dict[str, dict | None], results: pd.DataFra
         return "\n".join(lines + ["No run has an env.json.", ""])
     lines += [f"All runs ({len(table)} with env.json)"] + _field_lines(table, SHARED_FIELDS)
     hosts = sorted(table["hostname"].unique())
-    lines += [f"  {'hosts':<14} {len(hosts)}: {', '.join(hosts)}", f"  {'platform':<14} {_counted(table['platform'])}", ""]
+    lines += [
+        f"  {'hosts':<14} {len(hosts)}: {', '.join(hosts)}",
+        f"  {'platform':<14} {_counted(table['platform'])}",
+        "",
+    ]
     for arm, runs in table.groupby("arm", sort=True):
         lines += [f"{arm} ({len(runs)} runs)"] + _field_lines(runs, _arm_fields(runs)) + [""]
     lines += ["Distinct environments (runs with identical software and hardware grouped)"]

@@ -23,9 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from benchmark.analysis.divergence import CURVES
 from benchmark.analysis.stats import GROUP, metric_for, with_arm
 from benchmark.spec.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
-from benchmark.analysis.divergence import CURVES
 
 # Okabe & Ito (2008), colour-blind safe; the arms take them in alphabetical order
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -54,7 +54,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _seeds_text(counts: pd.Series) -> str:
-    """"5 seeds", or "3–5 seeds" where comparisons have different numbers of seeds."""
+    """ "5 seeds", or "3–5 seeds" where comparisons have different numbers of seeds."""
     low, high = int(counts.min()), int(counts.max())
     return f"{high} seed{'s' if high != 1 else ''}" if low == high else f"{low}–{high} seeds"
 
@@ -71,13 +71,17 @@ def with_arms(frame: pd.DataFrame) -> pd.DataFrame:
 def arm_styles(frame: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
     """(colour, line style, marker) of every label, in alphabetical order of the labels."""
     labels = sorted(frame["label"].unique())
-    return {label: (COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)])
-            for i, label in enumerate(labels)}
+    return {
+        label: (COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)], MARKERS[i % len(MARKERS)])
+        for i, label in enumerate(labels)
+    }
 
 
 def _arm_legend(fig: Figure, styles: dict, seeds: str) -> None:
-    handles = [Line2D([], [], color=colour, ls=dash, lw=2.2, label=f"{label} (mean over {seeds})")
-               for label, (colour, dash, _) in styles.items()]
+    handles = [
+        Line2D([], [], color=colour, ls=dash, lw=2.2, label=f"{label} (mean over {seeds})")
+        for label, (colour, dash, _) in styles.items()
+    ]
     handles.append(Line2D([], [], color="grey", lw=0.7, alpha=0.6, label="one seed"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False)
 
@@ -90,10 +94,9 @@ def _file_stem(values: tuple) -> str:
 
 
 def _title(group: dict) -> str:
-    """"dataset / model / precision[ / protocol]": a field at its legacy value (the native
+    """ "dataset / model / precision[ / protocol]": a field at its legacy value (the native
     protocol) is left out, as in directory names."""
-    title = " / ".join(str(group[f.name]) for f in RUN_KEY if f.name in GROUP_FIELDS
-                       and not f.at_legacy(group))
+    title = " / ".join(str(group[f.name]) for f in RUN_KEY if f.name in GROUP_FIELDS and not f.at_legacy(group))
     return title + (f" [{group[VARIANT_FIELD]}]" if group.get(VARIANT_FIELD) else "")
 
 
@@ -143,17 +146,32 @@ def bars_figure(runs: pd.DataFrame, column: str, label: str, scale: float, title
     Dots rather than bars: the axis starts near the data, not at 0, so gaps of a
     fraction of a point and their error bars stay visible."""
     data = with_arms(runs)
-    data = data.assign(value=data[column] * scale,
-                       comparison=data[list(GROUP_FIELDS[:2])].astype(str).agg("\n".join, axis=1)
-                       + data[VARIANT_FIELD].map(lambda v: f"\n[{v}]" if v else ""))
+    data = data.assign(
+        value=data[column] * scale,
+        comparison=data[list(GROUP_FIELDS[:2])].astype(str).agg("\n".join, axis=1)
+        + data[VARIANT_FIELD].map(lambda v: f"\n[{v}]" if v else ""),
+    )
     order = sorted(data["comparison"].unique())
     styles = arm_styles(data)
     fig = Figure(figsize=(max(6.0, 1.2 * len(order) + 2), 4.8), layout="constrained")
     ax = fig.subplots()
-    sns.pointplot(data=data, x="comparison", y="value", hue="label", order=order, hue_order=list(styles),
-                  palette={k: v[0] for k, v in styles.items()}, markers=[v[2] for v in styles.values()],
-                  # seaborn divides the dodge by (arms - 1)
-                  linestyles="none", dodge=0.45 if len(styles) > 1 else False, errorbar="sd", capsize=0.08, err_kws={"linewidth": 1.2}, ax=ax)
+    sns.pointplot(
+        data=data,
+        x="comparison",
+        y="value",
+        hue="label",
+        order=order,
+        hue_order=list(styles),
+        palette={k: v[0] for k, v in styles.items()},
+        markers=[v[2] for v in styles.values()],
+        # seaborn divides the dodge by (arms - 1)
+        linestyles="none",
+        dodge=0.45 if len(styles) > 1 else False,
+        errorbar="sd",
+        capsize=0.08,
+        err_kws={"linewidth": 1.2},
+        ax=ax,
+    )
     seeds = data.groupby(["comparison", "label"])[PAIR_FIELD].nunique()
     ax.set(xlabel="", ylabel=label, title=f"{title}: mean ± std over {_seeds_text(seeds)}")
     ax.legend(title="", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # clear of the dots
@@ -177,7 +195,7 @@ def plot_bars(results: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def _diff_labels(frame: pd.DataFrame) -> pd.Series:
-    """"dataset / model / precision: A − B", plus "[mode of A vs mode of B]" where one
+    """ "dataset / model / precision: A − B", plus "[mode of A vs mode of B]" where one
     comparison was made in several execution modes."""
     label = frame.apply(_title, axis=1) + ": " + frame["arm_a"] + " − " + frame["arm_b"]
     modes = frame["mode_a"].fillna("?") + " vs " + frame["mode_b"].fillna("?")
@@ -197,14 +215,28 @@ def diff_figure(pairs: pd.DataFrame, stats: pd.DataFrame, metric_name: str) -> F
     sns.stripplot(data=pairs, x="value", y="label", order=order, color="0.55", size=4, jitter=0.15, ax=ax)
     delta = stats["delta"].to_numpy() * metric.scale
     error = [delta - stats["ci_low"].to_numpy() * metric.scale, stats["ci_high"].to_numpy() * metric.scale - delta]
-    ax.errorbar(delta, range(len(order)), xerr=error, fmt="D", color="black", ms=5, capsize=3, lw=1.2,
-                label="mean Δ, 95% bootstrap CI")
+    ax.errorbar(
+        delta,
+        range(len(order)),
+        xerr=error,
+        fmt="D",
+        color="black",
+        ms=5,
+        capsize=3,
+        lw=1.2,
+        label="mean Δ, 95% bootstrap CI",
+    )
     ax.axvline(0, color="0.3", lw=0.8, ls="--")
-    ax.set(xlabel=f"Δ = first arm − second arm ({metric.unit})", ylabel="",
-           title=f"Paired differences: {metric.label}")
-    fig.legend(handles=[*ax.get_legend_handles_labels()[0],
-                        Line2D([], [], ls="", marker="o", color="0.55", ms=4, label="one seed's Δ")],
-               loc="outside lower center", ncol=2, frameon=False)
+    ax.set(xlabel=f"Δ = first arm − second arm ({metric.unit})", ylabel="", title=f"Paired differences: {metric.label}")
+    fig.legend(
+        handles=[
+            *ax.get_legend_handles_labels()[0],
+            Line2D([], [], ls="", marker="o", color="0.55", ms=4, label="one seed's Δ"),
+        ],
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+    )
     return fig
 
 
@@ -239,9 +271,13 @@ def divergence_figure(rows: pd.DataFrame, title: str) -> Figure:
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     seeds = int(rows["n_seeds"].max())
-    handles = [Line2D([], [], color="black", lw=2.2, marker="o", label=f"{arm_a} vs {arm_b}, same seed"),
-               *[Line2D([], [], color=styles[arm][0], ls="--", lw=1.6, marker=styles[arm][2],
-                        label=f"{arm}: seed vs seed") for arm in (arm_a, arm_b)]]
+    handles = [
+        Line2D([], [], color="black", lw=2.2, marker="o", label=f"{arm_a} vs {arm_b}, same seed"),
+        *[
+            Line2D([], [], color=styles[arm][0], ls="--", lw=1.6, marker=styles[arm][2], label=f"{arm}: seed vs seed")
+            for arm in (arm_a, arm_b)
+        ],
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
     fig.suptitle(f"{title}: framework noise vs seed noise ({seeds} seeds)")
     return fig
@@ -256,8 +292,14 @@ def plot_divergence(table: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def plot_all(sweep_curves: pd.DataFrame, results: pd.DataFrame, stats: pd.DataFrame, pairs: pd.DataFrame,
-             out: Path, divergence: pd.DataFrame | None = None) -> list[Path]:
+def plot_all(
+    sweep_curves: pd.DataFrame,
+    results: pd.DataFrame,
+    stats: pd.DataFrame,
+    pairs: pd.DataFrame,
+    out: Path,
+    divergence: pd.DataFrame | None = None,
+) -> list[Path]:
     """Every figure of the report into `out`, in seaborn's whitegrid style."""
     out.mkdir(parents=True, exist_ok=True)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):

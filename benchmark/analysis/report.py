@@ -47,10 +47,16 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
     drift.to_csv(out / "divergence.csv", index=False)
     attributed.to_csv(out / "attribution.csv", index=False)
     api_engine.to_csv(out / "api_engine.csv", index=False)
-    (out / "significance_summary.md").write_text(markdown(table, stats, sweep.results, sanity, title,
-                                                          extra=[api_engine_markdown(api_engine),
-                                                                 attribution_markdown(attributed),
-                                                                 divergence_markdown(drift)]))
+    (out / "significance_summary.md").write_text(
+        markdown(
+            table,
+            stats,
+            sweep.results,
+            sanity,
+            title,
+            extra=[api_engine_markdown(api_engine), attribution_markdown(attributed), divergence_markdown(drift)],
+        )
+    )
     sanity.to_csv(out / "sanity.csv", index=False)
     (out / "sanity.md").write_text(sanity_markdown(sanity, title))
     log.log(logging.WARNING if not failed_checks(sanity).empty else logging.INFO, "%s", verdict(sanity))
@@ -86,7 +92,9 @@ def analyze(sweep_dir: str | Path, *, plots: bool = True, compare: list[str] | N
         raise AnalysisError(f"{root} is not a directory; give the sweep directory (e.g. multirun/<date>_<time>)")
     sweep = collect(root)
     if sweep.results.empty:
-        raise AnalysisError(f"no run directories under {root} (a run directory holds summary.json or .hydra/config.yaml)")
+        raise AnalysisError(
+            f"no run directories under {root} (a run directory holds summary.json or .hydra/config.yaml)"
+        )
     if arm_pairs:
         try:
             check_pairs(sweep.results, arm_pairs)

@@ -22,10 +22,18 @@ import pandas as pd
 import yaml
 
 from benchmark.analysis.time_to_accuracy import ordered, run_targets, time_to_accuracy
-from benchmark.run.metrics import METRICS_COLUMNS
 from benchmark.files import read_json
+from benchmark.run.metrics import METRICS_COLUMNS
 from benchmark.run.rundir import STATES
-from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, VARIANT_FIELD, key_of_record, key_of_saved_config, variant_of_path
+from benchmark.spec.runkey import (
+    KEY,
+    MODE_FIELD,
+    PAIR_FIELD,
+    VARIANT_FIELD,
+    key_of_record,
+    key_of_saved_config,
+    variant_of_path,
+)
 
 REPORT_DIRNAME = "report"
 RESULTS_COLUMNS = (
@@ -54,7 +62,7 @@ RESULTS_COLUMNS = (
     "accelerator_peak_bytes",
     "note",  # what is wrong with the run's files (a damaged metrics.csv), "" when nothing
 )
-PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index(MODE_FIELD):RESULTS_COLUMNS.index("note")]
+PERFORMANCE_COLUMNS = RESULTS_COLUMNS[RESULTS_COLUMNS.index(MODE_FIELD) : RESULTS_COLUMNS.index("note")]
 # Files that make a directory a run directory (besides .hydra/config.yaml).
 RUN_MARKERS = {"summary.json", "status.json"}
 # The results.csv columns that come from metrics.csv (see epoch_summary).
@@ -164,8 +172,10 @@ def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
     note = ""
     if damaged:
         shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
-        note = (f"metrics.csv damaged: {len(damaged)} unreadable row(s) (line {shown}) left out, "
-                f"{len(metrics)} intact epoch(s) read")
+        note = (
+            f"metrics.csv damaged: {len(damaged)} unreadable row(s) (line {shown}) left out, "
+            f"{len(metrics)} intact epoch(s) read"
+        )
     return metrics, note
 
 

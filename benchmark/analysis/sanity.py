@@ -39,9 +39,9 @@ import pandas as pd
 
 from benchmark.analysis.stats import GROUP, one_run_per_seed, with_arm
 from benchmark.analysis.tables import markdown_table
-from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
-from benchmark.run.metrics import DIVERGED
 from benchmark.files import read_json
+from benchmark.run.metrics import DIVERGED
+from benchmark.spec.runkey import KEY, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY
 
 MIN_VAL_ACCURACY = {"cifar10": 0.85, "cifar100": 0.55}
 MAX_FRAMEWORK_GAP = 0.05
@@ -51,7 +51,8 @@ SEEDED_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "v
 CHECKS = {
     "finite": "no NaN or Inf loss in any run",
     "val_accuracy": "best val accuracy above the dataset's floor ("
-    + ", ".join(f"{ds} > {floor:.0%}" for ds, floor in MIN_VAL_ACCURACY.items()) + ")",
+    + ", ".join(f"{ds} > {floor:.0%}" for ds, floor in MIN_VAL_ACCURACY.items())
+    + ")",
     "seeds_differ": "different seeds give different training curves",
     "same_data": "every run of a dataset saw the same images, labels and splits (data fingerprint)",
     "frameworks_agree": f"the two arms of each comparison within {MAX_FRAMEWORK_GAP * 100:g} points of test accuracy "
@@ -61,8 +62,14 @@ SANITY_COLUMNS = ("check", *KEY, "value", "limit", "passed", "detail")
 
 
 def _row(check: str, scope: dict, value: float, limit: float, passed: bool, detail: str) -> dict:
-    return {"check": check, **{name: scope.get(name) for name in KEY}, "value": value, "limit": limit,
-            "passed": bool(passed), "detail": detail}
+    return {
+        "check": check,
+        **{name: scope.get(name) for name in KEY},
+        "value": value,
+        "limit": limit,
+        "passed": bool(passed),
+        "detail": detail,
+    }
 
 
 def _finite(results: pd.DataFrame, curves: pd.DataFrame, root) -> list[dict]:
@@ -74,7 +81,9 @@ def _finite(results: pd.DataFrame, curves: pd.DataFrame, root) -> list[dict]:
             reason = str((read_json(root / run.run_dir / "status.json") or {}).get("reason", ""))
         finite_curves = bool(losses.loc[run.run_dir].all()) if run.run_dir in losses.index else True
         diverged = DIVERGED in reason or not finite_curves
-        detail = reason if DIVERGED in reason else ("non-finite loss in metrics.csv" if not finite_curves else run.run_dir)
+        detail = (
+            reason if DIVERGED in reason else ("non-finite loss in metrics.csv" if not finite_curves else run.run_dir)
+        )
         rows.append(_row("finite", run._asdict(), float(diverged), 0.0, not diverged, detail))
     return rows
 
@@ -83,8 +92,16 @@ def _val_accuracy(completed: pd.DataFrame) -> list[dict]:
     rows = []
     for run in completed[completed["dataset"].isin(list(MIN_VAL_ACCURACY))].itertuples(index=False):
         floor = MIN_VAL_ACCURACY[run.dataset]
-        rows.append(_row("val_accuracy", run._asdict(), run.acc_best, floor, run.acc_best > floor,
-                         f"{run.run_dir} ({run.epochs_done} epochs)"))
+        rows.append(
+            _row(
+                "val_accuracy",
+                run._asdict(),
+                run.acc_best,
+                floor,
+                run.acc_best > floor,
+                f"{run.run_dir} ({run.epochs_done} epochs)",
+            )
+        )
     return rows
 
 
@@ -101,9 +118,11 @@ def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
         same = [seeds for seeds in fingerprints.values() if len(seeds) > 1]
         scope = runs.iloc[0].drop(PAIR_FIELD).to_dict()
         detail = "; ".join("seeds " + ", ".join(map(str, sorted(s))) + " identical" for s in same) or (
-            f"{len(fingerprints)} seeds, all curves distinct")
-        rows.append(_row("seeds_differ", scope, float(len(fingerprints)), float(runs[PAIR_FIELD].nunique()),
-                         not same, detail))
+            f"{len(fingerprints)} seeds, all curves distinct"
+        )
+        rows.append(
+            _row("seeds_differ", scope, float(len(fingerprints)), float(runs[PAIR_FIELD].nunique()), not same, detail)
+        )
     return rows
 
 
@@ -157,8 +176,10 @@ def verdict(sanity: pd.DataFrame) -> str:
     if failed.empty:
         return f"Sanity checks (docs/protocol.md §6): all {len(sanity)} passed"
     counts = ", ".join(f"{check} {count}x" for check, count in failed["check"].value_counts(sort=False).items())
-    return (f"Sanity checks (docs/protocol.md §6) FAILED: {counts} (of {len(sanity)}); a failed check can mean the two arms "
-            "did not run the same protocol, so read it before the statistics")
+    return (
+        f"Sanity checks (docs/protocol.md §6) FAILED: {counts} (of {len(sanity)}); a failed check can mean the two arms "
+        "did not run the same protocol, so read it before the statistics"
+    )
 
 
 def sanity_markdown(sanity: pd.DataFrame, title: str) -> str:

@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY, arm_name
 from benchmark.analysis.time_to_accuracy import censored_counts, ordered, parse
+from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY, arm_name
 
 # runs are compared within one value of these (dataset, model, precision, variant)
 GROUP = COMPARISON_FIELDS
@@ -102,6 +102,7 @@ def compared_metrics(results: pd.DataFrame) -> list[str]:
     """COMPARED_METRICS, then the time-to-accuracy columns of the sweep's targets."""
     return [*COMPARED_METRICS, *ordered(results.columns)]
 
+
 STAT_COLUMNS = (
     *GROUP,
     "metric",
@@ -133,7 +134,9 @@ STAT_COLUMNS = (
 # ------------------------------------------------------------------ single statistics
 
 
-def bootstrap_ci(diffs: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ci(
+    diffs: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """Percentile bootstrap CI of mean(diffs), resampling whole pairs with a fixed seed."""
     if len(diffs) == 0:
         return np.nan, np.nan
@@ -157,7 +160,7 @@ def signed_rank_null(ranks: np.ndarray) -> np.ndarray:
     dist[0] = 1.0
     for r in doubled:
         shifted = np.zeros_like(dist)
-        shifted[r:] = dist[:len(dist) - r]
+        shifted[r:] = dist[: len(dist) - r]
         dist = 0.5 * (dist + shifted)
     return dist
 
@@ -177,7 +180,7 @@ def wilcoxon_test(diffs: np.ndarray) -> tuple[float, str]:
     doubled_plus = int(np.rint(2 * ranks[nonzero > 0].sum()))
     low = min(doubled_plus, len(dist) - 1 - doubled_plus)
     tied = len(np.unique(np.abs(nonzero))) < n
-    return float(min(1.0, 2.0 * dist[:low + 1].sum())), "exact (ties: midranks)" if tied else "exact"
+    return float(min(1.0, 2.0 * dist[: low + 1].sum())), "exact (ties: midranks)" if tied else "exact"
 
 
 def wilcoxon_min_p(n_nonzero: int) -> float:
@@ -247,13 +250,23 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
     if n == 1:
         return {**row, **untestable, "note": "n_pairs < 2: no test possible; p = 1.0 and d = 0.0 by convention"}
     if not snapped.any():
-        return {**row, **untestable, "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0,
-                "note": "all differences are zero: p = 1.0 and d = 0.0"}
+        return {
+            **row,
+            **untestable,
+            "delta": 0.0,
+            "ci_low": 0.0,
+            "ci_high": 0.0,
+            "note": "all differences are zero: p = 1.0 and d = 0.0",
+        }
     row["wilcoxon_p"], row["wilcoxon_method"] = wilcoxon_test(snapped)
     if np.ptp(snapped) == 0:  # t and d_z grow without bound as the spread goes to zero
-        return {**row, "ttest_p": 0.0, "cohens_d": cohens_dz(snapped),
-                "note": f"all differences are equal (zero variance): t-test p = 0.0 (its limit) "
-                        f"and d_z = ±{D_Z_CAP:g} (the cap) by convention"}
+        return {
+            **row,
+            "ttest_p": 0.0,
+            "cohens_d": cohens_dz(snapped),
+            "note": f"all differences are equal (zero variance): t-test p = 0.0 (its limit) "
+            f"and d_z = ±{D_Z_CAP:g} (the cap) by convention",
+        }
     return {**row, "ttest_p": float(stats.ttest_rel(a, b).pvalue), "cohens_d": cohens_dz(diffs), "note": ""}
 
 
@@ -279,14 +292,27 @@ def censored_statistics(a: np.ndarray, b: np.ndarray) -> dict:
     with np.errstate(invalid="ignore"):
         signs = np.nan_to_num(np.sign(a[:, None] - b[None, :]))  # inf − inf: a tie
     row["cliffs_delta"] = float(signs.mean())
-    counts = [f"{k} pair{'s' if k != 1 else ''} {what}" for k, what in (
-        (only_b, "where only the second arm reached the target"),
-        (only_a, "where only the first arm reached it"), (neither, "where neither did")) if k]
+    counts = [
+        f"{k} pair{'s' if k != 1 else ''} {what}"
+        for k, what in (
+            (only_b, "where only the second arm reached the target"),
+            (only_a, "where only the first arm reached it"),
+            (neither, "where neither did"),
+        )
+        if k
+    ]
     reached = int(both.sum())
-    row["note"] = "; ".join(filter(None, [
-        f"of {n} pairs, {', '.join(counts)}: they enter the Wilcoxon test and Cliff's delta (one arm reaching "
-        f"it ranks above every other difference, neither is a tie); delta, CI, t-test and d_z use the "
-        f"{reached} where both reached it", row["note"] if reached >= 2 else ""]))
+    row["note"] = "; ".join(
+        filter(
+            None,
+            [
+                f"of {n} pairs, {', '.join(counts)}: they enter the Wilcoxon test and Cliff's delta (one arm reaching "
+                f"it ranks above every other difference, neither is a tie); delta, CI, t-test and d_z use the "
+                f"{reached} where both reached it",
+                row["note"] if reached >= 2 else "",
+            ],
+        )
+    )
     return row
 
 
@@ -301,8 +327,8 @@ class ArmPair:
     second: str
 
     @classmethod
-    def parse(cls, text: str) -> "ArmPair":
-        """"A:B" from the command line or a config."""
+    def parse(cls, text: str) -> ArmPair:
+        """ "A:B" from the command line or a config."""
         first, sep, second = text.partition(":")
         if not sep or not first or not second or first == second:
             raise ValueError(f"--compare {text!r}: write two different arms as A:B (arm names as in results.csv)")
@@ -333,7 +359,7 @@ def with_arm(results: pd.DataFrame) -> pd.DataFrame:
 def default_pairs(arms) -> list[ArmPair]:
     """Every two arms present, the later name in alphabetical order first."""
     names = sorted(set(arms))
-    return [ArmPair(later, earlier) for i, earlier in enumerate(names) for later in names[i + 1:]]
+    return [ArmPair(later, earlier) for i, earlier in enumerate(names) for later in names[i + 1 :]]
 
 
 # ------------------------------------------------------------------ the whole sweep
@@ -347,10 +373,14 @@ def one_run_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     unit = ["arm", MODE_FIELD, PAIR_FIELD]
     completed = runs[runs["state"] == "completed"]
     depth = completed["run_dir"].str.count("/")
-    modified = (pd.to_datetime(completed["modified_at"], errors="coerce", utc=True) if "modified_at" in completed
-                else pd.Series(pd.NaT, index=completed.index))
+    modified = (
+        pd.to_datetime(completed["modified_at"], errors="coerce", utc=True)
+        if "modified_at" in completed
+        else pd.Series(pd.NaT, index=completed.index)
+    )
     completed = completed.assign(_depth=depth, _modified=modified).sort_values(
-        ["_depth", "_modified", "run_dir"], ascending=[True, False, False], na_position="last")
+        ["_depth", "_modified", "run_dir"], ascending=[True, False, False], na_position="last"
+    )
     chosen = completed.drop_duplicates(unit, keep="first").drop(columns=["_depth", "_modified"])
     counts = completed.groupby(unit).size()
     notes = [
@@ -376,8 +406,11 @@ def pair_values(runs: pd.DataFrame, metric: str, pair: ArmPair) -> tuple[pd.Data
     `runs` holds the runs of the two arms, one execution mode each."""
     usable, notes = one_run_per_seed(runs)
     arms = [pair.first, pair.second]
-    wide = (usable.pivot(index=PAIR_FIELD, columns="arm", values=metric)
-            .reindex(index=sorted(set(runs[PAIR_FIELD].dropna())), columns=arms).astype(float))
+    wide = (
+        usable.pivot(index=PAIR_FIELD, columns="arm", values=metric)
+        .reindex(index=sorted(set(runs[PAIR_FIELD].dropna())), columns=arms)
+        .astype(float)
+    )
     missing = wide.isna() if metric_for(metric).censored else ~np.isfinite(wide)
     complete = ~missing.any(axis=1)
     dropped = [
@@ -393,12 +426,15 @@ def pair_values(runs: pd.DataFrame, metric: str, pair: ArmPair) -> tuple[pd.Data
 def by_execution_mode(runs: pd.DataFrame, pair: ArmPair):
     """One comparison per (mode of A, mode of B) present: runs of different execution
     modes (eager, compiled, graph, XLA) are never pooled."""
-    modes = {arm: sorted(runs.loc[runs["arm"] == arm, MODE_FIELD].dropna().unique()) or [None]
-             for arm in (pair.first, pair.second)}
+    modes = {
+        arm: sorted(runs.loc[runs["arm"] == arm, MODE_FIELD].dropna().unique()) or [None]
+        for arm in (pair.first, pair.second)
+    }
     for mode_a in modes[pair.first]:
         for mode_b in modes[pair.second]:
-            chosen = (((runs["arm"] == pair.first) & (runs[MODE_FIELD] == mode_a))
-                      | ((runs["arm"] == pair.second) & (runs[MODE_FIELD] == mode_b)))
+            chosen = ((runs["arm"] == pair.first) & (runs[MODE_FIELD] == mode_a)) | (
+                (runs["arm"] == pair.second) & (runs[MODE_FIELD] == mode_b)
+            )
             yield {"mode_a": mode_a, "mode_b": mode_b}, runs[chosen]
 
 
@@ -419,8 +455,10 @@ def check_pairs(results: pd.DataFrame, pairs: list[ArmPair]) -> None:
     present = set(arm_names(results.dropna(subset=list(REQUIRED_KEY))))
     unknown = sorted({arm for pair in pairs for arm in (pair.first, pair.second)} - present)
     if unknown:
-        raise ValueError(f"--compare: no runs of arm(s) {', '.join(unknown)} in this sweep; "
-                         f"arms present: {', '.join(sorted(present)) or 'none'}")
+        raise ValueError(
+            f"--compare: no runs of arm(s) {', '.join(unknown)} in this sweep; "
+            f"arms present: {', '.join(sorted(present)) or 'none'}"
+        )
 
 
 PAIR_COLUMNS = (*GROUP, "metric", "arm_a", "arm_b", "mode_a", "mode_b", PAIR_FIELD, "a", "b", "diff")
@@ -446,8 +484,11 @@ def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[
     table = pd.DataFrame(rows, columns=list(STAT_COLUMNS))
     for p_column, holm_column in (("wilcoxon_p", "holm_p"), ("ttest_p", "holm_ttest_p")):
         table[holm_column] = _holm_within_metric(table, p_column)
-    frame = pd.concat(pair_tables, ignore_index=True)[list(PAIR_COLUMNS)] if pair_tables else pd.DataFrame(
-        columns=list(PAIR_COLUMNS))
+    frame = (
+        pd.concat(pair_tables, ignore_index=True)[list(PAIR_COLUMNS)]
+        if pair_tables
+        else pd.DataFrame(columns=list(PAIR_COLUMNS))
+    )
     return table, frame
 
 

@@ -76,20 +76,27 @@ def delta_with_ci(row) -> str:
     metric = metric_for(row["metric"])
     if row["n_pairs"] == 0 or math.isnan(row["delta"]):
         return "n/a"
-    return (f"{fmt_value(row['delta'], metric)} [{fmt_value(row['ci_low'], metric)}, "
-            f"{fmt_value(row['ci_high'], metric)}] {metric.unit}")
+    return (
+        f"{fmt_value(row['delta'], metric)} [{fmt_value(row['ci_low'], metric)}, "
+        f"{fmt_value(row['ci_high'], metric)}] {metric.unit}"
+    )
 
 
 def _difference_clause(row, metric: Metric) -> str:
-    """"A is 0.80 points higher in test accuracy than B (95% CI …)"."""
+    """ "A is 0.80 points higher in test accuracy than B (95% CI …)"."""
     n, a, b = row["n_pairs"], row["arm_a"], row["arm_b"]
     if row["delta"] == 0:
         return f"{a} and {b} have the same mean {metric.label} over {n} pair{'s' if n != 1 else ''}"
     word = metric.more if row["delta"] > 0 else metric.less
     relative = f" ({100 * row['delta'] / row['mean_b']:+.1f}%)" if metric.scale == 1.0 and row["mean_b"] else ""
-    ci = (f"95% CI {fmt_value(row['ci_low'], metric)} to {fmt_value(row['ci_high'], metric)} {metric.unit}"
-          if n >= 2 else "one pair, no CI")
-    return f"{a} is {fmt_value(abs(row['delta']), metric)} {metric.unit}{relative} {word} {metric.phrase} than {b} ({ci})"
+    ci = (
+        f"95% CI {fmt_value(row['ci_low'], metric)} to {fmt_value(row['ci_high'], metric)} {metric.unit}"
+        if n >= 2
+        else "one pair, no CI"
+    )
+    return (
+        f"{a} is {fmt_value(abs(row['delta']), metric)} {metric.unit}{relative} {word} {metric.phrase} than {b} ({ci})"
+    )
 
 
 def significance_clause(row) -> str:
@@ -110,9 +117,13 @@ def _minimum_p_clause(row) -> str:
     if row["wilcoxon_method"] == "none" or min_p < ALPHA:  # untested, or α was reachable
         return ""
     n_nonzero = round(1 - math.log2(min_p))
-    pairs = f"n = {row['n_pairs']} pairs" + (f" ({n_nonzero} non-zero differences)" if n_nonzero != row["n_pairs"] else "")
-    return (f" With {pairs} the exact two-sided Wilcoxon test cannot reach p < {ALPHA:g} "
-            f"(minimum p = {min_p:.4g}); the paired t-test, which assumes normal differences, gives p = {fmt_p(row['ttest_p'])}.")
+    pairs = f"n = {row['n_pairs']} pairs" + (
+        f" ({n_nonzero} non-zero differences)" if n_nonzero != row["n_pairs"] else ""
+    )
+    return (
+        f" With {pairs} the exact two-sided Wilcoxon test cannot reach p < {ALPHA:g} "
+        f"(minimum p = {min_p:.4g}); the paired t-test, which assumes normal differences, gives p = {fmt_p(row['ttest_p'])}."
+    )
 
 
 def sentence(row) -> str:
@@ -121,13 +132,17 @@ def sentence(row) -> str:
     if row["n_pairs"] == 0:
         text = f"No completed {row['arm_a']}/{row['arm_b']} pair for {metric.label}: nothing to compare."
     elif math.isnan(row["delta"]):  # censored metric: no pair where both arms reached the target
-        text = (f"In no pair did both {row['arm_a']} and {row['arm_b']} reach the target, so there is no mean "
-                f"difference in {metric.label}; {significance_clause(row)}.")
+        text = (
+            f"In no pair did both {row['arm_a']} and {row['arm_b']} reach the target, so there is no mean "
+            f"difference in {metric.label}; {significance_clause(row)}."
+        )
     else:
         text = f"{_difference_clause(row, metric)}; {significance_clause(row)}."
         if row["n_pairs"] >= 2:
-            text += (f" Effect size d_z = {row['cohens_d']:.2f} ({effect_label(row['cohens_d'], COHEN_D_LABELS, 2)}), "
-                     f"Cliff's delta = {row['cliffs_delta']:.2f} ({effect_label(row['cliffs_delta'], CLIFF_LABELS, 2)}).")
+            text += (
+                f" Effect size d_z = {row['cohens_d']:.2f} ({effect_label(row['cohens_d'], COHEN_D_LABELS, 2)}), "
+                f"Cliff's delta = {row['cliffs_delta']:.2f} ({effect_label(row['cliffs_delta'], CLIFF_LABELS, 2)})."
+            )
         text += _minimum_p_clause(row)
     if row["note"]:
         text += f" Note: {row['note']}."
@@ -138,7 +153,9 @@ def significance_table(stats: pd.DataFrame) -> pd.DataFrame:
     """significance_summary.csv: one readable row per comparison."""
     if stats.empty:  # fewer than two arms: nothing was compared
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    table = stats[[*GROUP, "metric", "delta", "ci_low", "ci_high", "wilcoxon_p", "holm_p", "cohens_d", "cliffs_delta"]].copy()
+    table = stats[
+        [*GROUP, "metric", "delta", "ci_low", "ci_high", "wilcoxon_p", "holm_p", "cohens_d", "cliffs_delta"]
+    ].copy()
     table.insert(len(GROUP) + 1, "n", stats["n_pairs"])
     table["delta_ci"] = stats.apply(delta_with_ci, axis=1)
     table["arms"] = stats["arm_a"].astype(str) + " − " + stats["arm_b"].astype(str)
@@ -185,25 +202,27 @@ the t-test p in the sentences."""
 
 
 def _scope(row) -> str:
-    """"cifar10 / resnet50 / fp32", plus the variant where there is one."""
+    """ "cifar10 / resnet50 / fp32", plus the variant where there is one."""
     scope = " / ".join(str(row[field]) for field in GROUP_FIELDS)
     return scope + (f" [{row[VARIANT_FIELD]}]" if row[VARIANT_FIELD] else "")
 
 
 def _metric_section(metric: Metric, rows: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        **{field: rows[field] for field in GROUP_FIELDS},
-        **({VARIANT_FIELD: rows[VARIANT_FIELD]} if rows[VARIANT_FIELD].astype(bool).any() else {}),
-        "Δ = A − B": rows["arms"],
-        "n": rows["n"],
-        "Δ [95% CI]": rows["delta_ci"],
-        "Wilcoxon p": rows["wilcoxon_p"].map(fmt_p),
-        "Holm p": rows["holm_p"].map(fmt_p),
-        "sig.": rows["significant"],
-        "sig. (Holm)": rows["significant_holm"],
-        "d_z": [f"{d:.2f} ({label})" for d, label in zip(rows["cohens_d"], rows["d_label"])],
-        "Cliff's δ": [f"{c:.2f} ({label})" for c, label in zip(rows["cliffs_delta"], rows["cliffs_label"])],
-    })
+    shown = pd.DataFrame(
+        {
+            **{field: rows[field] for field in GROUP_FIELDS},
+            **({VARIANT_FIELD: rows[VARIANT_FIELD]} if rows[VARIANT_FIELD].astype(bool).any() else {}),
+            "Δ = A − B": rows["arms"],
+            "n": rows["n"],
+            "Δ [95% CI]": rows["delta_ci"],
+            "Wilcoxon p": rows["wilcoxon_p"].map(fmt_p),
+            "Holm p": rows["holm_p"].map(fmt_p),
+            "sig.": rows["significant"],
+            "sig. (Holm)": rows["significant_holm"],
+            "d_z": [f"{d:.2f} ({label})" for d, label in zip(rows["cohens_d"], rows["d_label"])],
+            "Cliff's δ": [f"{c:.2f} ({label})" for c, label in zip(rows["cliffs_delta"], rows["cliffs_label"])],
+        }
+    )
     bullets = "\n".join(f"- **{_scope(r)}, {r['arms']}**: {r['sentence']}" for _, r in rows.iterrows())
     return f"## {metric.label[0].upper()}{metric.label[1:]} ({metric.name})\n\n{markdown_table(shown)}\n\n{bullets}"
 
@@ -215,8 +234,14 @@ def _excluded_section(results: pd.DataFrame) -> str:
     return "## Excluded runs\n\nListed in results.csv, not used in any statistic.\n\n" + markdown_table(excluded)
 
 
-def markdown(table: pd.DataFrame, stats: pd.DataFrame, results: pd.DataFrame, sanity: pd.DataFrame, title: str,
-             extra: list[str] | None = None) -> str:
+def markdown(
+    table: pd.DataFrame,
+    stats: pd.DataFrame,
+    results: pd.DataFrame,
+    sanity: pd.DataFrame,
+    title: str,
+    extra: list[str] | None = None,
+) -> str:
     """significance_summary.md: methods, sanity verdict, one section per metric, `extra`
     sections (attribution, divergence: "" where a sweep has none), excluded runs, references."""
     sections = [f"# Significance summary — {title}", _methods(stats, results), f"**{verdict(sanity)}** (sanity.md)."]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ def parse(column: str) -> tuple[str, float] | None:
     return ("epochs" if match.group(1) == EPOCHS_PREFIX else "seconds"), float(match.group(2))
 
 
-@lru_cache(maxsize=None)
+@cache
 def default_targets(dataset: str) -> tuple[float, ...]:
     """The targets conf/dataset/<dataset>.yaml sets today (for runs that did not record theirs)."""
     try:

@@ -20,8 +20,19 @@ from benchmark import BenchmarkError
 from benchmark.backends.contract import Backend, BackendModule, EpochStats, Progress, Trainer
 from benchmark.spec.frameworks import check_engine
 
-__all__ = ["BACKENDS", "MODULES", "OPTION_RULES", "check_options", "Backend", "BackendModule", "EpochStats", "Progress", "Trainer", "load_backend",
-           "report_every"]
+__all__ = [
+    "BACKENDS",
+    "MODULES",
+    "OPTION_RULES",
+    "check_options",
+    "Backend",
+    "BackendModule",
+    "EpochStats",
+    "Progress",
+    "Trainer",
+    "load_backend",
+    "report_every",
+]
 
 # framework -> its package (the model registry is <package>.models)
 BACKENDS = {"pytorch": "benchmark.backends.pytorch", "keras": "benchmark.backends.keras"}
@@ -63,7 +74,11 @@ def load_backend(name: str, engine: str | None = None) -> BackendModule:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("benchmark"):
             raise BenchmarkError(f"framework={name} is not implemented in this version") from exc
-        raise BenchmarkError(f"framework={name} needs {exc.name}, which is not installed (see README: Quick start)") from exc
+        raise BenchmarkError(
+            f"framework={name} needs {exc.name}, which is not installed (see README: Quick start)"
+        ) from exc
     if not isinstance(module, BackendModule):  # a backend that forgot part of the contract fails here, not mid-run
-        raise BenchmarkError(f"framework={name}: {module_name} does not implement benchmark.backends.contract.BackendModule")
+        raise BenchmarkError(
+            f"framework={name}: {module_name} does not implement benchmark.backends.contract.BackendModule"
+        )
     return cast(BackendModule, module)

@@ -23,9 +23,10 @@ measures through the other methods of :class:`Introspection`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -213,8 +214,9 @@ class PerfBackend(Protocol):
     @property
     def Trainer(self) -> TrainerFactory[Yardstick]: ...
 
-    def input_pipeline(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
-                       mean, std, seed: int) -> Iterable:
+    def input_pipeline(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int
+    ) -> Iterable:
         """The training batches (augmented, normalized) of one epoch, on the backend's device."""
 
     def synchronize(self) -> None:
@@ -236,8 +238,18 @@ class ModelRegistry(Protocol):
     def load_canonical(self, model: Any, name: str, state: dict[str, np.ndarray]) -> None:
         """Copy tensors given by torchvision name and layout into the model."""
 
-    def equivalence_probe(self, model: Any, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float,
-                          momentum: float, nesterov: bool, weight_decay: float) -> Probe:
+    def equivalence_probe(
+        self,
+        model: Any,
+        name: str,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> Probe:
         """The model's numbers on one normalized NHWC float32 batch, on the CPU in float32:
         eval logits, training loss and gradients, then one step of the aligned SGD rule
         (PyTorch's, coupled L2)."""
@@ -259,7 +271,9 @@ class BackendModule(Backend, AuditBackend, PerfBackend, ModelRegistry, Protocol)
 def precision_fact(reduced_dtype: str | None, loss_scaling: bool) -> str:
     if reduced_dtype is None:
         return "float32"
-    return f"{reduced_dtype} compute, float32 weights, " + ("dynamic loss scaling" if loss_scaling else "no loss scaling")
+    return f"{reduced_dtype} compute, float32 weights, " + (
+        "dynamic loss scaling" if loss_scaling else "no loss scaling"
+    )
 
 
 def normalization_fact(mean, std) -> str:
@@ -275,8 +289,10 @@ def batchnorm_fact(layers: list[LayerInfo]) -> str:
         if layer.kind == "batchnorm":
             key = (round(layer.momentum, 9) if layer.momentum is not None else None, layer.eps)
             combos[key] = combos.get(key, 0) + 1
-    return "; ".join(f"momentum {m:g} (weight of the new batch), eps {e:g} ({n} layers)"
-                     for (m, e), n in combos.items()) or "none"
+    return (
+        "; ".join(f"momentum {m:g} (weight of the new batch), eps {e:g} ({n} layers)" for (m, e), n in combos.items())
+        or "none"
+    )
 
 
 def dropout_fact(rate: float) -> str:
@@ -295,28 +311,47 @@ def momentum_buffer_fact(lr_in_buffer: bool, nesterov: bool) -> str:
     """The SGD update rule: PyTorch's (LR applied where the buffer is used) or Keras' (LR
     folded into the buffer as the gradient enters it)."""
     if not lr_in_buffer:
-        return (("b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b")
-                + " (LR applied where the buffer is used; b = g at the first step)")
-    return (("v = m*v - lr*g; w += m*v - lr*g" if nesterov else "v = m*v - lr*g; w += v")
-            + " (LR folded into the buffer when the gradient enters it)")
+        return (
+            "b = m*b + g; w -= lr*(g + m*b)" if nesterov else "b = m*b + g; w -= lr*b"
+        ) + " (LR applied where the buffer is used; b = g at the first step)"
+    return (
+        "v = m*v - lr*g; w += m*v - lr*g" if nesterov else "v = m*v - lr*g; w += v"
+    ) + " (LR folded into the buffer when the gradient enters it)"
 
 
 def weight_decay_fact(weight_decay: float) -> str:
     return f"coupled L2 {weight_decay:g} on every trainable variable (added to the gradient, through momentum)"
 
 
-SHARED_INIT_FACT = ("shared: torchvision's rules drawn from the seed by benchmark.spec.models.shared_initial_weights, "
-                    "copied in through the layer mapping (identical values in every arm)")
+SHARED_INIT_FACT = (
+    "shared: torchvision's rules drawn from the seed by benchmark.spec.models.shared_initial_weights, "
+    "copied in through the layer mapping (identical values in every arm)"
+)
 SHARED_STREAM_FACT = "shared: order, crops and flips drawn from (seed, epoch) by benchmark.data.stream"
 
 LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothing 0"
 LR_STEPPING_FACT = "per optimizer step (benchmark.spec.schedule.Schedule)"
 
 
-def protocol_facts(*, momentum: float, nesterov: bool, momentum_buffer: str, weight_decay: float,
-                   reduced_dtype: str | None, loss_scaling: bool, mean, std, layers: list[LayerInfo], model,
-                   drop_rate: float | None, drop_path_rate: float | None, shared_init: bool, data_stream: str,
-                   micro_batch: int, accum_steps: int) -> ProtocolFacts:
+def protocol_facts(
+    *,
+    momentum: float,
+    nesterov: bool,
+    momentum_buffer: str,
+    weight_decay: float,
+    reduced_dtype: str | None,
+    loss_scaling: bool,
+    mean,
+    std,
+    layers: list[LayerInfo],
+    model,
+    drop_rate: float | None,
+    drop_path_rate: float | None,
+    shared_init: bool,
+    data_stream: str,
+    micro_batch: int,
+    accum_steps: int,
+) -> ProtocolFacts:
     """A trainer's ProtocolFacts from its own objects, worded by the helpers above; `model`
     is its registry entry (the dropout and drop path in effect for the rates its model was
     built with, and its zoo's initializers unless the weights are the shared ones);

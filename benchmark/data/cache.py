@@ -28,8 +28,8 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.data import sources
-from benchmark.data.splits import SPLIT_SEED, stratified_holdout
 from benchmark.data.normalization import channel_stats
+from benchmark.data.splits import SPLIT_SEED, stratified_holdout
 from benchmark.files import atomic_write_text, umask
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ def _locate_source(ds, data_dir: Path) -> Path:
     if ds.source:
         path = Path(ds.source).expanduser()
         if not path.exists():
-            raise BenchmarkError(f"dataset.source={ds.source} does not exist; point it at the {ds.archive or ds.name} file or folder")
+            raise BenchmarkError(
+                f"dataset.source={ds.source} does not exist; point it at the {ds.archive or ds.name} file or folder"
+            )
         if path.is_file():
             sources.verify_md5(path, ds.md5)
         return path
@@ -125,7 +127,9 @@ def _read_raw(ds, data_dir: Path) -> sources.RawDataset:
 def _check_raw(raw: sources.RawDataset, ds) -> None:
     for split, x, y in (("train", raw.train_x, raw.train_y), ("test", raw.test_x, raw.test_y)):
         if x.shape[1:] != (ds.image_size, ds.image_size, 3) and len(x):
-            raise BenchmarkError(f"{raw.description}: {split} images are {x.shape[1:]}, expected {ds.image_size}x{ds.image_size}x3")
+            raise BenchmarkError(
+                f"{raw.description}: {split} images are {x.shape[1:]}, expected {ds.image_size}x{ds.image_size}x3"
+            )
         if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
             raise BenchmarkError(f"{raw.description}: {split} labels outside 0..{ds.num_classes - 1}")
 
@@ -146,7 +150,9 @@ def _build(ds, data_dir: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        arrays = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, train_idx=train_idx, val_idx=val_idx)
+        arrays = dict(
+            train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, train_idx=train_idx, val_idx=val_idx
+        )
         for key, arr in arrays.items():
             np.save(tmp / f"{key}.npy", np.ascontiguousarray(arr))
         meta = {
@@ -203,8 +209,14 @@ def _read_meta(target: Path) -> dict | None:
         raise _damaged(target, f"meta.json unreadable: {exc.__class__.__name__}") from None
     if not isinstance(meta, dict):
         raise _damaged(target, "meta.json is not a JSON object")
-    if meta.get("version") == CACHE_VERSION and not {"num_classes", "image_size", "sizes", "train_mean",
-                                                     "train_std", "source"} <= set(meta):
+    if meta.get("version") == CACHE_VERSION and not {
+        "num_classes",
+        "image_size",
+        "sizes",
+        "train_mean",
+        "train_std",
+        "source",
+    } <= set(meta):
         raise _damaged(target, "meta.json lacks its fields")
     return meta  # another version's cache is rebuilt whole by the caller
 
@@ -215,7 +227,9 @@ def _load_arrays(target: Path) -> dict[str, np.ndarray]:
         try:
             arrays[key] = np.load(target / f"{key}.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:  # missing, truncated, not an .npy file
-            raise _damaged(target, f"{key}.npy {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}") from None
+            raise _damaged(
+                target, f"{key}.npy {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}"
+            ) from None
     return arrays
 
 
@@ -230,9 +244,11 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
     if lock is None:  # read-only: use what is prepared there, or say why not
         meta = _read_meta(target)
         if meta is None or meta.get("version") != CACHE_VERSION:
-            raise BenchmarkError(f"data_dir={data_dir} is read-only and holds no prepared {ds.name} cache; prepare it "
-                                 f"once with write access (python -m benchmark dataset={ds.name} epochs=1 "
-                                 f"data_dir={data_dir}) or set data_dir= to a writable directory")
+            raise BenchmarkError(
+                f"data_dir={data_dir} is read-only and holds no prepared {ds.name} cache; prepare it "
+                f"once with write access (python -m benchmark dataset={ds.name} epochs=1 "
+                f"data_dir={data_dir}) or set data_dir= to a writable directory"
+            )
     else:
         # The runs of a sweep start together (SLURM array): one builds, the others wait
         # on the lock and then read what it built.
@@ -247,8 +263,14 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
     arrays = _load_arrays(target)
     found = data_fingerprint(arrays)
     if found != meta.get("fingerprint", found):
-        raise _damaged(target, f"its arrays hash to {found}, not to {meta['fingerprint']} recorded when it was prepared")
-    if meta["num_classes"] != ds.num_classes or meta["image_size"] != ds.image_size or meta["sizes"]["val"] != ds.val_size:
+        raise _damaged(
+            target, f"its arrays hash to {found}, not to {meta['fingerprint']} recorded when it was prepared"
+        )
+    if (
+        meta["num_classes"] != ds.num_classes
+        or meta["image_size"] != ds.image_size
+        or meta["sizes"]["val"] != ds.val_size
+    ):
         raise BenchmarkError(
             f"the cache {target} was built with other settings (classes, size or val_size); delete it to rebuild"
         )

@@ -166,7 +166,9 @@ def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
             # Grayscale images become 3 identical channels (docs/protocol.md §3).
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
-        raise BenchmarkError(f"{origin}: not a readable image ({_one_line(exc)}); the dataset files are damaged") from exc
+        raise BenchmarkError(
+            f"{origin}: not a readable image ({_one_line(exc)}); the dataset files are damaged"
+        ) from exc
     if rgb.shape != (size, size, 3):
         raise BenchmarkError(f"{origin}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected {size}x{size}")
     return rgb
@@ -201,7 +203,9 @@ class _ZipTree:
         try:
             return self.zip.read(name)
         except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise BenchmarkError(f"{self.source}: {name} is damaged ({_one_line(exc)}); download the archive again") from exc
+            raise BenchmarkError(
+                f"{self.source}: {name} is damaged ({_one_line(exc)}); download the archive again"
+            ) from exc
 
     def list_dir(self, rel: str) -> list[str]:
         if self.zip is None:
@@ -209,7 +213,9 @@ class _ZipTree:
                 raise BenchmarkError(f"{self.root / rel} is missing: {self.source} is not a tiny-imagenet-200 folder")
             return sorted(p.name for p in (self.root / rel).iterdir())
         prefix = f"tiny-imagenet-200/{rel.rstrip('/')}/"
-        return sorted({n[len(prefix):].split("/")[0] for n in self.names if n.startswith(prefix) and len(n) > len(prefix)})
+        return sorted(
+            {n[len(prefix) :].split("/")[0] for n in self.names if n.startswith(prefix) and len(n) > len(prefix)}
+        )
 
 
 def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
@@ -234,7 +240,10 @@ def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
         test_x.append(_decode_rgb(tree.read(rel), size, f"{source}:{rel}"))
         test_y.append(label_of[wnid])
     return RawDataset(
-        np.stack(train_x), np.asarray(train_y, np.int64), np.stack(test_x), np.asarray(test_y, np.int64),
+        np.stack(train_x),
+        np.asarray(train_y, np.int64),
+        np.stack(test_x),
+        np.asarray(test_y, np.int64),
         f"tiny-imagenet-200 official layout {source}",
     )
 
@@ -255,7 +264,9 @@ def read_tiny_imagenet_parquet(folder: Path, size: int = 64) -> RawDataset:
                 raise BenchmarkError(
                     f"{path} is truncated or not a parquet file ({_one_line(exc)}); download it again"
                 ) from exc
-            for row, (image, label) in enumerate(zip(table.column("image").to_pylist(), table.column("label").to_pylist())):
+            for row, (image, label) in enumerate(
+                zip(table.column("image").to_pylist(), table.column("label").to_pylist())
+            ):
                 images.append(_decode_rgb(image["bytes"], size, f"{path} row {row}"))
                 labels.append(label)
         return np.stack(images), np.asarray(labels, np.int64)

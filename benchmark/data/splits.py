@@ -11,7 +11,5 @@ SPLIT_SEED = 42
 def stratified_holdout(labels: np.ndarray, holdout_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held_out) of a stratified split; both sorted, disjoint, covering all."""
     indices = np.arange(len(labels))
-    kept, held_out = train_test_split(
-        indices, test_size=holdout_size, stratify=labels, random_state=SPLIT_SEED
-    )
+    kept, held_out = train_test_split(indices, test_size=holdout_size, stratify=labels, random_state=SPLIT_SEED)
     return np.sort(kept), np.sort(held_out)

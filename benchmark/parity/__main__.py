@@ -53,8 +53,10 @@ def parse_args(argv: list[str]) -> tuple[list[str], Path, list[str]]:
             arms = [a for a in text.split(",") if a]
             unknown = [a for a in arms if a not in framework_options()]
             if len(arms) < 2 or unknown or len(set(arms)) != len(arms):
-                raise BenchmarkError(f"--arms {text}: give two or more different framework options, comma-separated; "
-                                     f"valid: {', '.join(framework_options())}")
+                raise BenchmarkError(
+                    f"--arms {text}: give two or more different framework options, comma-separated; "
+                    f"valid: {', '.join(framework_options())}"
+                )
         elif arg.startswith("-"):
             raise BenchmarkError(f"unknown option {arg}; usage: python -m benchmark.parity [--out DIR] [overrides...]")
         else:
@@ -81,8 +83,8 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
         "precision": cfg.precision.name,
         "arms": ", ".join(arms),
         "protocol": f"batch {cfg.batch_size} (x{cfg.grad_accum_steps} accumulation), {cfg.epochs} epochs, "
-                    f"SGD lr {cfg.optim.lr} x batch/{cfg.optim.lr_reference_batch}, momentum {cfg.optim.momentum}, "
-                    f"nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay}",
+        f"SGD lr {cfg.optim.lr} x batch/{cfg.optim.lr_reference_batch}, momentum {cfg.optim.momentum}, "
+        f"nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay}",
         "training images": f"{n_train:,} ({source})",
         "overrides": " ".join(overrides) or "none",
         "versions": ", ".join(f"{k} {v}" for k, v in environments.items()),
@@ -91,8 +93,10 @@ def run(argv: list[str]) -> tuple[list, Path, Path]:
     }
     md, csv_path = write_reports(arms, findings, out, cfg.model.name, ds.name, header, INTRO, CATEGORIES)
     counts = summary_counts(findings)
-    print(f"{cfg.model.name} on {ds.name}: {counts['checked']} items checked, {counts['differ']} differ "
-          f"(+{counts['info']} informational)")
+    print(
+        f"{cfg.model.name} on {ds.name}: {counts['checked']} items checked, {counts['differ']} differ "
+        f"(+{counts['info']} informational)"
+    )
     for f in findings:
         if f.kind == "check" and not f.same:
             print(f"  differs  {f.category}: {f.item}")

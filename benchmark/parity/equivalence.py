@@ -37,6 +37,7 @@ import numpy as np
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS
 from benchmark.parity.arms import needs_own_process
+
 # build: the tests hand check() models built here, some deliberately broken (tests/test_aligned.py)
 from benchmark.parity.probe import build, probes  # noqa: F401
 from benchmark.parity.recorded import probe_in_own_process
@@ -101,8 +102,9 @@ def _worst(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys) -> tuple[fl
     return values[key], key
 
 
-def compare(model: str, image_size: int, dtype: str, ref, other, weights: dict, reference: str, name: str,
-            floor: float) -> Equivalence:
+def compare(
+    model: str, image_size: int, dtype: str, ref, other, weights: dict, reference: str, name: str, floor: float
+) -> Equivalence:
     """One row: `other`'s probe against the reference backend's."""
     params = list(ref.grads)
     stats = [k for k in ref.weights_after if k.rsplit(".", 1)[-1] in STATISTICS]
@@ -119,15 +121,41 @@ def compare(model: str, image_size: int, dtype: str, ref, other, weights: dict, 
     if dtype == "float64":  # no rounding to hide behind: everything must agree
         passed = max(logits_rel, loss_rel, grad_rel, weights_rel) <= FLOAT64_TOLERANCE
     else:  # the gradients only as well as float32 lets the reference compute its own
-        passed = (logits_rel <= TOLERANCE and loss_rel <= TOLERANCE
-                  and grad_rel <= max(GRADIENT_TOLERANCE, FLOOR_FACTOR * floor))
-    return Equivalence(model, image_size, dtype, reference, name, logits_abs, logits_rel, ref.loss_train,
-                       other.loss_train, loss_rel, grad_rel, grad_worst, floor, weights_rel, update_rel, update_worst,
-                       stats_rel, passed)
+        passed = (
+            logits_rel <= TOLERANCE
+            and loss_rel <= TOLERANCE
+            and grad_rel <= max(GRADIENT_TOLERANCE, FLOOR_FACTOR * floor)
+        )
+    return Equivalence(
+        model,
+        image_size,
+        dtype,
+        reference,
+        name,
+        logits_abs,
+        logits_rel,
+        ref.loss_train,
+        other.loss_train,
+        loss_rel,
+        grad_rel,
+        grad_worst,
+        floor,
+        weights_rel,
+        update_rel,
+        update_worst,
+        stats_rel,
+        passed,
+    )
 
 
-def check(model: str, image_size: int, backends: tuple[str, ...] | None = None, models: dict | None = None,
-          seed: int = 0, float64: bool | None = None) -> list[Equivalence]:
+def check(
+    model: str,
+    image_size: int,
+    backends: tuple[str, ...] | None = None,
+    models: dict | None = None,
+    seed: int = 0,
+    float64: bool | None = None,
+) -> list[Equivalence]:
     """Every backend against the first one for `model` at `image_size`. `models` may hand
     in float32 models already built (the tests give a deliberately broken one).
 
@@ -147,11 +175,15 @@ def check(model: str, image_size: int, backends: tuple[str, ...] | None = None, 
     for name in away:  # Keras on another engine: the same probe, weights and batch, in a process of its own
         got = probe_in_own_process(model, image_size, name, weights, seed, want64)
         found32[name], found64[name] = got["float32"], got.get("float64")
-    rows = [compare(model, image_size, "float32", found32[names[0]], found32[name], weights, names[0], name, floor)
-            for name in names[1:]]
+    rows = [
+        compare(model, image_size, "float32", found32[names[0]], found32[name], weights, names[0], name, floor)
+        for name in names[1:]
+    ]
     if want64:
-        rows += [compare(model, image_size, "float64", ref64[names[0]], found64[name], weights, names[0], name, 0.0)
-                 for name in names[1:]]
+        rows += [
+            compare(model, image_size, "float64", ref64[names[0]], found64[name], weights, names[0], name, 0.0)
+            for name in names[1:]
+        ]
     return rows
 
 
@@ -160,15 +192,19 @@ def table(models=MODELS, sizes=SIZES) -> list[Equivalence]:
 
 
 def markdown(rows: list[Equivalence]) -> str:
-    head = ("| model | size | dtype | arms | logits max abs | logits max rel | loss rel | gradients max rel (worst) | "
-            "float32 floor | one-step weights max rel | update max rel | BN statistics max rel | passed |")
+    head = (
+        "| model | size | dtype | arms | logits max abs | logits max rel | loss rel | gradients max rel (worst) | "
+        "float32 floor | one-step weights max rel | update max rel | BN statistics max rel | passed |"
+    )
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         floor = f"{r.grad_floor:.1e}" if r.dtype == "float32" else ""
-        lines.append(f"| {r.model} | {r.image_size} | {r.dtype} | {r.other} vs {r.reference} | {r.logits_max_abs:.1e} | "
-                     f"{r.logits_max_rel:.1e} | {r.loss_rel:.1e} | {r.grad_max_rel:.1e} ({r.grad_worst}) | {floor} | "
-                     f"{r.weights_max_rel:.1e} | {r.update_max_rel:.1e} | {r.statistics_max_rel:.1e} | "
-                     f"{'yes' if r.passed else 'NO'} |")
+        lines.append(
+            f"| {r.model} | {r.image_size} | {r.dtype} | {r.other} vs {r.reference} | {r.logits_max_abs:.1e} | "
+            f"{r.logits_max_rel:.1e} | {r.loss_rel:.1e} | {r.grad_max_rel:.1e} ({r.grad_worst}) | {floor} | "
+            f"{r.weights_max_rel:.1e} | {r.update_max_rel:.1e} | {r.statistics_max_rel:.1e} | "
+            f"{'yes' if r.passed else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -187,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.parity.equivalence",
         description="Numerical-equivalence check of the aligned protocol: every backend against the first, "
-                    "same weights, same batch, fp32 on the CPU (docs/protocol.md §11).")
+        "same weights, same batch, fp32 on the CPU (docs/protocol.md §11).",
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--out", type=Path, default=Path("parity"), help="directory for equivalence.csv")

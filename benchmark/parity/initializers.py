@@ -16,13 +16,32 @@ def _fmt(x: float) -> str:
 
 # (id, label, allowed distribution shapes, std as a function of (fan_in, fan_out))
 CANDIDATES = (
-    ("kaiming_normal_fan_out", "kaiming normal, fan_out (std sqrt(2/fan_out))", ("normal",), lambda fi, fo: math.sqrt(2 / fo)),
-    ("kaiming_normal_fan_in", "kaiming normal, fan_in (std sqrt(2/fan_in))", ("normal",), lambda fi, fo: math.sqrt(2 / fi)),
+    (
+        "kaiming_normal_fan_out",
+        "kaiming normal, fan_out (std sqrt(2/fan_out))",
+        ("normal",),
+        lambda fi, fo: math.sqrt(2 / fo),
+    ),
+    (
+        "kaiming_normal_fan_in",
+        "kaiming normal, fan_in (std sqrt(2/fan_in))",
+        ("normal",),
+        lambda fi, fo: math.sqrt(2 / fi),
+    ),
     ("normal_0.01", "normal(0, 0.01)", ("normal",), lambda fi, fo: 0.01),
     ("trunc_normal_0.02", "truncated normal, std 0.02", ("normal", "truncated normal"), lambda fi, fo: 0.02),
-    ("torch_default_uniform", "uniform +-1/sqrt(fan_in) (kaiming_uniform a=sqrt(5), torch's nn default)", ("uniform",),
-     lambda fi, fo: math.sqrt(1 / (3 * fi))),
-    ("glorot_uniform", "glorot uniform +-sqrt(6/(fan_in+fan_out))", ("uniform",), lambda fi, fo: math.sqrt(2 / (fi + fo))),
+    (
+        "torch_default_uniform",
+        "uniform +-1/sqrt(fan_in) (kaiming_uniform a=sqrt(5), torch's nn default)",
+        ("uniform",),
+        lambda fi, fo: math.sqrt(1 / (3 * fi)),
+    ),
+    (
+        "glorot_uniform",
+        "glorot uniform +-sqrt(6/(fan_in+fan_out))",
+        ("uniform",),
+        lambda fi, fo: math.sqrt(2 / (fi + fo)),
+    ),
     ("he_uniform", "he uniform +-sqrt(6/fan_in)", ("uniform",), lambda fi, fo: math.sqrt(2 / fi)),
     ("lecun_uniform", "lecun uniform +-sqrt(3/fan_in)", ("uniform",), lambda fi, fo: math.sqrt(1 / fi)),
     ("glorot_normal", "glorot normal (truncated)", ("truncated normal",), lambda fi, fo: math.sqrt(2 / (fi + fo))),
@@ -43,7 +62,7 @@ def _distribution(weights: list[np.ndarray], per_layer: int = 20_000) -> tuple[s
         if flat.std() > 0:
             parts.append((flat - flat.mean()) / flat.std())
     z = np.concatenate(parts)
-    kurt = float((z ** 4).mean() - 3.0)
+    kurt = float((z**4).mean() - 3.0)
     if kurt < -0.95:
         return "uniform", kurt
     if kurt < -0.3:
@@ -70,9 +89,14 @@ def fit_initializer(layers: list[tuple[np.ndarray, int, int]]) -> dict:
             best = (score, cid, label, ratios)
     if best is None or best[0] > math.log(1.15):
         lo, hi = min(stds), max(stds)
-        return {"id": f"unrecognized_{shape}", "label": f"unrecognized {shape}",
-                "text": f"unrecognized {shape} (std {_fmt(lo)}-{_fmt(hi)}, excess kurtosis {kurt:+.2f})"}
+        return {
+            "id": f"unrecognized_{shape}",
+            "label": f"unrecognized {shape}",
+            "text": f"unrecognized {shape} (std {_fmt(lo)}-{_fmt(hi)}, excess kurtosis {kurt:+.2f})",
+        }
     _, cid, label, ratios = best
-    text = (f"{label}; measured std/expected median {np.median(ratios):.2f} (range {ratios.min():.2f}-{ratios.max():.2f}) "
-            f"over {len(layers)} layers, {shape} (excess kurtosis {kurt:+.2f})")
+    text = (
+        f"{label}; measured std/expected median {np.median(ratios):.2f} (range {ratios.min():.2f}-{ratios.max():.2f}) "
+        f"over {len(layers)} layers, {shape} (excess kurtosis {kurt:+.2f})"
+    )
     return {"id": cid, "label": label, "text": text}

@@ -35,8 +35,18 @@ from benchmark.spec.models import MODELS
 SIZES = (32, 64)
 CLASSES = (10, 100, 200)
 COLUMNS = (
-    "model", "input_size", "classes", "torch_trainable", "keras_trainable", "trainable_diff_pct",
-    "torch_buffers", "keras_non_trainable", "keras_buffers", "total_torch", "total_keras", "total_diff_pct",
+    "model",
+    "input_size",
+    "classes",
+    "torch_trainable",
+    "keras_trainable",
+    "trainable_diff_pct",
+    "torch_buffers",
+    "keras_non_trainable",
+    "keras_buffers",
+    "total_torch",
+    "total_keras",
+    "total_diff_pct",
 )
 DEFAULT_OUT = Path("parity") / "parameter_counts.csv"
 
@@ -48,6 +58,7 @@ def _pct(new: int, ref: int) -> float:
 def torch_counts(name: str, classes: int, size: int) -> dict[str, int]:
     # frameworks only when a table is asked for: importing benchmark.parity loads none
     import torch
+
     from benchmark.backends.pytorch.models import create_model, parameter_counts  # imports torchvision
 
     try:
@@ -105,6 +116,7 @@ def parameter_table(models=MODELS, sizes=SIZES, classes=CLASSES) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text of the table (what the command prints)."""
+
     def cell(key, value):
         if isinstance(value, float):
             return f"{value:+.3f}"

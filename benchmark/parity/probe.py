@@ -25,26 +25,35 @@ def probe_batch(image_size: int, seed: int = 0, batch: int = BATCH) -> tuple[np.
     """The probe's batch: normalized-scale NHWC float32 inputs and labels (a numerical
     probe, not training data)."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, image_size, image_size, 3)).astype(np.float32),
-            rng.integers(0, NUM_CLASSES, batch))
+    return (
+        rng.standard_normal((batch, image_size, image_size, 3)).astype(np.float32),
+        rng.integers(0, NUM_CLASSES, batch),
+    )
 
 
-def build(backend_name: str, model: str, image_size: int, weights: dict | None, seed: int = 0,
-          dtype: str = "float32"):
+def build(backend_name: str, model: str, image_size: int, weights: dict | None, seed: int = 0, dtype: str = "float32"):
     """A backend's aligned model with regularization off, holding the shared initial weights."""
     backend = arm_models(backend_name)
     # the aligned protocol's regularization switched off (rate 0) where the model has it
     off = [None if rate is None else 0.0 for rate in ALIGNED_REGULARIZATION[model]]
-    net = backend.create_model(model, NUM_CLASSES, image_size, architecture="aligned", drop_rate=off[0],
-                               drop_path_rate=off[1], dtype=dtype)
+    net = backend.create_model(
+        model, NUM_CLASSES, image_size, architecture="aligned", drop_rate=off[0], drop_path_rate=off[1], dtype=dtype
+    )
     if weights is None:
         weights = shared_initial_weights(model, backend.canonical_shapes(net, model), seed)
     backend.load_canonical(net, model, weights)
     return net, weights
 
 
-def probes(model: str, image_size: int, names: list[str], dtype: str, models: dict | None = None,
-           weights: dict | None = None, seed: int = 0):
+def probes(
+    model: str,
+    image_size: int,
+    names: list[str],
+    dtype: str,
+    models: dict | None = None,
+    weights: dict | None = None,
+    seed: int = 0,
+):
     """({backend: Probe}, the shared initial weights) on the probe batch."""
     models = dict(models or {})
     for name in names:
@@ -54,6 +63,9 @@ def probes(model: str, image_size: int, names: list[str], dtype: str, models: di
         shapes = arm_models(names[0]).canonical_shapes(models[names[0]], model)
         weights = shared_initial_weights(model, shapes, seed)
     x, y = probe_batch(image_size, seed)
-    return {name: arm_models(name).equivalence_probe(models[name], model, x, y, lr=LR, momentum=MOMENTUM,
-                                                     nesterov=NESTEROV, weight_decay=WEIGHT_DECAY)
-            for name in names}, weights
+    return {
+        name: arm_models(name).equivalence_probe(
+            models[name], model, x, y, lr=LR, momentum=MOMENTUM, nesterov=NESTEROV, weight_decay=WEIGHT_DECAY
+        )
+        for name in names
+    }, weights

@@ -42,8 +42,14 @@ class RecordedArm:
 
     @classmethod
     def of(cls, arm: Introspection, probe_gradients: np.ndarray) -> RecordedArm:
-        return cls(arm.protocol_facts(), arm.layers(), arm.block_shapes(), arm.parameter_counts(), probe_gradients,
-                   arm.update_trajectory(probe_gradients))
+        return cls(
+            arm.protocol_facts(),
+            arm.layers(),
+            arm.block_shapes(),
+            arm.parameter_counts(),
+            probe_gradients,
+            arm.update_trajectory(probe_gradients),
+        )
 
     def protocol_facts(self) -> ProtocolFacts:
         return self.facts
@@ -84,8 +90,9 @@ def _probe(model: str, image_size: int, arm: str, weights: dict, seed: int, floa
     return {dtype: probes(model, image_size, [arm], dtype, None, weights, seed)[0][arm] for dtype in dtypes}
 
 
-def probe_in_own_process(model: str, image_size: int, arm: str, weights: dict, seed: int,
-                         float64: bool) -> dict[str, Probe]:
+def probe_in_own_process(
+    model: str, image_size: int, arm: str, weights: dict, seed: int, float64: bool
+) -> dict[str, Probe]:
     """{dtype: the arm's equivalence probe} with these shared initial weights, in a fresh interpreter."""
     with _spawned() as pool:
         return pool.submit(_probe, model, image_size, arm, weights, seed, float64).result()

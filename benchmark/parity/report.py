@@ -30,9 +30,13 @@ def _cell(text: str) -> str:
 
 def to_markdown(arms: list[str], findings, header: dict, intros: dict, categories) -> str:
     counts = summary_counts(findings)
-    lines = [f"# Parity audit: {header['model']} on {header['dataset'].split(' ')[0]}", "",
-             f"**{counts['checked']} items checked, {counts['differ']} differ** "
-             f"(plus {counts['info']} informational rows on settings not in effect).", ""]
+    lines = [
+        f"# Parity audit: {header['model']} on {header['dataset'].split(' ')[0]}",
+        "",
+        f"**{counts['checked']} items checked, {counts['differ']} differ** "
+        f"(plus {counts['info']} informational rows on settings not in effect).",
+        "",
+    ]
     lines += [f"- {key}: {value}" for key, value in header.items()] + [""]
     differ = [f for f in findings if f.kind == "check" and not f.same]
     if differ:
@@ -46,18 +50,28 @@ def to_markdown(arms: list[str], findings, header: dict, intros: dict, categorie
         if not rows:
             continue
         n_diff = sum(not f.same for f in rows if f.kind == "check")
-        lines += [f"## {category}", "", intros.get(category, ""), "", f"{len(rows)} rows, {n_diff} differ.", "",
-                  "| item | " + " | ".join(arms) + " | same | impact |", "|---|" + "---|" * len(arms) + "---|---|"]
+        lines += [
+            f"## {category}",
+            "",
+            intros.get(category, ""),
+            "",
+            f"{len(rows)} rows, {n_diff} differ.",
+            "",
+            "| item | " + " | ".join(arms) + " | same | impact |",
+            "|---|" + "---|" * len(arms) + "---|---|",
+        ]
         for f in rows:
             same = ("yes" if f.same else "**no**") + (" (info)" if f.kind == "info" else "")
-            lines.append(f"| {_cell(f.item)} | " + " | ".join(_cell(v) for v in f.values)
-                         + f" | {same} | {_cell(f.impact)} |")
+            lines.append(
+                f"| {_cell(f.item)} | " + " | ".join(_cell(v) for v in f.values) + f" | {same} | {_cell(f.impact)} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
-def write_reports(arms: list[str], findings, out_dir: Path, model: str, dataset: str, header: dict, intros: dict,
-                  categories) -> tuple[Path, Path]:
+def write_reports(
+    arms: list[str], findings, out_dir: Path, model: str, dataset: str, header: dict, intros: dict, categories
+) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     stem = f"parity_{model}_{dataset}"
     md, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"

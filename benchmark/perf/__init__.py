@@ -51,17 +51,42 @@ from benchmark.spec.protocol import SETTINGS
 from benchmark.spec.schedule import make_schedule
 
 REPO = Path(__file__).resolve().parents[2]
-COLUMNS = ("backend", "protocol", "model", "batch_size", "precision", "device", "execution_mode", "pipeline_ips_32",
-           "pipeline_ips_64", "harness_ips", "bare_ips", "harness_bare_ratio", "ratio_min", "ratio_max", "startup_seconds",
-           "first_epoch_overhead_seconds", "steady_ips")
+COLUMNS = (
+    "backend",
+    "protocol",
+    "model",
+    "batch_size",
+    "precision",
+    "device",
+    "execution_mode",
+    "pipeline_ips_32",
+    "pipeline_ips_64",
+    "harness_ips",
+    "bare_ips",
+    "harness_bare_ratio",
+    "ratio_min",
+    "ratio_max",
+    "startup_seconds",
+    "first_epoch_overhead_seconds",
+    "steady_ips",
+)
 PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding, images
 
 
 def _config(backend: str, model: str, batch: int, precision: str, extra: list[str]):
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"framework={backend}", f"model={model}", "dataset=digits",
-                                           f"batch_size={batch}", f"precision={precision}", *extra])
+        cfg = compose(
+            "config",
+            overrides=[
+                f"framework={backend}",
+                f"model={model}",
+                "dataset=digits",
+                f"batch_size={batch}",
+                f"precision={precision}",
+                *extra,
+            ],
+        )
     validate(cfg)  # the checks every run gets: a bad option is one line here too, not a backend's traceback
     return cfg
 
@@ -69,16 +94,23 @@ def _config(backend: str, model: str, batch: int, precision: str, extra: list[st
 def _random_data(n: int, size: int, classes: int = 10) -> PreparedData:
     rng = np.random.default_rng(0)
     return PreparedData(
-        name="perf", num_classes=classes, image_size=size,
+        name="perf",
+        num_classes=classes,
+        image_size=size,
         train_x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
         train_y=rng.integers(0, classes, n).astype(np.int64),
-        test_x=np.zeros((0, size, size, 3), np.uint8), test_y=np.zeros(0, np.int64),
-        train_idx=np.arange(n), val_idx=np.zeros(0, np.int64), mean=[0.5] * 3, std=[0.25] * 3,
+        test_x=np.zeros((0, size, size, 3), np.uint8),
+        test_y=np.zeros(0, np.int64),
+        train_idx=np.arange(n),
+        val_idx=np.zeros(0, np.int64),
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
     )
 
 
-def measure_in_process(backend: str, model: str, batch: int, precision: str, steps: int, rounds: int,
-                       extra: list[str]) -> dict:
+def measure_in_process(
+    backend: str, model: str, batch: int, precision: str, steps: int, rounds: int, extra: list[str]
+) -> dict:
     """Pipeline, harness and bare-loop rates of one backend, through perf's view of the contract only."""
     cfg = _config(backend, model, batch, precision, extra)
     module: PerfBackend = load_backend(cfg.framework.name, cfg.framework.engine)
@@ -118,47 +150,80 @@ def measure_in_process(backend: str, model: str, batch: int, precision: str, ste
                 time_bare()
                 time_harness(r + 1)
     ratios = [h / b for h, b in zip(harness_ips, bare_ips)]
-    result.update(harness_ips=statistics.median(harness_ips), bare_ips=statistics.median(bare_ips),
-                  harness_bare_ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
-                  execution_mode=trainer.mode, device=str(trainer.device))
+    result.update(
+        harness_ips=statistics.median(harness_ips),
+        bare_ips=statistics.median(bare_ips),
+        harness_bare_ratio=statistics.median(ratios),
+        ratio_min=min(ratios),
+        ratio_max=max(ratios),
+        execution_mode=trainer.mode,
+        device=str(trainer.device),
+    )
     return result
 
 
 def measure_real_run(backend: str, model: str, batch: int, precision: str, extra: list[str]) -> dict:
     """startup, first-epoch overhead and steady images/s of a real 3-epoch digits run."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "benchmark", f"framework={backend}", f"model={model}", "dataset=digits",
-               f"batch_size={batch}", f"precision={precision}", "epochs=3", f"hydra.run.dir={tmp}/run", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmark",
+            f"framework={backend}",
+            f"model={model}",
+            "dataset=digits",
+            f"batch_size={batch}",
+            f"precision={precision}",
+            "epochs=3",
+            f"hydra.run.dir={tmp}/run",
+            *extra,
+        ]
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         if out.returncode != 0:
             raise BenchmarkError(f"the {backend} run failed: {out.stderr.strip().splitlines()[-1:]}")
         summary = read_json(Path(tmp) / "run" / "summary.json")
         with open(Path(tmp) / "run" / "metrics.csv", newline="") as fh:
             late = [float(r["epoch_time_seconds"]) for r in csv.DictReader(fh)][1:]
-    return {"startup_seconds": summary["startup_seconds"],
-            "first_epoch_overhead_seconds": summary["first_epoch_overhead_seconds"],
-            "steady_ips": summary["images_per_epoch"] / statistics.median(late)}
+    return {
+        "startup_seconds": summary["startup_seconds"],
+        "first_epoch_overhead_seconds": summary["first_epoch_overhead_seconds"],
+        "steady_ips": summary["images_per_epoch"] / statistics.median(late),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default=",".join(framework_options()),
-                        help="comma-separated framework= options (default: every one, each engine included)")
+    parser.add_argument(
+        "--backends",
+        default=",".join(framework_options()),
+        help="comma-separated framework= options (default: every one, each engine included)",
+    )
     parser.add_argument("--model", default="mobilenetv2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--steps", type=int, default=60, help="training steps per timed round (60: about 9 s on a CPU)")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds of each side (odd: a true median)")
     parser.add_argument("--out", default="perf.csv")
-    parser.add_argument("--override", action="append", default=[], help="extra config override, e.g. framework.compile=true")
-    parser.add_argument("--protocols", default="native",
-                        help="comma-separated protocols to measure (native,aligned: also prints aligned/native ratios)")
+    parser.add_argument(
+        "--override", action="append", default=[], help="extra config override, e.g. framework.compile=true"
+    )
+    parser.add_argument(
+        "--protocols",
+        default="native",
+        help="comma-separated protocols to measure (native,aligned: also prints aligned/native ratios)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one backend in this process
     args = parser.parse_args(argv)
 
     if args.worker:
-        print("PERF " + json.dumps(measure_in_process(args.worker, args.model, args.batch, args.precision,
-                                                      args.steps, args.rounds, args.override)))
+        print(
+            "PERF "
+            + json.dumps(
+                measure_in_process(
+                    args.worker, args.model, args.batch, args.precision, args.steps, args.rounds, args.override
+                )
+            )
+        )
         return 0
 
     rows = []
@@ -168,21 +233,42 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for backend, protocol in [(b, p) for b in args.backends.split(",") for p in protocols]:
         if backend not in framework_options():
-            print(f"error: --backends: {backend!r} is unknown; valid: {', '.join(framework_options())}",
-                  file=sys.stderr)
+            print(
+                f"error: --backends: {backend!r} is unknown; valid: {', '.join(framework_options())}", file=sys.stderr
+            )
             return 2
         overrides = [f"protocol={protocol}", *args.override]
-        cmd = [sys.executable, "-m", "benchmark.perf", "--worker", backend, "--model", args.model,
-               "--batch", str(args.batch), "--precision", args.precision, "--steps", str(args.steps),
-               "--rounds", str(args.rounds)] + [f"--override={o}" for o in overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmark.perf",
+            "--worker",
+            backend,
+            "--model",
+            args.model,
+            "--batch",
+            str(args.batch),
+            "--precision",
+            args.precision,
+            "--steps",
+            str(args.steps),
+            "--rounds",
+            str(args.rounds),
+        ] + [f"--override={o}" for o in overrides]
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ})
         lines = [line for line in out.stdout.splitlines() if line.startswith("PERF ")]
         if out.returncode != 0 or not lines:
             print(f"error: measuring {backend} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return 1
-        row = {"backend": backend, "protocol": protocol, "model": args.model, "batch_size": args.batch,
-               "precision": args.precision, **json.loads(lines[-1][5:]),
-               **measure_real_run(backend, args.model, args.batch, args.precision, overrides)}
+        row = {
+            "backend": backend,
+            "protocol": protocol,
+            "model": args.model,
+            "batch_size": args.batch,
+            "precision": args.precision,
+            **json.loads(lines[-1][5:]),
+            **measure_real_run(backend, args.model, args.batch, args.precision, overrides),
+        }
         rows.append({k: row.get(k) for k in COLUMNS})
 
     text = _table(rows)
@@ -190,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     for backend in dict.fromkeys(r["backend"] for r in rows):  # docs/protocol.md §11: aligned may cost <= 5%
         by = {r["protocol"]: r for r in rows if r["backend"] == backend}
         if "native" in by and "aligned" in by:
-            print(f"{backend}: aligned/native harness images/s {by['aligned']['harness_ips'] / by['native']['harness_ips']:.3f}, "
-                  f"real run steady images/s {by['aligned']['steady_ips'] / by['native']['steady_ips']:.3f}")
+            print(
+                f"{backend}: aligned/native harness images/s {by['aligned']['harness_ips'] / by['native']['harness_ips']:.3f}, "
+                f"real run steady images/s {by['aligned']['steady_ips'] / by['native']['steady_ips']:.3f}"
+            )
     buf_rows = [",".join(COLUMNS)] + [",".join(_fmt(r[k]) for k in COLUMNS) for r in rows]
     atomic_write_text(Path(args.out), "\n".join(buf_rows) + "\n")
     print(f"written: {args.out}")
@@ -208,4 +296,3 @@ def _table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r[k]) for k in COLUMNS) + " |" for r in rows]
     return "\n".join(lines)
-

@@ -86,6 +86,7 @@ def interruptible():
     """SIGTERM (scancel, preemption, `kill`) and SIGINT (Ctrl-C) raise Interrupted while
     the run trains; SLURM's pre-timeout signal (SIGUSR2, submitit's) is left alone, so
     it still checkpoints and requeues the job."""
+
     def handler(signum, frame):
         raise Interrupted(signum)
 
@@ -110,8 +111,10 @@ def _run(cfg: DictConfig, rundir, in_sweep: bool, variant: str) -> dict:
     try:
         problems = rundir.damaged_files()
         if problems:
-            raise DamagedRunError(f"{run_dir} is damaged ({'; '.join(problems)}); nothing in it was changed: repair "
-                                  "the file or delete the run directory to redo the run")
+            raise DamagedRunError(
+                f"{run_dir} is damaged ({'; '.join(problems)}); nothing in it was changed: repair "
+                "the file or delete the run directory to redo the run"
+            )
         check_same_run(run_dir, cfg)
         done = completed_result(run_dir, cfg)
         if done is not None:

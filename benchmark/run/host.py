@@ -9,8 +9,8 @@ import platform
 import resource
 import shutil
 import socket
-import sys
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,8 +61,9 @@ def process_start_time() -> float:
     """Wall-clock time (time.time()) at which this process started, from /proc on Linux."""
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return boot + start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return IMPORTED_AT
@@ -77,8 +78,26 @@ def peak_host_rss_bytes() -> int:
 # XLA dispatch to, and so the last bits of a seed's numbers (x86 and Arm names as
 # /proc/cpuinfo spells them).
 CPU_FEATURES = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "sve2", "bf16", "i8mm",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
 )
 
 

@@ -16,19 +16,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError
-from benchmark.run import host
 from benchmark.backends import Backend, Trainer, check_options, load_backend
-from benchmark.spec.frameworks import check_engine
-from benchmark.spec.config import check_values, keys_outside_schema
 from benchmark.data import prepare_dataset
-from benchmark.run.metrics import DIVERGED, MetricsLog, classification_scores
-from benchmark.spec.protocol import SETTINGS, Knobs
-from benchmark.run.resume import check_same_data, check_same_run, comparable_config
 from benchmark.files import atomic_write_text, write_json
+from benchmark.run import host
+from benchmark.run.metrics import DIVERGED, MetricsLog, classification_scores
+from benchmark.run.resume import check_same_data, check_same_run, comparable_config
 from benchmark.run.rundir import RunDir
+from benchmark.run.tensorboard import TensorBoardLog
+from benchmark.spec.config import check_values, keys_outside_schema
+from benchmark.spec.frameworks import check_engine
+from benchmark.spec.protocol import SETTINGS, Knobs
 from benchmark.spec.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
 from benchmark.spec.schedule import make_schedule
-from benchmark.run.tensorboard import TensorBoardLog
 
 log = logging.getLogger("benchmark")
 
@@ -38,14 +38,18 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
     extra = keys_outside_schema(cfg)
     if extra:
-        raise BenchmarkError(f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
-                             "benchmark/spec/config.py lists the valid ones: fix the name or drop the override")
+        raise BenchmarkError(
+            f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
+            "benchmark/spec/config.py lists the valid ones: fix the name or drop the override"
+        )
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
     check_options(cfg, engine)  # the backend's own rules (benchmark.backends.OPTION_RULES)
     if cfg.protocol.name not in SETTINGS:
-        raise BenchmarkError(f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
-                             "(choose a protocol with protocol=..., then change single knobs)")
+        raise BenchmarkError(
+            f"protocol.name={cfg.protocol.name} is unknown; valid: {', '.join(SETTINGS)} "
+            "(choose a protocol with protocol=..., then change single knobs)"
+        )
     Knobs.of(cfg.protocol)
     if cfg.batch_size % cfg.grad_accum_steps:
         raise BenchmarkError(
@@ -143,8 +147,18 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         log.info("resuming after epoch %d from %s", start_epoch, rd.checkpoints)
     log.info(
         "%s %s on %s (%s), seed %d: %d train / %d val images, %d epochs x %d steps, batch %d (x%d accumulation), peak lr %.4g",
-        cfg.framework.name, cfg.model.name, cfg.dataset.name, cfg.precision.name, cfg.seed, train_size,
-        len(val_y), cfg.epochs, schedule.steps_per_epoch, cfg.batch_size, cfg.grad_accum_steps, schedule.base_lr,
+        cfg.framework.name,
+        cfg.model.name,
+        cfg.dataset.name,
+        cfg.precision.name,
+        cfg.seed,
+        train_size,
+        len(val_y),
+        cfg.epochs,
+        schedule.steps_per_epoch,
+        cfg.batch_size,
+        cfg.grad_accum_steps,
+        schedule.base_lr,
     )
 
     startup_seconds = time.time() - host.process_start_time()
@@ -178,17 +192,29 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         board.add_epoch(row, images_per_sec)
         log.info(
             "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  %.1fs (%.0f img/s)",
-            label, stats.loss, stats.accuracy, val_loss, val_acc, val_f1, row["learning_rate"], stats.seconds,
+            label,
+            stats.loss,
+            stats.accuracy,
+            val_loss,
+            val_acc,
+            val_f1,
+            row["learning_rate"],
+            stats.seconds,
             images_per_sec,
         )
         if val_acc > best["val_accuracy"]:
             best = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "epoch": epoch + 1}
             trainer.save("best", {"epoch": epoch + 1, "best": best})
         trainer.save("last", {"epoch": epoch + 1, "best": best, "learning_rate": row["learning_rate"]})
-        rd.set_progress(epoch=epoch + 1, epochs=cfg.epochs, best_val_accuracy=best["val_accuracy"],
-                        images_per_sec=images_per_sec, resumed_from_epoch=start_epoch,
-                        # wall time per epoch of this launch, validation and checkpoints included
-                        seconds_per_epoch=(time.time() - loop_start) / (epoch + 1 - start_epoch))
+        rd.set_progress(
+            epoch=epoch + 1,
+            epochs=cfg.epochs,
+            best_val_accuracy=best["val_accuracy"],
+            images_per_sec=images_per_sec,
+            resumed_from_epoch=start_epoch,
+            # wall time per epoch of this launch, validation and checkpoints included
+            seconds_per_epoch=(time.time() - loop_start) / (epoch + 1 - start_epoch),
+        )
     board.close()
 
     if trainer.restore("best") is None:
@@ -209,6 +235,9 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     write_json(rd.summary, {**summary, **performance_summary(metrics.rows, startup_seconds, trainer)})
     log.info(
         "test (best epoch %d): test_accuracy %.4f  test_macro_f1 %.4f  -> %s",
-        best["epoch"], test_acc, test_f1, rd.root,
+        best["epoch"],
+        test_acc,
+        test_f1,
+        rd.root,
     )
     return result

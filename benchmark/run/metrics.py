@@ -57,8 +57,10 @@ class MetricsLog:
                 for value in row.values():
                     float(value)
         except (OSError, ValueError, csv.Error, UnicodeDecodeError) as exc:
-            raise DamagedRunError(f"{path} is damaged ({exc}); nothing was changed: restore it, or delete the run "
-                                  "directory to redo the run") from None
+            raise DamagedRunError(
+                f"{path} is damaged ({exc}); nothing was changed: restore it, or delete the run "
+                "directory to redo the run"
+            ) from None
         self.rows = rows
 
     def truncate(self, epochs_done: int) -> None:
@@ -71,7 +73,8 @@ class MetricsLog:
             raise DamagedRunError(
                 f"{self.path} lacks epoch(s) {', '.join(map(str, missing[:5]))}{', ...' if len(missing) > 5 else ''} "
                 f"although the last checkpoint is after epoch {epochs_done}: the history is lost; nothing was "
-                "changed: restore metrics.csv, or delete the run directory to redo the run")
+                "changed: restore metrics.csv, or delete the run directory to redo the run"
+            )
         self.rows = kept
 
     def append(self, row: dict) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, OtherRunError
-from benchmark.spec.frameworks import foreign_options
 from benchmark.run.rundir import RunDir
+from benchmark.spec.frameworks import foreign_options
 from benchmark.spec.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
@@ -71,8 +71,10 @@ def check_same_run(run_dir: Path, cfg) -> None:
         return
     held, wanted = key_of_record(summary), key_of_config(cfg)
     if held != wanted:  # another run's directory (a renamed or copied one): never train over it
-        raise OtherRunError(f"{run_dir} holds the run {dirname(held)}, not {dirname(wanted)}; launch into "
-                            "another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it")
+        raise OtherRunError(
+            f"{run_dir} holds the run {dirname(held)}, not {dirname(wanted)}; launch into "
+            "another directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete it"
+        )
     if "config" not in summary:
         return
     diffs = _differences(summary["config"], _without_legacy_settings(summary["config"], comparable_config(cfg), wanted))

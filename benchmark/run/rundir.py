@@ -23,6 +23,8 @@ from benchmark.files import read_json, write_json
 
 # interrupted: SIGTERM or SIGINT stopped it (benchmark.run.cli); like failed, it resumes when launched again
 STATES = ("running", "completed", "failed", "interrupted")
+
+
 def scheduler_job() -> dict:
     """The SLURM job this process runs in ({} outside SLURM): its own id, and the
     array id as squeue prints it (123_4) for a task of a job array."""
@@ -126,8 +128,10 @@ class RunDir:
                     holder = self.read_status() or {}
                     who = f"pid {holder.get('pid')} on {holder.get('hostname')}"
                     if time.monotonic() >= deadline:
-                        raise OtherRunError(f"{self.root} is being trained by another process ({who}); "
-                                            "wait for it to end or stop it, then launch again") from None
+                        raise OtherRunError(
+                            f"{self.root} is being trained by another process ({who}); "
+                            "wait for it to end or stop it, then launch again"
+                        ) from None
                     if not told:
                         log.info("waiting up to %.0f s for the other process on %s (%s)", wait_s, self.root, who)
                         told = True

@@ -55,7 +55,8 @@ def read_events(path: Path) -> list:
     kill yields the events before the cut."""
     _without_tensorflow()
     # the legacy loader yields the events as written (the other one migrates scalars to tensors)
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader  # after _without_tensorflow()
+    # after _without_tensorflow()
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 
     events = []
     try:
@@ -115,9 +116,11 @@ class TensorBoardLog:
         from tensorboard.compat.proto import event_pb2, summary_pb2  # after _without_tensorflow(), as above
 
         values = {**row, "images_per_sec": images_per_sec}
-        summary = summary_pb2.Summary(value=[
-            summary_pb2.Summary.Value(tag=tag, simple_value=float(values[column])) for column, tag in TAGS.items()
-        ])
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=tag, simple_value=float(values[column])) for column, tag in TAGS.items()
+            ]
+        )
         self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(row["epoch"]), summary=summary))
         self._writer.flush()
 
@@ -130,4 +133,3 @@ def _single(event, value):
     from tensorboard.compat.proto import event_pb2, summary_pb2  # after _without_tensorflow(), as above
 
     return event_pb2.Event(wall_time=event.wall_time, step=event.step, summary=summary_pb2.Summary(value=[value]))
-

@@ -11,7 +11,6 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -26,7 +25,7 @@ class FrameworkConfig:
     name: str = MISSING  # pytorch | keras (one YAML per backend in conf/framework)
     # What the framework computes on (benchmark.spec.frameworks.ENGINES): Keras 3 runs on
     # tensorflow (its default), jax or torch; PyTorch on torch. A run-key field.
-    engine: Optional[str] = None  # null: the framework's default engine
+    engine: str | None = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
     # Graph/compile modes (README: Performance). Each applies to one backend only
@@ -50,24 +49,24 @@ class DatasetConfig:
     crop_padding: int = MISSING  # zero padding of the random crop (docs/protocol.md §3)
     val_size: int = MISSING  # images held out of the training set, stratified, seed 42
     # Only for datasets without an official test split (digits): stratified test size.
-    test_size: Optional[int] = None
+    test_size: int | None = None
     epochs: int = MISSING
     # Protocol defaults of this dataset; the top-level keys of the same name use them.
     batch_size: int = 256
     warmup_epochs: int = 5
     # Per-channel statistics of the train split on [0, 1] pixels (docs/protocol.md §3). null takes
     # them from the prepared cache; constants are checked against it at every run.
-    mean: Optional[List[float]] = None
-    std: Optional[List[float]] = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     # Where the raw data is: an archive file or a folder (see README). null looks in
     # ${data_dir}/raw and then downloads from `url` where the network allows.
-    source: Optional[str] = None
-    archive: Optional[str] = None  # official file name, e.g. cifar-10-python.tar.gz
-    url: Optional[str] = None
-    md5: Optional[str] = None
+    source: str | None = None
+    archive: str | None = None  # official file name, e.g. cifar-10-python.tar.gz
+    url: str | None = None
+    md5: str | None = None
     # Val accuracies whose time to reach is reported (first epoch and cumulative training
     # seconds; DAWNBench/MLPerf's figure). Analysis only: they never change a run.
-    accuracy_targets: List[float] = field(default_factory=list)
+    accuracy_targets: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -109,9 +108,9 @@ class OptimConfig:
 class LimitConfig:
     """Use only the first N images of a split: smoke tests and debugging only."""
 
-    train: Optional[int] = None
-    val: Optional[int] = None
-    test: Optional[int] = None
+    train: int | None = None
+    val: int | None = None
+    test: int | None = None
 
 
 @dataclass
@@ -231,11 +230,15 @@ def _bound(cfg, bound) -> float:
 
 
 def describe(rule: Range, cfg) -> str:
-    """"[0, 4294967295]", "(0, 1]", "[0, epochs = 10]" ..."""
+    """ "[0, 4294967295]", "(0, 1]", "[0, epochs = 10]" ..."""
+
     def show(bound, open_, left):
         value = _bound(cfg, bound)
-        text = ("-inf" if left else "inf") if value in (INF, -INF) else (
-            str(int(value)) if float(value).is_integer() else f"{value:g}")
+        text = (
+            ("-inf" if left else "inf")
+            if value in (INF, -INF)
+            else (str(int(value)) if float(value).is_integer() else f"{value:g}")
+        )
         text = f"{bound} = {text}" if isinstance(bound, str) else text
         return ("(" if open_ else "[") + text if left else text + (")" if open_ or value == INF else "]")
 
@@ -270,10 +273,13 @@ def check_values(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
             raise BenchmarkError(f"{choice.key}={value} is unknown; valid: {', '.join(choice.values)}")
     for what, path in (("data_dir", cfg.data_dir), (run_dir_key, run_dir)):
         if path is not None and os.path.exists(str(path)) and not os.path.isdir(str(path)):
-            raise BenchmarkError(f"{what}={path} is a file, not a directory: give a directory (it is created if missing)")
+            raise BenchmarkError(
+                f"{what}={path} is a file, not a directory: give a directory (it is created if missing)"
+            )
 
 
 def is_benchmark_config(cfg) -> bool:
     """Whether a composed config (with or without its hydra node) is this benchmark's."""
     return OmegaConf.get_type(cfg) is BenchmarkConfig or (
-        isinstance(cfg, DictConfig) and {"framework", "model", "dataset", "optim"} <= set(cfg.keys()))
+        isinstance(cfg, DictConfig) and {"framework", "model", "dataset", "optim"} <= set(cfg.keys())
+    )

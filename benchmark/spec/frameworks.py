@@ -30,8 +30,11 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 # every package an engine can be (env.json records which of them a run imported)
 ENGINE_PACKAGES = ("tensorflow", "jax", "torch")
 # how the README installs an engine's package (the one-line error for a missing one says it)
-INSTALL = {"tensorflow": "pip install tensorflow", "jax": "pip install 'jax[cpu]' (GPU: 'jax[cuda12]')",
-           "torch": "pip install torch"}
+INSTALL = {
+    "tensorflow": "pip install tensorflow",
+    "jax": "pip install 'jax[cpu]' (GPU: 'jax[cuda12]')",
+    "torch": "pip install torch",
+}
 
 
 def default_engine(framework: str) -> str | None:
@@ -51,11 +54,14 @@ def check_engine(name: str, engine: str | None) -> str:
         raise BenchmarkError(f"framework={name} is unknown; valid: {', '.join(ENGINES)}")
     engine = engine or default_engine(name)
     if engine not in ENGINES[name]:
-        raise BenchmarkError(f"framework.engine={engine} is not an engine of framework={name}; "
-                             f"valid: {', '.join(ENGINES[name])}")
+        raise BenchmarkError(
+            f"framework.engine={engine} is not an engine of framework={name}; valid: {', '.join(ENGINES[name])}"
+        )
     package = ENGINES[name][engine]
     # on sys.path itself: a Keras run keeps other engines out of sys.modules (backends/keras/__init__.py)
     if importlib.machinery.PathFinder.find_spec(package) is None:
-        raise BenchmarkError(f"framework={name} framework.engine={engine} needs {package}, which is not installed "
-                             f"here: {INSTALL.get(package, 'pip install ' + package)}, or choose another engine")
+        raise BenchmarkError(
+            f"framework={name} framework.engine={engine} needs {package}, which is not installed "
+            f"here: {INSTALL.get(package, 'pip install ' + package)}, or choose another engine"
+        )
     return engine

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -79,26 +79,35 @@ _RESNET_STEMS = {  # the 64x64 stem keeps the 7x7/2 conv, and no max-pool: a 4x4
 _RESNET_BLOCKS = ("stem", "stage 1", "stage 2", "stage 3", "stage 4")
 _RESNET_INIT = InitRule("kaiming_normal_fan_out", "uniform_fan_in", "uniform_fan_in")
 
-SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec(name="resnet50", stems=_RESNET_STEMS, blocks=_RESNET_BLOCKS, init=_RESNET_INIT),
-    ModelSpec(
-        name="mobilenetv2",
-        stems={32: Stem(kernel=None, stride=1, padding=1, final_map=2),
-               64: Stem(kernel=None, stride=2, padding=1, final_map=2)},
-        blocks=("stem", *(f"block {i}" for i in range(1, 18)), "last 1x1 conv"),
-        init=InitRule("kaiming_normal_fan_out", "normal_0.01", "zeros"),
-        dropout=0.2),
-    ModelSpec(
-        name="convnext_tiny",
-        stems={32: Stem(kernel=3, stride=1, padding=1, final_map=4),
-               64: Stem(kernel=2, stride=2, padding=0, final_map=4)},
-        blocks=("stem", "stage 1", "downsample 1", "stage 2", "downsample 2", "stage 3", "downsample 3", "stage 4"),
-        init=InitRule("trunc_normal_0.02", "trunc_normal_0.02", "zeros"),
-        drop_path=0.1,
-        param_tolerance_pct=5.0),
-    # a small model, and the worked example of docs/architecture.md "Add a model"
-    ModelSpec(name="resnet18", stems=_RESNET_STEMS, blocks=_RESNET_BLOCKS, init=_RESNET_INIT),
-)}
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(name="resnet50", stems=_RESNET_STEMS, blocks=_RESNET_BLOCKS, init=_RESNET_INIT),
+        ModelSpec(
+            name="mobilenetv2",
+            stems={
+                32: Stem(kernel=None, stride=1, padding=1, final_map=2),
+                64: Stem(kernel=None, stride=2, padding=1, final_map=2),
+            },
+            blocks=("stem", *(f"block {i}" for i in range(1, 18)), "last 1x1 conv"),
+            init=InitRule("kaiming_normal_fan_out", "normal_0.01", "zeros"),
+            dropout=0.2,
+        ),
+        ModelSpec(
+            name="convnext_tiny",
+            stems={
+                32: Stem(kernel=3, stride=1, padding=1, final_map=4),
+                64: Stem(kernel=2, stride=2, padding=0, final_map=4),
+            },
+            blocks=("stem", "stage 1", "downsample 1", "stage 2", "downsample 2", "stage 3", "downsample 3", "stage 4"),
+            init=InitRule("trunc_normal_0.02", "trunc_normal_0.02", "zeros"),
+            drop_path=0.1,
+            param_tolerance_pct=5.0,
+        ),
+        # a small model, and the worked example of docs/architecture.md "Add a model"
+        ModelSpec(name="resnet18", stems=_RESNET_STEMS, blocks=_RESNET_BLOCKS, init=_RESNET_INIT),
+    )
+}
 
 
 def list_models() -> list[str]:
@@ -158,8 +167,10 @@ class Registration:
         return _in_effect(self.spec.drop_path, self.zoo_drop_path, rate)
 
     def check_rates(self, drop_rate: float | None, drop_path_rate: float | None) -> None:
-        for rate, has, what in ((drop_rate, self.spec.dropout, "dropout"),
-                                (drop_path_rate, self.spec.drop_path, "stochastic depth")):
+        for rate, has, what in (
+            (drop_rate, self.spec.dropout, "dropout"),
+            (drop_path_rate, self.spec.drop_path, "stochastic depth"),
+        ):
             if rate and has is None:
                 raise BenchmarkError(f"{self.spec.name} has no {what} to set")
 
@@ -183,8 +194,10 @@ class Registry:
         """A decorator registering its function as `entry_type`'s `builder_field`; a name
         without a ModelSpec (or registered twice) fails here, that is at import."""
         if name not in SPECS:
-            raise BenchmarkError(f"{self.module} registers model={name}, which has no ModelSpec in "
-                                 f"benchmark.spec.models.SPECS (valid: {', '.join(SPECS)}); define it there first")
+            raise BenchmarkError(
+                f"{self.module} registers model={name}, which has no ModelSpec in "
+                f"benchmark.spec.models.SPECS (valid: {', '.join(SPECS)}); define it there first"
+            )
         if name in self._entries:
             raise BenchmarkError(f"{self.module} registers model={name} twice")
 
@@ -202,16 +215,19 @@ class Registry:
             return self._entries[name]
         except KeyError:
             if name in SPECS:
-                raise BenchmarkError(f"model={name} has no {self.backend} registration; add one with "
-                                     f"@register_model in {self.module}") from None
+                raise BenchmarkError(
+                    f"model={name} has no {self.backend} registration; add one with @register_model in {self.module}"
+                ) from None
             raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(self.names())}") from None
 
 
 def labelled(entry: Registration, boundaries: list) -> list[tuple[str, object]]:
     """(label, boundary) pairs: a backend's block boundaries under the spec's labels."""
     if len(boundaries) != len(entry.spec.blocks):
-        raise ValueError(f"{entry.spec.name}: {len(boundaries)} block boundaries for "
-                         f"{len(entry.spec.blocks)} labels {entry.spec.blocks}")
+        raise ValueError(
+            f"{entry.spec.name}: {len(boundaries)} block boundaries for "
+            f"{len(entry.spec.blocks)} labels {entry.spec.blocks}"
+        )
     return list(zip(entry.spec.blocks, boundaries))
 
 
@@ -234,6 +250,7 @@ def check_init(init: str | None) -> None:
 # framework-neutral code and copied into every backend through its layer mapping, so
 # every initial parameter and normalization statistic is the same number in each arm.
 # Tensors are named and shaped as in torchvision's state_dict (the canonical layout).
+
 
 def _draw(rule: str, shape: tuple[int, ...], fan_in: int, rng) -> np.ndarray:
     if rule == "zeros":

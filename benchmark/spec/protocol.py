@@ -20,14 +20,14 @@ SETTINGS = ("native", "aligned")
 # knob -> what `aligned` makes equal (README: Known differences; docs/protocol.md §11)
 KNOBS = {
     "architecture": "the same network layer for layer: every weight-carrying layer maps to one layer of the other "
-                    "framework with the same shape, stride and symmetric padding (ResNet50 v1.5, no conv biases)",
+    "framework with the same shape, stride and symmetric padding (ResNet50 v1.5, no conv biases)",
     "regularization": "the same dropout (MobileNetV2 head 0.2) and stochastic depth (ConvNeXt 0.1, linear over "
-                      "blocks, per sample); the masks stay each framework's own random draws",
+    "blocks, per sample); the masks stay each framework's own random draws",
     "init": "identical initial weights: drawn once from the seed by the framework-neutral core (torchvision's "
-            "initialization rules) and copied into each framework through the layer mapping",
+    "initialization rules) and copied into each framework through the layer mapping",
     "optimizer": "PyTorch's SGD update rule (momentum buffer b = m*b + g, LR applied when b is used)",
     "data": "one stream of batches: per epoch the shuffle order, crop offsets and flips are drawn from the seed "
-            "by the framework-neutral core and applied by every backend",
+    "by the framework-neutral core and applied by every backend",
 }
 
 # Regularization of the aligned protocol: torchvision's, which Keras' zoo lacks
@@ -47,7 +47,7 @@ class Knobs:
     data: bool = False
 
     @classmethod
-    def of(cls, protocol) -> "Knobs":
+    def of(cls, protocol) -> Knobs:
         """The knobs of a config's ``protocol`` node, checked; a one-line error otherwise."""
         if protocol is None:  # a config from before protocols existed: native
             return cls()
@@ -59,15 +59,20 @@ class Knobs:
             values[knob] = value == "aligned"
         knobs = cls(**values)
         if knobs.init and not knobs.architecture:
-            raise BenchmarkError("protocol.init=aligned needs protocol.architecture=aligned: the shared initial "
-                                 "weights are copied through the one-to-one layer mapping")
+            raise BenchmarkError(
+                "protocol.init=aligned needs protocol.architecture=aligned: the shared initial "
+                "weights are copied through the one-to-one layer mapping"
+            )
         return knobs
 
     def model_options(self, model: str) -> dict:
         """create_model's regularization arguments under these knobs (None: the zoo's own)."""
         drop_rate, drop_path_rate = ALIGNED_REGULARIZATION[model] if self.regularization else (None, None)
-        return {"architecture": "aligned" if self.architecture else "native", "drop_rate": drop_rate,
-                "drop_path_rate": drop_path_rate}
+        return {
+            "architecture": "aligned" if self.architecture else "native",
+            "drop_rate": drop_rate,
+            "drop_path_rate": drop_path_rate,
+        }
 
     def describe(self) -> str:
         aligned = [k for k in KNOBS if getattr(self, k)]

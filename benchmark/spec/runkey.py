@@ -22,9 +22,10 @@ on an earlier field (``legacy_by``): the engine's is each framework's default en
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -122,6 +123,7 @@ def key_of_record(record: Mapping, fallback: Mapping | None = None) -> dict:
 def key_of_saved_config(cfg: Mapping) -> dict:
     """The run key from `.hydra/config.yaml` read as plain YAML (a run that died before
     writing summary.json): the key fields are literal values there."""
+
     def value(path: str) -> Any:
         node: Any = cfg
         for part in path.split("."):
@@ -158,7 +160,7 @@ def variant_of_path(run_dir: str, key: Mapping) -> str:
     parts = PurePosixPath(run_dir).parts
     name = dirname(key)
     if name in parts:
-        return "/".join(parts[parts.index(name) + 1:])
+        return "/".join(parts[parts.index(name) + 1 :])
     return ""
 
 

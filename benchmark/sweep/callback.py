@@ -45,8 +45,11 @@ def launch_jobs_file(sweep_dir: Path) -> Path:
 def listed_run_dirs(sweep_dir: Path, jobs_file: Path | None = None) -> list[Path] | None:
     """The run directories of one launch's job list, or of every list in the sweep
     directory (None where there is none)."""
-    files = [jobs_file] if jobs_file else [*sorted((Path(sweep_dir) / JOBS_DIR).glob("*.json")),
-                                          Path(sweep_dir) / LEGACY_JOBS_FILE]
+    files = (
+        [jobs_file]
+        if jobs_file
+        else [*sorted((Path(sweep_dir) / JOBS_DIR).glob("*.json")), Path(sweep_dir) / LEGACY_JOBS_FILE]
+    )
     lists = [read_json(f) for f in files if f.is_file()]
     if not any(lists):
         return None
@@ -96,8 +99,13 @@ def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
-    log.info("sweep %s: %d runs (%s); list in %s", sweep_dir, len(rows),
-             ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
+    log.info(
+        "sweep %s: %d runs (%s); list in %s",
+        sweep_dir,
+        len(rows),
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        path,
+    )
     if counts.get("completed"):
         log.info("analysis report: %s", analyze(sweep_dir, compare=compare))
     return [row for row in rows if row["state"] != "completed"]

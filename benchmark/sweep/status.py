@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from benchmark.analysis.runs import find_run_dirs, read_metrics, run_state
 from benchmark.files import read_json
-
 from benchmark.run.rundir import LOCK_NAME, RunDir
 from benchmark.sweep.callback import listed_run_dirs
-from benchmark.analysis.runs import find_run_dirs, read_metrics, run_state
 
 SLURM_JOBS_FILE = "slurm_jobs.json"  # run directory -> SLURM job id, written by the slurm_a40 launcher
 NOT_STARTED = "not started"
@@ -114,7 +113,8 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
     rows = _metrics(run_dir)
     accuracies = [r["val_accuracy"] for r in rows if r["val_accuracy"] == r["val_accuracy"]]
     row = RunStatus(
-        relative, state,
+        relative,
+        state,
         epoch=len(rows),
         epochs=summary.get("epochs") or progress.get("epochs"),
         best_val_accuracy=max(accuracies) if accuracies else None,
@@ -210,8 +210,9 @@ def sweep_eta(rows: list[RunStatus]) -> float | None:
     if not per_epoch or not in_progress(rows):
         return None
     typical_epochs = statistics.median([r.epochs for r in rows if r.epochs] or [1])
-    left = [r.eta_seconds if r.eta_seconds is not None else typical_epochs * statistics.median(per_epoch)
-            for r in running]
+    left = [
+        r.eta_seconds if r.eta_seconds is not None else typical_epochs * statistics.median(per_epoch) for r in running
+    ]
     work = sum(left) + len(waiting) * typical_epochs * statistics.median(per_epoch)
     return max(max(left, default=0.0), work / max(1, len(running)))
 
@@ -236,15 +237,21 @@ def _duration(seconds: float | None) -> str:
 def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
     """The table, the totals and the sweep's ETA."""
     slurm = any(r.job_id for r in rows)
-    header = ["run", "state", "epoch", "best_val", "img/s", "elapsed", "eta"] + (["job", "slurm"] if slurm else []) + ["note"]
+    header = (
+        ["run", "state", "epoch", "best_val", "img/s", "elapsed", "eta"]
+        + (["job", "slurm"] if slurm else [])
+        + ["note"]
+    )
     table = []
     for r in sorted(rows, key=lambda r: (ORDER.index(r.state) if r.state in ORDER else len(ORDER), r.run)):
         cells = [
-            r.run, r.state,
+            r.run,
+            r.state,
             f"{r.epoch}/{r.epochs}" if r.epochs else (str(r.epoch) if r.epoch else "-"),
             f"{r.best_val_accuracy:.4f}" if r.best_val_accuracy is not None else "-",
             f"{r.images_per_sec:.0f}" if r.images_per_sec else "-",
-            _duration(r.elapsed_seconds), _duration(r.eta_seconds),
+            _duration(r.elapsed_seconds),
+            _duration(r.eta_seconds),
         ]
         if slurm:
             cells += [r.job_id or "-", r.scheduler_state or "-"]
@@ -258,8 +265,11 @@ def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
         counts[r.state] = counts.get(r.state, 0) + 1
     total = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: ORDER.index(s) if s in ORDER else 99))
     unfinished = any(r.state != "completed" for r in rows)
-    eta = (f"sweep ETA {_duration(sweep_eta(rows))}" if in_progress(rows) or not unfinished
-           else "nothing in progress: launch the sweep again to continue it")
+    eta = (
+        f"sweep ETA {_duration(sweep_eta(rows))}"
+        if in_progress(rows) or not unfinished
+        else "nothing in progress: launch the sweep again to continue it"
+    )
     lines.append(f"{len(rows)} runs: {total or 'none found'}; {eta}")
     return "\n".join(lines)
 
@@ -267,14 +277,27 @@ def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.status", description=__doc__.split("\n\n")[1])
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (or one run directory)")
-    parser.add_argument("--watch", type=float, nargs="?", const=10.0, metavar="SECONDS",
-                        help="redraw every SECONDS (default 10) until interrupted")
-    parser.add_argument("--stalled-after", type=float, default=STALLED_AFTER_SECONDS, metavar="SECONDS",
-                        help=f"flag a running run whose files have not changed for this long (default {STALLED_AFTER_SECONDS:.0f})")
+    parser.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=10.0,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 10) until interrupted",
+    )
+    parser.add_argument(
+        "--stalled-after",
+        type=float,
+        default=STALLED_AFTER_SECONDS,
+        metavar="SECONDS",
+        help=f"flag a running run whose files have not changed for this long (default {STALLED_AFTER_SECONDS:.0f})",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a directory: give a sweep directory such as multirun/quickstart",
-              file=sys.stderr)
+        print(
+            f"error: {args.sweep_dir} is not a directory: give a sweep directory such as multirun/quickstart",
+            file=sys.stderr,
+        )
         return 2
     if args.stalled_after <= 0 or (args.watch is not None and args.watch <= 0):
         print("error: --stalled-after and --watch take a positive number of seconds", file=sys.stderr)
@@ -289,4 +312,3 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.watch)
     except KeyboardInterrupt:
         return 0
-

@@ -1,7 +1,7 @@
 """Hydra plugins of the benchmark: the resumable sweeper and its launchers."""
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from omegaconf import OmegaConf, open_dict
 
@@ -19,7 +19,8 @@ def job_config(hydra_context, config, overrides: Sequence[str], idx: int, job_id
 
 def job_dir(sweep_config) -> Path:
     """Where Hydra's run_job puts the job: hydra.sweep.dir / hydra.sweep.subdir."""
-    from hydra.core.hydra_config import HydraConfig  # at discovery Hydra is still importing itself; used only when a job runs
+    # at discovery Hydra is still importing itself; used only when a job runs
+    from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(sweep_config)  # for ${hydra:...} in the directory names
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)

@@ -16,7 +16,9 @@ import tempfile
 def main(job_path: str, result_path: str) -> int:
     import cloudpickle  # Hydra's own dependency, needed only when a job is handed to a process
     from hydra.core.hydra_config import HydraConfig
-    from hydra.core.singleton import Singleton  # at discovery Hydra is still importing itself; used only when a job runs
+
+    # at discovery Hydra is still importing itself; used only when a job runs
+    from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals
 
     with open(job_path, "rb") as fh:
@@ -24,8 +26,13 @@ def main(job_path: str, result_path: str) -> int:
     Singleton.set_state(job["singletons"])
     setup_globals()
     HydraConfig.instance().set_config(job["config"])
-    ret = run_job(hydra_context=job["hydra_context"], task_function=job["task_function"], config=job["config"],
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    ret = run_job(
+        hydra_context=job["hydra_context"],
+        task_function=job["task_function"],
+        config=job["config"],
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
     try:
         payload = cloudpickle.dumps(ret)
     except Exception as exc:  # an unpicklable return value or exception: say what it was

@@ -21,9 +21,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -34,26 +34,37 @@ from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class ProcessLauncherConf:
     _target_: str = "hydra_plugins.benchmark_sweeper.process_launcher.ProcessLauncher"
 
+
 ConfigStore.instance().store(group="hydra/launcher", name="process", node=ProcessLauncherConf, provider="benchmark")
+
 
 def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
     """The JobReturn of a job whose process ended without returning one."""
-    from benchmark.run.rundir import RunDir  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+    # Hydra imports every plugin module at discovery: the benchmark loads only when used
+    from benchmark.run.rundir import RunDir
 
     working_dir = job_dir(sweep_config)
     reason = f"the job's process ended with {how} without reporting"
     rd = RunDir(working_dir)
     if rd.status.is_file():  # a benchmark run: its status.json must not stay "running"
         rd.fail_unreported(reason)
-    return JobReturn(overrides=list(overrides), cfg=task_config(sweep_config), hydra_cfg=sweep_config,
-                     working_dir=str(working_dir), task_name=sweep_config.hydra.job.name, status=JobStatus.FAILED,
-                     _return_value=RuntimeError(f"{working_dir}: {reason}"))
+    return JobReturn(
+        overrides=list(overrides),
+        cfg=task_config(sweep_config),
+        hydra_cfg=sweep_config,
+        working_dir=str(working_dir),
+        task_name=sweep_config.hydra.job.name,
+        status=JobStatus.FAILED,
+        _return_value=RuntimeError(f"{working_dir}: {reason}"),
+    )
 
-def _run_child(cmd: List[str]) -> int:
+
+def _run_child(cmd: list[str]) -> int:
     """The job's exit code. On Ctrl-C the job (in the same process group) gets SIGINT
     too and records itself as interrupted: wait for it, then end the sweep with one
     line instead of a traceback (subprocess.call would SIGKILL it first)."""
@@ -82,7 +93,7 @@ class ProcessLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs locally, one process each", len(job_overrides))
-        runs: List[JobReturn] = []
+        runs: list[JobReturn] = []
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
@@ -90,10 +101,18 @@ class ProcessLauncher(Launcher):
             with tempfile.TemporaryDirectory(prefix="hydra-job-") as scratch:
                 job_path, result_path = os.path.join(scratch, "job.pkl"), os.path.join(scratch, "result.pkl")
                 with open(job_path, "wb") as fh:
-                    cloudpickle.dump({"hydra_context": self.hydra_context, "task_function": self.task_function,
-                                      "config": sweep_config, "singletons": Singleton.get_state()}, fh)
-                code = _run_child([sys.executable, "-m", "hydra_plugins.benchmark_sweeper.job_process",
-                                   job_path, result_path])
+                    cloudpickle.dump(
+                        {
+                            "hydra_context": self.hydra_context,
+                            "task_function": self.task_function,
+                            "config": sweep_config,
+                            "singletons": Singleton.get_state(),
+                        },
+                        fh,
+                    )
+                code = _run_child(
+                    [sys.executable, "-m", "hydra_plugins.benchmark_sweeper.job_process", job_path, result_path]
+                )
                 if os.path.isfile(result_path):
                     with open(result_path, "rb") as fh:
                         ret = cloudpickle.load(fh)

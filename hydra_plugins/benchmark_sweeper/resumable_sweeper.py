@@ -16,9 +16,10 @@ report lists it): its FAILED JobReturn is logged, not raised.
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -35,8 +36,8 @@ log = logging.getLogger("benchmark.sweep")
 @dataclass
 class ResumableSweeperConf:
     _target_: str = "hydra_plugins.benchmark_sweeper.resumable_sweeper.ResumableSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="benchmark")
@@ -57,29 +58,46 @@ class _SkipCompleted(Launcher):
         pass
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from benchmark import BenchmarkError  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark import BenchmarkError
         from benchmark.run.resume import completed_result
 
         tic = time.perf_counter()
-        results: List[Optional[JobReturn]] = []
-        run_dirs: List[str] = []
+        results: list[JobReturn | None] = []
+        run_dirs: list[str] = []
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
             cfg = self.sweeper.composed.pop(idx, None) or job_config(
-                self.sweeper.hydra_context, self.sweeper.config, overrides, idx)
+                self.sweeper.hydra_context, self.sweeper.config, overrides, idx
+            )
             run_dir = job_dir(cfg)
             run_dirs.append(str(run_dir.resolve()))
             try:
                 done = completed_result(run_dir, task_config(cfg))
             except BenchmarkError as exc:  # nothing launched yet: stop the whole sweep here
                 _stop(str(exc))
-            results.append(None if done is None else JobReturn(
-                overrides=list(overrides), cfg=task_config(cfg), hydra_cfg=cfg, working_dir=str(run_dir),
-                task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=done))
+            results.append(
+                None
+                if done is None
+                else JobReturn(
+                    overrides=list(overrides),
+                    cfg=task_config(cfg),
+                    hydra_cfg=cfg,
+                    working_dir=str(run_dir),
+                    task_name=cfg.hydra.job.name,
+                    status=JobStatus.COMPLETED,
+                    _return_value=done,
+                )
+            )
         self.sweeper.record_jobs(run_dirs)
         pending = [i for i, r in enumerate(results) if r is None]
-        log.info("sweep: %d runs, %d already completed (skipped, checked in %.1f s), %d to launch",
-                 len(job_overrides), len(job_overrides) - len(pending), time.perf_counter() - tic, len(pending))
+        log.info(
+            "sweep: %d runs, %d already completed (skipped, checked in %.1f s), %d to launch",
+            len(job_overrides),
+            len(job_overrides) - len(pending),
+            time.perf_counter() - tic,
+            len(pending),
+        )
         # each stretch of consecutive pending jobs keeps its job numbers (hydra.job.num)
         for start, stop in _stretches(pending):
             launched = self.inner.launch([job_overrides[i] for i in range(start, stop)], initial_job_idx + start)
@@ -87,9 +105,9 @@ class _SkipCompleted(Launcher):
         return results  # type: ignore[return-value]
 
 
-def _stretches(indices: List[int]) -> List[tuple]:
+def _stretches(indices: list[int]) -> list[tuple]:
     """[(start, stop), ...] of the runs of consecutive integers in `indices`."""
-    out: List[tuple] = []
+    out: list[tuple] = []
     for i in indices:
         if out and out[-1][1] == i:
             out[-1] = (out[-1][0], i + 1)
@@ -105,18 +123,22 @@ class ResumableSweeper(BasicSweeper):
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _SkipCompleted(self.launcher, self)
-        self.job_dirs: List[str] = []
-        self.composed: Dict[int, Any] = {}  # job number -> its config, composed once for check and skip
-        from benchmark.sweep import callback as sweep_report  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        self.job_dirs: list[str] = []
+        self.composed: dict[int, Any] = {}  # job number -> its config, composed once for check and skip
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.sweep import callback as sweep_report
 
         sweep_report.THIS_LAUNCH["jobs_file"] = sweep_report.launch_jobs_file(Path(config.hydra.sweep.dir))
 
     def _check_all_jobs(self) -> None:
         """Compose every job (a composition error is Hydra's own exception) and check a
         benchmark config's values, before any file of the sweep is written."""
-        from benchmark import BenchmarkError  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark import BenchmarkError
+
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.run.loop import validate
         from benchmark.spec.config import is_benchmark_config
-        from benchmark.run.loop import validate  # Hydra imports every plugin module at discovery: the benchmark loads only when used
 
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
             cfg = self.composed[idx] = job_config(self.hydra_context, self.config, overrides, idx)
@@ -126,7 +148,7 @@ class ResumableSweeper(BasicSweeper):
                 except BenchmarkError as exc:
                     _stop(f"{exc} (in the job {' '.join(overrides) or 'with no overrides'})")
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         """BasicSweeper.sweep, with every job checked first and failed jobs logged, not raised."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
@@ -135,7 +157,7 @@ class ResumableSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns: List[Sequence[JobReturn]] = []
+        returns: list[Sequence[JobReturn]] = []
         initial_job_idx = 0
         while not self.is_done():
             batch = self.get_job_batch()
@@ -147,11 +169,12 @@ class ResumableSweeper(BasicSweeper):
             returns.append(results)
         return returns
 
-    def record_jobs(self, run_dirs: List[str]) -> None:
+    def record_jobs(self, run_dirs: list[str]) -> None:
         """The end-of-sweep report judges this launch by these runs only: its own job
         list in SWEEP_DIR/.sweeps/, beside those of other sweeps sharing the directory."""
-        from benchmark.sweep import callback as sweep_report  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
         from benchmark.files import write_json
+        from benchmark.sweep import callback as sweep_report
 
         self.job_dirs += run_dirs
         write_json(sweep_report.THIS_LAUNCH["jobs_file"], {"run_dirs": self.job_dirs})

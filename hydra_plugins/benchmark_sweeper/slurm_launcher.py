@@ -15,15 +15,16 @@ launching process waits in it).
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -37,12 +38,12 @@ class SlurmA40Conf(SlurmQueueConf):
     """
 
     _target_: str = "hydra_plugins.benchmark_sweeper.slurm_launcher.IsolatingSlurmLauncher"
-    partition: Optional[str] = None  # your site's GPU partition
-    constraint: Optional[str] = None  # e.g. a40, where the site tags its nodes
-    gpus_per_node: Optional[int] = 1
+    partition: str | None = None  # your site's GPU partition
+    constraint: str | None = None  # e.g. a40, where the site tags its nodes
+    gpus_per_node: int | None = 1
     tasks_per_node: int = 1
-    cpus_per_task: Optional[int] = 8
-    mem_gb: Optional[int] = 64
+    cpus_per_task: int | None = 8
+    mem_gb: int | None = 64
     timeout_min: int = 1440  # per job; a run that hits it is requeued and resumes
     # submitit requeues a job that times out or is preempted up to this many times; the
     # run continues from its last checkpoint
@@ -51,10 +52,12 @@ class SlurmA40Conf(SlurmQueueConf):
     array_parallelism: int = 16  # runs of the sweep on the cluster at once
     # shell lines run before each job: activate the environment ($BENCHMARK_VENV, else
     # .venv of the directory the sweep was launched from, where SLURM starts the job)
-    setup: Optional[List[str]] = field(default_factory=lambda: [
-        'test -n "$BENCHMARK_VENV" || BENCHMARK_VENV=.venv',
-        'source "$BENCHMARK_VENV/bin/activate"',
-    ])
+    setup: list[str] | None = field(
+        default_factory=lambda: [
+            'test -n "$BENCHMARK_VENV" || BENCHMARK_VENV=.venv',
+            'source "$BENCHMARK_VENV/bin/activate"',
+        ]
+    )
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="slurm_a40", node=SlurmA40Conf, provider="benchmark")
@@ -68,7 +71,8 @@ class _IsolatedJob:
         self.run_dir = job_dir(sweep_config)
 
     def results(self):
-        from benchmark.run.rundir import RunDir  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.run.rundir import RunDir
 
         try:
             return self.job.results()
@@ -79,14 +83,24 @@ class _IsolatedJob:
                 rd.fail_unreported(reason)
             log.error("SLURM job %s (%s) ended without reporting", self.job.job_id, self.run_dir)
             cfg = self.sweep_config
-            return [JobReturn(overrides=self.overrides, cfg=task_config(cfg), hydra_cfg=cfg, working_dir=str(self.run_dir),
-                              task_name=cfg.hydra.job.name, status=JobStatus.FAILED, _return_value=RuntimeError(reason))]
+            return [
+                JobReturn(
+                    overrides=self.overrides,
+                    cfg=task_config(cfg),
+                    hydra_cfg=cfg,
+                    working_dir=str(self.run_dir),
+                    task_name=cfg.hydra.job.name,
+                    status=JobStatus.FAILED,
+                    _return_value=RuntimeError(reason),
+                )
+            ]
 
 
 def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
     """{run directory: job id} in the sweep's slurm_jobs.json, so that
     `python -m benchmark.status` can ask SLURM about jobs still queued."""
-    from benchmark.files import read_json, write_json  # Hydra imports every plugin module at discovery: the benchmark loads only when used
+    # Hydra imports every plugin module at discovery: the benchmark loads only when used
+    from benchmark.files import read_json, write_json
     from benchmark.sweep.status import SLURM_JOBS_FILE
 
     path = sweep_dir / SLURM_JOBS_FILE
@@ -104,8 +118,10 @@ class IsolatingSlurmLauncher(SlurmLauncher):
         def map_array(executor, fn, *iterables):
             jobs = submit(executor, fn, *iterables)
             # the job's config as the job will see it: submitit's launcher sets its id in the job
-            configs = [job_config(self.hydra_context, self.config, overrides, initial_job_idx + i, job.job_id)
-                       for i, (job, overrides) in enumerate(zip(jobs, job_overrides))]
+            configs = [
+                job_config(self.hydra_context, self.config, overrides, initial_job_idx + i, job.job_id)
+                for i, (job, overrides) in enumerate(zip(jobs, job_overrides))
+            ]
             isolated = [_IsolatedJob(job, overrides, cfg) for job, overrides, cfg in zip(jobs, job_overrides, configs)]
             _record_job_ids(Path(self.config.hydra.sweep.dir), [j.run_dir for j in isolated], jobs)
             return isolated

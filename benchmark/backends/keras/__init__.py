@@ -48,8 +48,11 @@ class _KeptOut(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        raise ImportError(f"{spec.name} is kept out of this Keras run, which runs on another engine "
-                          "(benchmark/backends/keras/__init__.py)", name=spec.name)
+        raise ImportError(
+            f"{spec.name} is kept out of this Keras run, which runs on another engine "
+            "(benchmark/backends/keras/__init__.py)",
+            name=spec.name,
+        )
 
     def exec_module(self, module):  # never reached: create_module refuses
         raise ImportError(module.__name__)
@@ -63,7 +66,8 @@ def use_engine(engine: str) -> None:
         if current != engine:
             raise BenchmarkError(
                 f"framework.engine={engine}: Keras is already running on the {current} engine in this process "
-                "and cannot switch; run each engine in its own process (as `python -m benchmark` and sweeps do)")
+                "and cannot switch; run each engine in its own process (as `python -m benchmark` and sweeps do)"
+            )
         return
     os.environ["KERAS_BACKEND"] = engine
     kept_out = [p for p in KEPT_OUT[engine] if p not in sys.modules]

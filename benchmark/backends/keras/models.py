@@ -28,15 +28,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np
 
 from benchmark.backends.contract import LayerInfo
-from benchmark.spec.models import (Registration, Registry, Stem, check_architecture, check_init, final_map, labelled,
-                                   stem_for)
+from benchmark.spec.models import (
+    Registration,
+    Registry,
+    Stem,
+    check_architecture,
+    check_init,
+    final_map,
+    labelled,
+    stem_for,
+)
 
 # PyTorch nn.BatchNorm2d defaults, in Keras' convention (moving = m * moving + (1 - m) * batch)
 BN_MOMENTUM = 0.9
@@ -75,9 +83,14 @@ def _keras_padding(kernel: int, stride: int, padding: int) -> str:
 
 
 def _common(num_classes: int, image_size: int) -> dict:
-    return dict(weights=None, include_top=True, classes=num_classes, input_shape=(image_size, image_size, 3),
-                # logits out: the loss applies softmax itself, like torch's CrossEntropyLoss
-                classifier_activation=None)
+    return dict(
+        weights=None,
+        include_top=True,
+        classes=num_classes,
+        input_shape=(image_size, image_size, 3),
+        # logits out: the loss applies softmax itself, like torch's CrossEntropyLoss
+        classifier_activation=None,
+    )
 
 
 def _last(model: keras.Model, pattern: str):
@@ -161,8 +174,14 @@ def _resnet_canonical(name: str) -> str | None:
     return base + f"{kind}{index}"
 
 
-@register_model("resnet50", edits=_resnet_edits, blocks=_resnet_blocks, aligned=_resnet_aligned,
-                canonical=_resnet_canonical, initializers=KERAS_INIT)
+@register_model(
+    "resnet50",
+    edits=_resnet_edits,
+    blocks=_resnet_blocks,
+    aligned=_resnet_aligned,
+    canonical=_resnet_canonical,
+    initializers=KERAS_INIT,
+)
 def _resnet50(num_classes: int, image_size: int) -> keras.Model:
     return keras.applications.ResNet50(**_common(num_classes, image_size))
 
@@ -171,16 +190,22 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool):
     """torchvision's conv (no bias, padding kernel // 2 on every side) + BatchNorm (+ ReLU)."""
     if kernel > 1 and stride > 1:  # 'same' would pad bottom/right only at stride 2
         x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
-                            use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name=f"{name}_conv"
+    )(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
-@register_model("resnet18", edits=_resnet_edits, blocks=_resnet_blocks, aligned=_no_changes,
-                canonical=_resnet_canonical,
-                initializers="conv: glorot uniform, no bias; dense: glorot uniform, zero bias (Keras layer defaults); "
-                             "BatchNorm: ones/zeros")
+@register_model(
+    "resnet18",
+    edits=_resnet_edits,
+    blocks=_resnet_blocks,
+    aligned=_no_changes,
+    canonical=_resnet_canonical,
+    initializers="conv: glorot uniform, no bias; dense: glorot uniform, zero bias (Keras layer defaults); "
+    "BatchNorm: ones/zeros",
+)
 def _resnet18(num_classes: int, image_size: int) -> keras.Model:
     """keras.applications has no ResNet18: torchvision's, layer for layer, in the layer names
     of the zoo's ResNet50 (so its stem edits, block boundaries and canonical names apply)."""
@@ -215,8 +240,11 @@ def _mobilenet_aligned(model, stem):
     """torchvision's MobileNetV2: every stride-2 3x3 conv padded 1 on every side (Keras'
     zoo pads bottom/right only: ZeroPadding2D((0, 1), (0, 1)) before each stride-2
     depthwise conv, 'same' in a stride-2 stem)."""
-    edits: dict = {layer.name: {"padding": ((1, 1), (1, 1))} for layer in model.layers
-                   if re.fullmatch(r"block_\d+_pad", layer.name)}
+    edits: dict = {
+        layer.name: {"padding": ((1, 1), (1, 1))}
+        for layer in model.layers
+        if re.fullmatch(r"block_\d+_pad", layer.name)
+    }
     pads = set()
     if stem.stride != 1:
         edits["Conv1"] = {"padding": "valid"}
@@ -224,16 +252,29 @@ def _mobilenet_aligned(model, stem):
     return edits, pads
 
 
-_MOBILENET_BLOCK = {"expand": "conv.0.0", "expand_BN": "conv.0.1", "depthwise": "conv.1.0",
-                    "depthwise_BN": "conv.1.1", "project": "conv.2", "project_BN": "conv.3"}
+_MOBILENET_BLOCK = {
+    "expand": "conv.0.0",
+    "expand_BN": "conv.0.1",
+    "depthwise": "conv.1.0",
+    "depthwise_BN": "conv.1.1",
+    "project": "conv.2",
+    "project_BN": "conv.3",
+}
 
 
 def _mobilenet_canonical(name: str) -> str | None:
-    fixed = {"Conv1": "features.0.0", "bn_Conv1": "features.0.1", "Conv_1": "features.18.0",
-             "Conv_1_bn": "features.18.1", "predictions": "classifier.1",
-             # the first block has no expansion: torchvision numbers its layers from 0
-             "expanded_conv_depthwise": "features.1.conv.0.0", "expanded_conv_depthwise_BN": "features.1.conv.0.1",
-             "expanded_conv_project": "features.1.conv.1", "expanded_conv_project_BN": "features.1.conv.2"}
+    fixed = {
+        "Conv1": "features.0.0",
+        "bn_Conv1": "features.0.1",
+        "Conv_1": "features.18.0",
+        "Conv_1_bn": "features.18.1",
+        "predictions": "classifier.1",
+        # the first block has no expansion: torchvision numbers its layers from 0
+        "expanded_conv_depthwise": "features.1.conv.0.0",
+        "expanded_conv_depthwise_BN": "features.1.conv.0.1",
+        "expanded_conv_project": "features.1.conv.1",
+        "expanded_conv_project_BN": "features.1.conv.2",
+    }
     if name in fixed:
         return fixed[name]
     match = re.fullmatch(r"block_(\d+)_(expand|expand_BN|depthwise|depthwise_BN|project|project_BN)", name)
@@ -241,12 +282,18 @@ def _mobilenet_canonical(name: str) -> str | None:
 
 
 @register_model(
-    "mobilenetv2", edits=_mobilenet_edits, aligned=_mobilenet_aligned, canonical=_mobilenet_canonical,
-    blocks=lambda m: [_last(m, "Conv1_relu").output,
-                      *[_last(m, ("expanded_conv_" if i == 1 else f"block_{i - 1}_") + ".*").output
-                        for i in range(1, 18)],
-                      _last(m, "out_relu").output],
-    initializers=KERAS_INIT, zoo_dropout=0.0)
+    "mobilenetv2",
+    edits=_mobilenet_edits,
+    aligned=_mobilenet_aligned,
+    canonical=_mobilenet_canonical,
+    blocks=lambda m: [
+        _last(m, "Conv1_relu").output,
+        *[_last(m, ("expanded_conv_" if i == 1 else f"block_{i - 1}_") + ".*").output for i in range(1, 18)],
+        _last(m, "out_relu").output,
+    ],
+    initializers=KERAS_INIT,
+    zoo_dropout=0.0,
+)
 def _mobilenetv2(num_classes: int, image_size: int) -> keras.Model:
     return keras.applications.MobileNetV2(**_common(num_classes, image_size))
 
@@ -256,8 +303,13 @@ def _mobilenetv2(num_classes: int, image_size: int) -> keras.Model:
 
 def _convnext_edits(model, stem):
     padding = _keras_padding(stem.kernel, stem.stride, stem.padding)
-    return {f"{model.name}_stem_conv": {"kernel_size": (stem.kernel, stem.kernel),
-                                         "strides": (stem.stride, stem.stride), "padding": padding}}, set()
+    return {
+        f"{model.name}_stem_conv": {
+            "kernel_size": (stem.kernel, stem.kernel),
+            "strides": (stem.stride, stem.stride),
+            "padding": padding,
+        }
+    }, set()
 
 
 def _convnext_blocks(m):
@@ -274,13 +326,22 @@ def _convnext_blocks(m):
     return rows
 
 
-_CONVNEXT_BLOCK = {"depthwise_conv": "block.0", "layernorm": "block.2", "pointwise_conv_1": "block.3",
-                   "pointwise_conv_2": "block.5", "layer_scale": "layer_scale"}
+_CONVNEXT_BLOCK = {
+    "depthwise_conv": "block.0",
+    "layernorm": "block.2",
+    "pointwise_conv_1": "block.3",
+    "pointwise_conv_2": "block.5",
+    "layer_scale": "layer_scale",
+}
 
 
 def _convnext_canonical(name: str) -> str | None:
-    fixed = {"convnext_tiny_stem_conv": "features.0.0", "convnext_tiny_stem_layernorm": "features.0.1",
-             "convnext_tiny_head_layernorm": "classifier.0", "convnext_tiny_head_dense": "classifier.2"}
+    fixed = {
+        "convnext_tiny_stem_conv": "features.0.0",
+        "convnext_tiny_stem_layernorm": "features.0.1",
+        "convnext_tiny_head_layernorm": "classifier.0",
+        "convnext_tiny_head_dense": "classifier.2",
+    }
     if name in fixed:
         return fixed[name]
     match = re.fullmatch(r"convnext_tiny_stage_(\d)_block_(\d+)_(\w+)", name)
@@ -293,12 +354,16 @@ def _convnext_canonical(name: str) -> str | None:
 
 
 @register_model(
-    "convnext_tiny", edits=_convnext_edits, blocks=_convnext_blocks, canonical=_convnext_canonical,
+    "convnext_tiny",
+    edits=_convnext_edits,
+    blocks=_convnext_blocks,
+    canonical=_convnext_canonical,
     # the zoo's ConvNeXt is torchvision's layer for layer already (the stem edit is symmetric)
     aligned=_no_changes,
     initializers="conv and dense: glorot uniform, zero bias (Keras layer defaults); LayerNorm: ones/zeros; "
-                 "layer scale 1e-6",
-    zoo_drop_path=0.0)
+    "layer scale 1e-6",
+    zoo_drop_path=0.0,
+)
 def _convnext_tiny(num_classes: int, image_size: int) -> keras.Model:
     # the benchmark normalizes its inputs itself (docs/protocol.md §3), as for the other models
     return keras.applications.ConvNeXtTiny(include_preprocessing=False, **_common(num_classes, image_size))
@@ -316,9 +381,17 @@ INIT = {
 }
 
 
-def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None, init: str | None = None,
-                 architecture: str = "native", dtype: str | None = None) -> keras.Model:
+def create_model(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    *,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    init: str | None = None,
+    architecture: str = "native",
+    dtype: str | None = None,
+) -> keras.Model:
     """The zoo model `name` with the protocol's stem and PyTorch's BatchNorm settings;
     regularization None = the zoo's own (a dropout before the classifier, stochastic
     depth linear over the residual blocks, where the model has them); init None = the
@@ -344,8 +417,9 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
     return model
 
 
-def _create(name: str, num_classes: int, image_size: int, drop_rate: float | None,
-            drop_path_rate: float | None, aligned: bool) -> keras.Model:
+def _create(
+    name: str, num_classes: int, image_size: int, drop_rate: float | None, drop_path_rate: float | None, aligned: bool
+) -> keras.Model:
     e = entry(name)
     e.check_rates(drop_rate, drop_path_rate)
     dropout, drop_path = e.dropout(drop_rate), e.drop_path(drop_path_rate)
@@ -357,8 +431,9 @@ def _create(name: str, num_classes: int, image_size: int, drop_rate: float | Non
         more, pad_before = e.aligned(zoo, stem)
         for layer_name, changes in more.items():
             edits[layer_name] = {**edits.get(layer_name, {}), **changes}
-    branches = [layer.name for layer in zoo.layers if re.fullmatch(rf"{zoo.name}_stage_\d+_block_\d+_identity",
-                                                                    layer.name)]
+    branches = [
+        layer.name for layer in zoo.layers if re.fullmatch(rf"{zoo.name}_stage_\d+_block_\d+_identity", layer.name)
+    ]
     # torchvision's and Keras' ConvNeXt rule: the rate grows linearly from 0 at the first block
     rates = {b: drop_path * i / max(1, len(branches) - 1) for i, b in enumerate(branches)} if drop_path else {}
     found = set()
@@ -408,6 +483,7 @@ _DENSE = (1, 0)  # Keras (in, out) -> torch (out, in)
 
 def _layer_tensors(layer) -> list[tuple[str, object, tuple | None]]:
     """(tensor name, variable, layout: the transpose to torch's axes, or None) of one layer."""
+
     def with_bias(kernel_layout):
         rows = [("weight", layer.kernel, kernel_layout)]
         return rows + [("bias", layer.bias, None)] if layer.use_bias else rows
@@ -419,8 +495,12 @@ def _layer_tensors(layer) -> list[tuple[str, object, tuple | None]]:
     if isinstance(layer, keras.layers.Dense):
         return with_bias(_DENSE)
     if isinstance(layer, keras.layers.BatchNormalization):
-        return [("weight", layer.gamma, None), ("bias", layer.beta, None), ("running_mean", layer.moving_mean, None),
-                ("running_var", layer.moving_variance, None)]
+        return [
+            ("weight", layer.gamma, None),
+            ("bias", layer.beta, None),
+            ("running_mean", layer.moving_mean, None),
+            ("running_var", layer.moving_variance, None),
+        ]
     if isinstance(layer, keras.layers.LayerNormalization):
         return [("weight", layer.gamma, None), ("bias", layer.beta, None)]
     if type(layer).__name__ == "LayerScale":  # ConvNeXt's; torch keeps it as (C, 1, 1)
@@ -463,8 +543,9 @@ def _from_torch(value: np.ndarray, layout, shape) -> np.ndarray:
 
 def canonical_state(model: keras.Model, name: str, dtype=np.float32) -> dict[str, np.ndarray]:
     """Every variable by torchvision name, in torchvision's layout, as `dtype` arrays."""
-    return {key: to_canonical(np.asarray(v, dtype), layout) for key, (v, layout) in
-            canonical_variables(model, name).items()}
+    return {
+        key: to_canonical(np.asarray(v, dtype), layout) for key, (v, layout) in canonical_variables(model, name).items()
+    }
 
 
 def canonical_shapes(model: keras.Model, name: str) -> dict[str, tuple[int, ...]]:
@@ -480,8 +561,10 @@ def load_canonical(model: keras.Model, name: str, state: dict[str, np.ndarray]) 
     for key, (variable, layout) in variables.items():
         value = _from_torch(np.asarray(state[key]), layout, tuple(variable.shape))
         if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(f"{key}: shape {np.asarray(state[key]).shape} given, the model's is "
-                             f"{to_canonical(np.zeros(variable.shape), layout).shape}")
+            raise ValueError(
+                f"{key}: shape {np.asarray(state[key]).shape} given, the model's is "
+                f"{to_canonical(np.zeros(variable.shape), layout).shape}"
+            )
         variable.assign(value.astype(variable.dtype))
 
 
@@ -506,8 +589,12 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
     them as buffers. They are reported as buffers here so the two tables line up.
     """
     trainable = sum(_size(v) for v in model.trainable_weights)
-    moving = {id(v) for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
-              for v in (layer.moving_mean, layer.moving_variance)}
+    moving = {
+        id(v)
+        for layer in all_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    }
     buffers = sum(_size(v) for v in model.non_trainable_weights if id(v) in moving)
     frozen = sum(_size(v) for v in model.non_trainable_weights if id(v) not in moving)
     return {"trainable": trainable, "non_trainable": frozen, "buffers": buffers}
@@ -554,21 +641,49 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
             kernel = np.asarray(layer.kernel)  # (kh, kw, in, out) or depthwise (kh, kw, in, 1)
             depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
-                getattr(layer, "groups", 1) > 1 and kernel.shape[2] == 1)
-            torch_layout = kernel.transpose(3, 2, 0, 1) if not isinstance(layer, keras.layers.DepthwiseConv2D) \
+                getattr(layer, "groups", 1) > 1 and kernel.shape[2] == 1
+            )
+            torch_layout = (
+                kernel.transpose(3, 2, 0, 1)
+                if not isinstance(layer, keras.layers.DepthwiseConv2D)
                 else kernel.transpose(2, 3, 0, 1)
+            )
             receptive = kernel.shape[0] * kernel.shape[1]
             bias = _size(layer.bias) if layer.use_bias else 0
-            rows.append(LayerInfo(layer.name, "depthwise conv" if depthwise else "conv", torch_layout.shape,
-                                  int(layer.strides[0]), _padding(layer, producers), bias, kernel=torch_layout,
-                                  fans=(receptive * kernel.shape[2], receptive * kernel.shape[3])))
+            rows.append(
+                LayerInfo(
+                    layer.name,
+                    "depthwise conv" if depthwise else "conv",
+                    torch_layout.shape,
+                    int(layer.strides[0]),
+                    _padding(layer, producers),
+                    bias,
+                    kernel=torch_layout,
+                    fans=(receptive * kernel.shape[2], receptive * kernel.shape[3]),
+                )
+            )
         elif isinstance(layer, keras.layers.Dense):
             kernel = np.asarray(layer.kernel)
-            rows.append(LayerInfo(layer.name, "dense", kernel.T.shape, bias=_size(layer.bias) if layer.use_bias else 0,
-                                  kernel=kernel.T, fans=(kernel.shape[0], kernel.shape[1])))
+            rows.append(
+                LayerInfo(
+                    layer.name,
+                    "dense",
+                    kernel.T.shape,
+                    bias=_size(layer.bias) if layer.use_bias else 0,
+                    kernel=kernel.T,
+                    fans=(kernel.shape[0], kernel.shape[1]),
+                )
+            )
         elif isinstance(layer, keras.layers.BatchNormalization):
-            rows.append(LayerInfo(layer.name, "batchnorm", (_size(layer.gamma),), momentum=1.0 - float(layer.momentum),
-                                  eps=float(layer.epsilon)))
+            rows.append(
+                LayerInfo(
+                    layer.name,
+                    "batchnorm",
+                    (_size(layer.gamma),),
+                    momentum=1.0 - float(layer.momentum),
+                    eps=float(layer.epsilon),
+                )
+            )
         elif isinstance(layer, keras.layers.LayerNormalization):
             rows.append(LayerInfo(layer.name, "layernorm", (_size(layer.gamma),), eps=float(layer.epsilon)))
     return rows

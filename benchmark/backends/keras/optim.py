@@ -62,5 +62,9 @@ def build_lr_schedule(schedule: Schedule) -> keras.optimizers.schedules.Learning
     # so any positive length gives the same LR at every step the run takes.
     decay = max(1, total - warmup)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, decay_steps=decay, alpha=0.0, warmup_target=base, warmup_steps=warmup,
+        initial_learning_rate=0.0,
+        decay_steps=decay,
+        alpha=0.0,
+        warmup_target=base,
+        warmup_steps=warmup,
     )

@@ -16,5 +16,7 @@ def check_options(cfg, engine: str) -> None:
     # XLA compilation is a tf.function switch: the torch engine has no graph to compile,
     # and silently running eagerly would record a mode the user did not get
     if engine == "torch" and cfg.framework.jit_compile:
-        raise BenchmarkError("framework.jit_compile=true is TensorFlow's XLA switch; Keras on the torch engine runs "
-                             "eagerly here: drop it, or use framework.engine=tensorflow (XLA) or jax (always jitted)")
+        raise BenchmarkError(
+            "framework.jit_compile=true is TensorFlow's XLA switch; Keras on the torch engine runs "
+            "eagerly here: drop it, or use framework.engine=tensorflow (XLA) or jax (always jitted)"
+        )

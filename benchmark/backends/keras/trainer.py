@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import keras
 import numpy as np
@@ -39,7 +40,13 @@ from benchmark import BenchmarkError
 from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.keras import models
 from benchmark.backends.keras.models import (
-    block_shapes, canonical_state, canonical_variables, entry, layer_table, parameter_counts, to_canonical,
+    block_shapes,
+    canonical_state,
+    canonical_variables,
+    entry,
+    layer_table,
+    parameter_counts,
+    to_canonical,
 )
 from benchmark.backends.keras.optim import build_lr_schedule, make_sgd
 from benchmark.files import read_json, replace_durably, write_json, writing
@@ -158,13 +165,18 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         self.mean, self.std = np.asarray(data.mean, np.float32), np.asarray(data.std, np.float32)
         self.knobs = Knobs.of(cfg.get("protocol"))
         self.model_options = self.knobs.model_options(cfg.model.name)
-        self.model = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs,
-                                         cfg.seed)
+        self.model = create_for_protocol(
+            models, cfg.model.name, data.num_classes, data.image_size, self.knobs, cfg.seed
+        )
         self.variables = self.model.trainable_variables
 
         self.lr_schedule = build_lr_schedule(schedule)
-        sgd = make_sgd(self.knobs.optimizer, engine.learning_rate(schedule, self.lr_schedule), cfg.optim.momentum,
-                       cfg.optim.nesterov)
+        sgd = make_sgd(
+            self.knobs.optimizer,
+            engine.learning_rate(schedule, self.lr_schedule),
+            cfg.optim.momentum,
+            cfg.optim.nesterov,
+        )
         self.loss_scaling = self.reduced_dtype == "float16"
         self.optimizer = keras.optimizers.LossScaleOptimizer(sgd) if self.loss_scaling else sgd
         # slots exist before a restore, so the checkpoint fills them instead of deferring
@@ -177,8 +189,15 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         self.normalize = pipeline.Normalizer(data.mean, data.std)
         train_x, train_y = data.split("train", cfg.limit.train)
         self.train_batches = pipeline.TrainBatches(
-            train_x, train_y, self.micro_batch, schedule.steps_per_epoch * self.accum_steps,
-            cfg.dataset.crop_padding, self.normalize, seed=cfg.seed, shared_stream=self.knobs.data)
+            train_x,
+            train_y,
+            self.micro_batch,
+            schedule.steps_per_epoch * self.accum_steps,
+            cfg.dataset.crop_padding,
+            self.normalize,
+            seed=cfg.seed,
+            shared_stream=self.knobs.data,
+        )
         engine.build(self)
 
     def sgd(self) -> keras.optimizers.SGD:
@@ -190,8 +209,11 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         engine, k, steps = self.engine, self.accum_steps, self.schedule.steps_per_epoch
         every = report_every(steps, self.cfg.progress_updates)
         first = epoch * steps
-        lrs = ([float(lr) for lr in self.lr_trajectory_between(first, first + steps)] if engine.lr_per_step
-               else [None] * steps)
+        lrs = (
+            [float(lr) for lr in self.lr_trajectory_between(first, first + steps)]
+            if engine.lr_per_step
+            else [None] * steps
+        )
         engine.reset_sums()
         images = 0
         batches = iter(self.train_batches.epoch(epoch))
@@ -213,8 +235,9 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         loss_sum, correct = engine.read_sums()
         seconds = time.perf_counter() - start
         engine.sync_to_keras()
-        return EpochStats(loss=loss_sum / images, accuracy=correct / images, seconds=seconds, images=images,
-                          steps=steps)
+        return EpochStats(
+            loss=loss_sum / images, accuracy=correct / images, seconds=seconds, images=images, steps=steps
+        )
 
     def predict(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         engine = self.engine
@@ -258,14 +281,25 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         # the step: sparse categorical cross-entropy from logits, mean over the batch (cross_entropy,
         # contract.LOSS_FACT); coupled_l2 on every trainable variable; the LR per optimizer step
         return contract.protocol_facts(
-            momentum=float(sgd.momentum), nesterov=bool(sgd.nesterov),
-            momentum_buffer=contract.momentum_buffer_fact(lr_in_buffer=not self.knobs.optimizer,
-                                                          nesterov=bool(sgd.nesterov)),
-            weight_decay=self.weight_decay, reduced_dtype=self.reduced_dtype, loss_scaling=self.loss_scaling,
-            mean=self.mean, std=self.std, layers=self.layers(),
-            model=entry(self.cfg.model.name), drop_rate=self.model_options["drop_rate"],
-            drop_path_rate=self.model_options["drop_path_rate"], shared_init=self.knobs.init,
-            data_stream=self.train_batches.data_stream, micro_batch=self.micro_batch, accum_steps=self.accum_steps)
+            momentum=float(sgd.momentum),
+            nesterov=bool(sgd.nesterov),
+            momentum_buffer=contract.momentum_buffer_fact(
+                lr_in_buffer=not self.knobs.optimizer, nesterov=bool(sgd.nesterov)
+            ),
+            weight_decay=self.weight_decay,
+            reduced_dtype=self.reduced_dtype,
+            loss_scaling=self.loss_scaling,
+            mean=self.mean,
+            std=self.std,
+            layers=self.layers(),
+            model=entry(self.cfg.model.name),
+            drop_rate=self.model_options["drop_rate"],
+            drop_path_rate=self.model_options["drop_path_rate"],
+            shared_init=self.knobs.init,
+            data_stream=self.train_batches.data_stream,
+            micro_batch=self.micro_batch,
+            accum_steps=self.accum_steps,
+        )
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.model)
@@ -308,6 +342,7 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
 
 # ---------------------------------------------------------------- Keras weights files
 
+
 def save_weights(model: keras.Model, checkpoint_dir: Path, kind: str, name: str, meta: dict) -> None:
     """`model` into checkpoint_dir/name, then <kind>.json naming it: the file is complete
     before the json points at it, so a run killed mid-save keeps the previous one."""
@@ -331,8 +366,9 @@ def load_weights(model: keras.Model, checkpoint_dir: Path, kind: str) -> dict | 
     try:
         model.load_weights(path)
     except Exception as exc:  # truncated or foreign file: one line, not a traceback
-        raise BenchmarkError(f"{path} cannot be read ({exc.__class__.__name__}); delete "
-                             f"{checkpoint_dir} to redo the run from its start") from exc
+        raise BenchmarkError(
+            f"{path} cannot be read ({exc.__class__.__name__}); delete {checkpoint_dir} to redo the run from its start"
+        ) from exc
     return info["meta"]
 
 
@@ -397,9 +433,19 @@ def mean_loss(labels, logits):
     return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
-def equivalence_probe(model: keras.Model, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float,
-                      momentum: float, nesterov: bool, weight_decay: float, gradients: Gradients,
-                      no_grad=contextlib.nullcontext) -> contract.Probe:
+def equivalence_probe(
+    model: keras.Model,
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    gradients: Gradients,
+    no_grad=contextlib.nullcontext,
+) -> contract.Probe:
     """The Keras side of benchmark.parity.equivalence on every engine: the forward passes,
     the SGD step and the canonical tensors are Keras code; only `gradients` is the engine's."""
     dtype = model.trainable_variables[0].dtype  # float32, or float64 for the rounding-free comparison
@@ -419,5 +465,6 @@ def equivalence_probe(model: keras.Model, name: str, images: np.ndarray, labels:
         optimizer.build(variables)
         with no_grad():
             optimizer.apply(coupled_l2(grads, [v.value for v in variables], weight_decay), variables)
-    return contract.Probe(logits_eval, float(ops.convert_to_numpy(loss)), canonical_grads,
-                          canonical_state(model, name, np.float64))
+    return contract.Probe(
+        logits_eval, float(ops.convert_to_numpy(loss)), canonical_grads, canonical_state(model, name, np.float64)
+    )

@@ -6,5 +6,13 @@ from benchmark.backends.pytorch.models import canonical_shapes, create_model, lo
 from benchmark.backends.pytorch.probe import equivalence_probe
 from benchmark.backends.pytorch.train import Trainer
 
-__all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
-           "load_canonical", "synchronize"]
+__all__ = [
+    "Trainer",
+    "canonical_shapes",
+    "create_model",
+    "environment",
+    "equivalence_probe",
+    "input_pipeline",
+    "load_canonical",
+    "synchronize",
+]

@@ -8,7 +8,7 @@ where the batch is normalized.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -25,8 +25,9 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     return crop_flip(images, padding, top, left, flip)
 
 
-def crop_flip(images: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor,
-              flip: torch.Tensor) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor
+) -> torch.Tensor:
     """Crop image i of the zero-padded batch at (top[i], left[i]); flip it horizontally where flip[i]."""
     n, h, w, c = images.shape
     padded = images.new_zeros((n, h + 2 * padding, w + 2 * padding, c))
@@ -58,8 +59,16 @@ class TrainBatches:
     with `shared_stream` (protocol.data=aligned), from the framework-neutral
     benchmark.data.stream, which every backend applies identically."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int,
-                 normalize: Normalizer, seed: int, shared_stream: bool = False):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        padding: int,
+        normalize: Normalizer,
+        seed: int,
+        shared_stream: bool = False,
+    ):
         self.images, self.labels = images, torch.from_numpy(np.asarray(labels, np.int64))
         self.batch_size, self.padding, self.normalize = batch_size, padding, normalize
         self.seed, self.shared_stream = seed, shared_stream
@@ -77,8 +86,13 @@ class TrainBatches:
         device = self.normalize.device
         for b in range(len(self)):
             idx, top, left, flip = plan.batch(b, self.batch_size)
-            images = crop_flip(torch.from_numpy(self.images[idx]), self.padding, torch.from_numpy(top).long(),
-                               torch.from_numpy(left).long(), torch.from_numpy(flip))
+            images = crop_flip(
+                torch.from_numpy(self.images[idx]),
+                self.padding,
+                torch.from_numpy(top).long(),
+                torch.from_numpy(left).long(),
+                torch.from_numpy(flip),
+            )
             yield self.normalize(images), self.labels[idx].to(device, non_blocking=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -102,8 +116,9 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
         yield normalize(x), targets[start : start + batch_size].to(normalize.device, non_blocking=True)
 
 
-def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std,
-                   seed: int) -> TrainBatches:
+def input_pipeline(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int
+) -> TrainBatches:
     """One epoch's training batches on the default device (contract.PerfBackend; benchmark.perf)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return TrainBatches(images, labels, batch_size, padding, Normalizer(mean, std, device), seed=seed)

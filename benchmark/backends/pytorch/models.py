@@ -10,8 +10,8 @@ keeps the zoo's own value).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,8 +19,16 @@ from torch import nn
 from torchvision import models as tvm
 
 from benchmark.backends.contract import LayerInfo
-from benchmark.spec.models import (Registration, Registry, Stem, check_architecture, check_init, final_map, labelled,
-                                   stem_for)
+from benchmark.spec.models import (
+    Registration,
+    Registry,
+    Stem,
+    check_architecture,
+    check_init,
+    final_map,
+    labelled,
+    stem_for,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +70,13 @@ def _resnet(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float)
 
 
 @register_model(
-    "mobilenetv2", zoo=tvm.mobilenet_v2,
+    "mobilenetv2",
+    zoo=tvm.mobilenet_v2,
     # stem, blocks 1-17, the last 1x1 conv
-    blocks=lambda m: list(m.features), head=lambda m: m.classifier[-1],
-    initializers="conv: kaiming normal fan_out; BatchNorm: ones/zeros; classifier: normal(0, 0.01)")
+    blocks=lambda m: list(m.features),
+    head=lambda m: m.classifier[-1],
+    initializers="conv: kaiming normal fan_out; BatchNorm: ones/zeros; classifier: normal(0, 0.01)",
+)
 def _mobilenetv2(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
     model = zoo(weights=None, num_classes=num_classes, dropout=dropout)
     model.features[0][0].stride = (stem.stride, stem.stride)
@@ -73,10 +84,13 @@ def _mobilenetv2(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: f
 
 
 @register_model(
-    "convnext_tiny", zoo=tvm.convnext_tiny,
+    "convnext_tiny",
+    zoo=tvm.convnext_tiny,
     # stem, then stage 1, downsample 1, ..., stage 4
-    blocks=lambda m: list(m.features), head=lambda m: m.classifier[-1],
-    initializers="conv and linear: truncated normal std 0.02, zero bias; LayerNorm: ones/zeros; layer scale 1e-6")
+    blocks=lambda m: list(m.features),
+    head=lambda m: m.classifier[-1],
+    initializers="conv and linear: truncated normal std 0.02, zero bias; LayerNorm: ones/zeros; layer scale 1e-6",
+)
 def _convnext_tiny(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
     model = zoo(weights=None, num_classes=num_classes, stochastic_depth_prob=drop_path)
     old = model.features[0][0]
@@ -100,9 +114,17 @@ INIT = {
 }
 
 
-def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: float | None = None,
-                 drop_path_rate: float | None = None, init: str | None = None,
-                 architecture: str = "native", dtype: str | None = None) -> nn.Module:
+def create_model(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    *,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    init: str | None = None,
+    architecture: str = "native",
+    dtype: str | None = None,
+) -> nn.Module:
     """The zoo model `name` with the protocol's stem; regularization and initialization
     None = the zoo's own, else `init` (benchmark.spec.models.INITIALIZERS) on every conv and
     dense kernel, biases zero. `architecture`: torchvision's networks are the reference
@@ -132,8 +154,11 @@ def create_model(name: str, num_classes: int, image_size: int, *, drop_rate: flo
 
 def canonical_state(model: nn.Module, name: str = "", dtype=np.float32) -> dict[str, np.ndarray]:
     """Every parameter and normalization statistic, by state_dict name, as `dtype` arrays."""
-    return {k: v.detach().cpu().double().numpy().astype(dtype) for k, v in model.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+    return {
+        k: v.detach().cpu().double().numpy().astype(dtype)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
 
 
 def canonical_shapes(model: nn.Module, name: str = "") -> dict[str, tuple[int, ...]]:
@@ -169,12 +194,29 @@ def layer_table(model: nn.Module) -> list[LayerInfo]:
         if isinstance(m, nn.Conv2d):
             kind = "depthwise conv" if m.groups > 1 and m.groups == m.in_channels else "conv"
             pad = None if isinstance(m.padding, str) else (m.padding[0], m.padding[0], m.padding[1], m.padding[1])
-            rows.append(LayerInfo(name, kind, tuple(m.weight.shape), m.stride[0], pad,
-                                  m.bias.numel() if m.bias is not None else 0, kernel=_numpy(m.weight),
-                                  fans=nn.init._calculate_fan_in_and_fan_out(m.weight)))
+            rows.append(
+                LayerInfo(
+                    name,
+                    kind,
+                    tuple(m.weight.shape),
+                    m.stride[0],
+                    pad,
+                    m.bias.numel() if m.bias is not None else 0,
+                    kernel=_numpy(m.weight),
+                    fans=nn.init._calculate_fan_in_and_fan_out(m.weight),
+                )
+            )
         elif isinstance(m, nn.Linear):
-            rows.append(LayerInfo(name, "dense", tuple(m.weight.shape), bias=m.bias.numel() if m.bias is not None else 0,
-                                  kernel=_numpy(m.weight), fans=nn.init._calculate_fan_in_and_fan_out(m.weight)))
+            rows.append(
+                LayerInfo(
+                    name,
+                    "dense",
+                    tuple(m.weight.shape),
+                    bias=m.bias.numel() if m.bias is not None else 0,
+                    kernel=_numpy(m.weight),
+                    fans=nn.init._calculate_fan_in_and_fan_out(m.weight),
+                )
+            )
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             rows.append(LayerInfo(name, "batchnorm", (m.num_features,), momentum=m.momentum, eps=m.eps))
         elif isinstance(m, nn.LayerNorm):
@@ -196,8 +238,9 @@ def block_shapes(model: nn.Module, name: str, image_size: int) -> list[tuple[str
         seen.setdefault(label, tuple(tensor.shape[1:]))
 
     blocks = labelled(e, e.blocks(model))
-    hooks = [module.register_forward_hook(lambda mod, i, out, label=label: record(label, out))
-             for label, module in blocks]
+    hooks = [
+        module.register_forward_hook(lambda mod, i, out, label=label: record(label, out)) for label, module in blocks
+    ]
     head = e.head(model)
     hooks.append(head.register_forward_pre_hook(lambda mod, i: record("pooled", i[0])))
     hooks.append(head.register_forward_hook(lambda mod, i, out: record("logits", out)))

@@ -11,8 +11,17 @@ from benchmark.backends.contract import Probe
 from benchmark.backends.pytorch.models import canonical_state
 
 
-def equivalence_probe(model: nn.Module, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float,
-                      momentum: float, nesterov: bool, weight_decay: float) -> Probe:
+def equivalence_probe(
+    model: nn.Module,
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> Probe:
     model = model.cpu()
     dtype = next(model.parameters()).dtype  # float32, or float64 for the rounding-free comparison
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(dtype)
@@ -22,8 +31,9 @@ def equivalence_probe(model: nn.Module, name: str, images: np.ndarray, labels: n
         logits_eval = model(x).double().numpy()
     model.train()
     # the trainer's optimizer: coupled L2 inside torch's SGD
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
-                                weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
     optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(x), y)
     loss.backward()

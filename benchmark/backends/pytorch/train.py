@@ -13,16 +13,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark import BenchmarkError
-from benchmark.backends import EpochStats, Progress, report_every
-from benchmark.backends import contract
-from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
+from benchmark.backends import EpochStats, Progress, contract, report_every
 from benchmark.backends.pytorch import models
+from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
 from benchmark.backends.torch_device import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
+from benchmark.files import replace_durably, writing
 from benchmark.spec.models import create_for_protocol
 from benchmark.spec.protocol import Knobs
-from benchmark.files import replace_durably, writing
 from benchmark.spec.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -46,12 +45,17 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         module = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs, cfg.seed)
         self.module = module.to(self.device, memory_format=memory_format)
         self.model = torch.compile(self.module) if cfg.framework.compile else self.module
-        self.mode = ("torch.compile" if cfg.framework.compile else "eager") + ("+channels_last" if channels_last else "")
+        self.mode = ("torch.compile" if cfg.framework.compile else "eager") + (
+            "+channels_last" if channels_last else ""
+        )
         self.criterion = nn.CrossEntropyLoss()
         # weight_decay here is PyTorch's coupled L2 (added to the gradient, through momentum)
         self.optimizer = torch.optim.SGD(
-            self.module.parameters(), lr=schedule.base_lr, momentum=cfg.optim.momentum,
-            nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay,
+            self.module.parameters(),
+            lr=schedule.base_lr,
+            momentum=cfg.optim.momentum,
+            nesterov=cfg.optim.nesterov,
+            weight_decay=cfg.optim.weight_decay,
         )
         self.scheduler = build_scheduler(self.optimizer, schedule)
 
@@ -64,8 +68,15 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         self.micro_batch = cfg.batch_size // cfg.grad_accum_steps
         self.normalize = Normalizer(data.mean, data.std, self.device, channels_last)
         train_x, train_y = data.split("train", cfg.limit.train)
-        self.train_batches = TrainBatches(train_x, train_y, self.micro_batch, cfg.dataset.crop_padding,
-                                          self.normalize, seed=cfg.seed, shared_stream=self.knobs.data)
+        self.train_batches = TrainBatches(
+            train_x,
+            train_y,
+            self.micro_batch,
+            cfg.dataset.crop_padding,
+            self.normalize,
+            seed=cfg.seed,
+            shared_stream=self.knobs.data,
+        )
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
@@ -99,8 +110,9 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
                 progress(step + 1, steps, loss_sum.item() / images)
         synchronize(self.device)
         seconds = time.perf_counter() - start
-        return EpochStats(loss=loss_sum.item() / images, accuracy=correct.item() / images,
-                          seconds=seconds, images=images, steps=steps)
+        return EpochStats(
+            loss=loss_sum.item() / images, accuracy=correct.item() / images, seconds=seconds, images=images, steps=steps
+        )
 
     @torch.inference_mode()
     def predict(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -128,16 +140,23 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         assert crit.reduction == "mean" and crit.label_smoothing == 0.0 and group["dampening"] == 0.0
         nesterov = bool(group["nesterov"])
         return contract.protocol_facts(
-            momentum=group["momentum"], nesterov=nesterov,
+            momentum=group["momentum"],
+            nesterov=nesterov,
             momentum_buffer=contract.momentum_buffer_fact(lr_in_buffer=False, nesterov=nesterov),
             weight_decay=group["weight_decay"],
             reduced_dtype=str(self.amp_dtype).replace("torch.", "") if self.amp else None,
-            loss_scaling=self.scaler.is_enabled(), mean=self.normalize.mean.cpu().numpy(),
-            std=self.normalize.std.cpu().numpy(), layers=self.layers(), model=entry(self.cfg.model.name),
-            drop_rate=self.model_options["drop_rate"], drop_path_rate=self.model_options["drop_path_rate"],
+            loss_scaling=self.scaler.is_enabled(),
+            mean=self.normalize.mean.cpu().numpy(),
+            std=self.normalize.std.cpu().numpy(),
+            layers=self.layers(),
+            model=entry(self.cfg.model.name),
+            drop_rate=self.model_options["drop_rate"],
+            drop_path_rate=self.model_options["drop_path_rate"],
             shared_init=self.knobs.init,
             data_stream=contract.SHARED_STREAM_FACT if self.knobs.data else OWN_STREAM_FACT,
-            micro_batch=self.micro_batch, accum_steps=self.accum_steps)
+            micro_batch=self.micro_batch,
+            accum_steps=self.accum_steps,
+        )
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.module)
@@ -151,8 +170,13 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def _probe_optimizer(self, dim: int):
         group = self.optimizer.param_groups[0]
         probe = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.SGD([probe], lr=self.schedule.base_lr, momentum=group["momentum"],
-                              nesterov=group["nesterov"], dampening=group["dampening"])
+        opt = torch.optim.SGD(
+            [probe],
+            lr=self.schedule.base_lr,
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            dampening=group["dampening"],
+        )
         return probe, opt, build_scheduler(opt, self.schedule)
 
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:
@@ -168,11 +192,17 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
         model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options).to(
-            self.device, memory_format=self.normalize.memory_format)
+            self.device, memory_format=self.normalize.memory_format
+        )
         model = torch.compile(model) if self.cfg.framework.compile else model
         group = self.optimizer.param_groups[0]
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=group["momentum"], nesterov=group["nesterov"],
-                              weight_decay=group["weight_decay"])
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=0.01,
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            weight_decay=group["weight_decay"],
+        )
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.scaler.is_enabled())
         x, y = self.normalize(torch.from_numpy(images)), torch.from_numpy(np.asarray(labels, np.int64)).to(self.device)
         model.train()
@@ -224,8 +254,9 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # truncated or foreign file: one line, not a traceback
-            raise BenchmarkError(f"{path} cannot be read ({exc.__class__.__name__}); delete it to redo "
-                                 "the run from its start") from exc
+            raise BenchmarkError(
+                f"{path} cannot be read ({exc.__class__.__name__}); delete it to redo the run from its start"
+            ) from exc
         self.module.load_state_dict(state["model"])
         if kind == "last":
             self.optimizer.load_state_dict(state["optimizer"])

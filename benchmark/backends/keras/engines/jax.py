@@ -32,12 +32,24 @@ from benchmark.backends.keras import models  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, load_canonical  # noqa: E402
 from benchmark.backends.keras.pipelines import numpy as numpy_pipeline  # noqa: E402
 from benchmark.backends.keras.trainer import (  # noqa: E402
-    KerasTrainer, WeightsFileLast, coupled_l2, cross_entropy, mean_loss,
+    KerasTrainer,
+    WeightsFileLast,
+    coupled_l2,
+    cross_entropy,
+    mean_loss,
 )
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 
-__all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
-           "load_canonical", "synchronize"]
+__all__ = [
+    "Trainer",
+    "canonical_shapes",
+    "create_model",
+    "environment",
+    "equivalence_probe",
+    "input_pipeline",
+    "load_canonical",
+    "synchronize",
+]
 
 
 def _gpus() -> list:
@@ -56,8 +68,10 @@ def select_device(name: str, deterministic: bool):
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
     gpus = _gpus()
     if name == "cuda" and not gpus:
-        raise BenchmarkError("framework.device=cuda but JAX sees no GPU (the CPU build of jax is installed, or no "
-                             "driver); use framework.device=auto or cpu, or install jax[cuda12]")
+        raise BenchmarkError(
+            "framework.device=cuda but JAX sees no GPU (the CPU build of jax is installed, or no "
+            "driver); use framework.device=auto or cpu, or install jax[cuda12]"
+        )
     device = gpus[0] if gpus and name != "cpu" else jax.devices("cpu")[0]
     jax.config.update("jax_default_device", device)  # where Keras creates its variables
     return ("cuda" if device.platform == "gpu" else "cpu"), device
@@ -70,8 +84,9 @@ def _move(device):
 def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int):
     device = _gpus()[0] if _gpus() else jax.devices("cpu")[0]
     move = _move(device)
-    return numpy_pipeline.input_pipeline(images, labels, batch_size, padding, mean, std, seed,
-                                         lambda x, y: jax.block_until_ready(move(x, y)))
+    return numpy_pipeline.input_pipeline(
+        images, labels, batch_size, padding, mean, std, seed, lambda x, y: jax.block_until_ready(move(x, y))
+    )
 
 
 def synchronize() -> None:
@@ -136,11 +151,15 @@ class JaxEngine:  # implements trainer.Engine
         self.last = WeightsFileLast(trainer)
         self.model, self.optimizer = trainer.model, trainer.optimizer
         self.accum_steps, self.loss_scaling, self.weight_decay = (
-            trainer.accum_steps, trainer.loss_scaling, trainer.weight_decay)
+            trainer.accum_steps,
+            trainer.loss_scaling,
+            trainer.weight_decay,
+        )
         variables = self.optimizer.variables
         self.lr_index = next(i for i, v in enumerate(variables) if v is trainer.sgd()._learning_rate)
-        self.scale_index = (next(i for i, v in enumerate(variables) if v is self.optimizer.dynamic_scale)
-                            if self.loss_scaling else None)
+        self.scale_index = (
+            next(i for i, v in enumerate(variables) if v is self.optimizer.dynamic_scale) if self.loss_scaling else None
+        )
         self.sync_from_keras()
         donate = (0,) if self.device == "cuda" else ()  # XLA's CPU backend cannot reuse donated buffers
         self._train_step = jax.jit(self._train_step_fn, donate_argnums=donate)
@@ -153,17 +172,24 @@ class JaxEngine:  # implements trainer.Engine
 
     def sync_from_keras(self) -> None:
         # committed to the device, as the step's outputs are: otherwise the second call compiles again
-        self.state = jax.device_put(([v.value for v in self.model.trainable_variables],
-                                     [v.value for v in self.model.non_trainable_variables],
-                                     [v.value for v in self.optimizer.variables]), self.jax_device)
+        self.state = jax.device_put(
+            (
+                [v.value for v in self.model.trainable_variables],
+                [v.value for v in self.model.non_trainable_variables],
+                [v.value for v in self.optimizer.variables],
+            ),
+            self.jax_device,
+        )
         if self.accum_steps > 1:
             self.accumulated = [jnp.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
 
     def sync_to_keras(self) -> None:
         trainable, non_trainable, optimizer = self.state
-        for variables, values in ((self.model.trainable_variables, trainable),
-                                  (self.model.non_trainable_variables, non_trainable),
-                                  (self.optimizer.variables, optimizer)):
+        for variables, values in (
+            (self.model.trainable_variables, trainable),
+            (self.model.non_trainable_variables, non_trainable),
+            (self.optimizer.variables, optimizer),
+        ):
             for variable, value in zip(variables, values):
                 variable.assign(value)
 
@@ -197,7 +223,8 @@ class JaxEngine:  # implements trainer.Engine
             return (scaled * scale if scale is not None else scaled), (loss, logits, non_trainable)
 
         (_, (loss, logits, non_trainable)), grads = jax.value_and_grad(objective, has_aux=True)(
-            trainable, non_trainable)
+            trainable, non_trainable
+        )
         hits = jnp.sum(jnp.argmax(logits, axis=1) == y).astype(jnp.int32)
         return grads, non_trainable, loss, hits
 
@@ -246,8 +273,11 @@ class JaxEngine:  # implements trainer.Engine
     def bare_loop(self, model, optimizer, x, y):
         """The least a Keras-on-JAX step can be: stateless_call, value_and_grad, coupled
         L2, stateless_apply, in one jax.jit, on one fixed batch."""
-        scale_at = (next(i for i, v in enumerate(optimizer.variables) if v is optimizer.dynamic_scale)
-                    if self.loss_scaling else None)
+        scale_at = (
+            next(i for i, v in enumerate(optimizer.variables) if v is optimizer.dynamic_scale)
+            if self.loss_scaling
+            else None
+        )
 
         @jax.jit
         def step(trainable, non_trainable, state):
@@ -261,8 +291,11 @@ class JaxEngine:  # implements trainer.Engine
             trainable, state = optimizer.stateless_apply(state, grads, trainable)
             return trainable, new_state, state, loss
 
-        state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                 [v.value for v in optimizer.variables])
+        state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in optimizer.variables],
+        )
 
         def run(steps: int) -> None:
             nonlocal state

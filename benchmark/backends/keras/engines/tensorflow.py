@@ -59,8 +59,16 @@ from benchmark.backends.keras.trainer import KerasTrainer, coupled_l2, cross_ent
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 from benchmark.files import read_json, write_json, writing  # noqa: E402
 
-__all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
-           "load_canonical", "synchronize"]
+__all__ = [
+    "Trainer",
+    "canonical_shapes",
+    "create_model",
+    "environment",
+    "equivalence_probe",
+    "input_pipeline",
+    "load_canonical",
+    "synchronize",
+]
 
 # tf.train.Checkpoint logs an INFO line per save through absl, which would land in run.log
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -76,7 +84,9 @@ def select_device(name: str) -> str:
         try:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError as exc:
-            raise BenchmarkError("framework.device=cpu: TensorFlow had already initialized the GPU in this process") from exc
+            raise BenchmarkError(
+                "framework.device=cpu: TensorFlow had already initialized the GPU in this process"
+            ) from exc
         return "cpu"
     return "cuda" if gpus else "cpu"
 
@@ -137,7 +147,10 @@ class TensorFlowEngine:  # implements trainer.Engine
     def build(self, trainer: KerasTrainer) -> None:
         self.model, self.optimizer, self.variables = trainer.model, trainer.optimizer, trainer.variables
         self.accum_steps, self.loss_scaling, self.weight_decay = (
-            trainer.accum_steps, trainer.loss_scaling, trainer.weight_decay)
+            trainer.accum_steps,
+            trainer.loss_scaling,
+            trainer.weight_decay,
+        )
         self.checkpoint_dir, self.generator = trainer.checkpoint_dir, trainer.train_batches.generator
         self.loss_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         self.correct = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -149,7 +162,8 @@ class TensorFlowEngine:  # implements trainer.Engine
         image = (None, trainer.image_size, trainer.image_size, 3)
         # one trace for every eval batch size, the last partial batch included
         self._eval_step = tf.function(
-            self._eval_step_fn, jit_compile=self.jit,
+            self._eval_step_fn,
+            jit_compile=self.jit,
             input_signature=[tf.TensorSpec(image, tf.float32), tf.TensorSpec((None,), tf.int32)],
         )
 
@@ -238,8 +252,9 @@ class TensorFlowEngine:  # implements trainer.Engine
                 scaled = optimizer.scale_loss(loss) if self.loss_scaling else loss
             grads = tape.gradient(scaled, model.trainable_variables)
             # the coupled L2 the harness adds too (torch's bare loop has it in its SGD)
-            optimizer.apply(coupled_l2(grads, model.trainable_variables, self.weight_decay, scale),
-                            model.trainable_variables)
+            optimizer.apply(
+                coupled_l2(grads, model.trainable_variables, self.weight_decay, scale), model.trainable_variables
+            )
             return loss
 
         def run(steps: int) -> None:
@@ -257,8 +272,9 @@ class TensorFlowEngine:  # implements trainer.Engine
     # the previous one.
 
     def _state(self) -> tf.train.Checkpoint:
-        return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                   data_generator=self.generator)
+        return tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step, data_generator=self.generator
+        )
 
     def save_last(self, meta: dict) -> None:
         folder = self.checkpoint_dir / "last"
@@ -287,8 +303,10 @@ class TensorFlowEngine:  # implements trainer.Engine
         try:
             self._state().read(str(prefix)).assert_consumed()
         except Exception as exc:
-            raise BenchmarkError(f"{prefix} cannot be restored ({exc.__class__.__name__}); delete "
-                                 f"{self.checkpoint_dir} to redo the run from its start") from exc
+            raise BenchmarkError(
+                f"{prefix} cannot be restored ({exc.__class__.__name__}); delete "
+                f"{self.checkpoint_dir} to redo the run from its start"
+            ) from exc
         return info["meta"]
 
 

@@ -23,14 +23,26 @@ from benchmark import BenchmarkError  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, create_model, load_canonical  # noqa: E402
 from benchmark.backends.keras.pipelines import numpy as numpy_pipeline  # noqa: E402
 from benchmark.backends.keras.trainer import (  # noqa: E402
-    KerasTrainer, WeightsFileLast, coupled_l2, cross_entropy, mean_loss,
+    KerasTrainer,
+    WeightsFileLast,
+    coupled_l2,
+    cross_entropy,
+    mean_loss,
 )
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 from benchmark.backends.torch_device import cpu_kernels, resolve_device, seed_everything  # noqa: E402
 from benchmark.backends.torch_device import synchronize as synchronize_device  # noqa: E402
 
-__all__ = ["Trainer", "canonical_shapes", "create_model", "environment", "equivalence_probe", "input_pipeline",
-           "load_canonical", "synchronize"]
+__all__ = [
+    "Trainer",
+    "canonical_shapes",
+    "create_model",
+    "environment",
+    "equivalence_probe",
+    "input_pipeline",
+    "load_canonical",
+    "synchronize",
+]
 
 
 def keras_device() -> torch.device:
@@ -90,7 +102,8 @@ class TorchEngine:  # implements trainer.Engine
         if wanted.type != self.torch_device.type:
             raise BenchmarkError(
                 f"framework.device={cfg.framework.device}: Keras' torch engine chose {self.torch_device.type} when it "
-                f"was imported; set KERAS_TORCH_DEVICE={wanted.type} in the environment to choose it")
+                f"was imported; set KERAS_TORCH_DEVICE={wanted.type} in the environment to choose it"
+            )
         seed_everything(cfg.seed, cfg.framework.deterministic)
         self.device = self.torch_device.type
         self.to_device = _move(self.torch_device)
@@ -101,9 +114,16 @@ class TorchEngine:  # implements trainer.Engine
     def build(self, trainer: KerasTrainer) -> None:
         self.last = WeightsFileLast(trainer)
         self.model, self.optimizer, self.sgd, self.variables = (
-            trainer.model, trainer.optimizer, trainer.sgd(), trainer.variables)
+            trainer.model,
+            trainer.optimizer,
+            trainer.sgd(),
+            trainer.variables,
+        )
         self.accum_steps, self.loss_scaling, self.weight_decay = (
-            trainer.accum_steps, trainer.loss_scaling, trainer.weight_decay)
+            trainer.accum_steps,
+            trainer.loss_scaling,
+            trainer.weight_decay,
+        )
         self.reset_sums()
 
     # ---------------------------------------------------------------- the step
@@ -180,8 +200,12 @@ class TorchEngine:  # implements trainer.Engine
                 (optimizer.scale_loss(loss) if self.loss_scaling else loss).backward()
                 variables = model.trainable_variables
                 with torch.no_grad():
-                    grads = coupled_l2([v.value.grad for v in variables], [v.value for v in variables],
-                                       self.weight_decay, optimizer.dynamic_scale if self.loss_scaling else None)
+                    grads = coupled_l2(
+                        [v.value.grad for v in variables],
+                        [v.value for v in variables],
+                        self.weight_decay,
+                        optimizer.dynamic_scale if self.loss_scaling else None,
+                    )
                     optimizer.apply(grads, variables)
                 model.zero_grad()
             float(loss)  # waits for the device

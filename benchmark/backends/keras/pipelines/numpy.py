@@ -9,7 +9,7 @@ batches on both engines. Each engine's module moves a batch to its device.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -48,15 +48,31 @@ class TrainBatches:
 
     data_stream = contract.SHARED_STREAM_FACT
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
-                 normalize: Normalizer, seed: int, shared_stream: bool = True):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        batches: int,
+        padding: int,
+        normalize: Normalizer,
+        seed: int,
+        shared_stream: bool = True,
+    ):
         self.images, self.labels = images, np.asarray(labels, np.int32)
         self.batch_size, self.batches, self.padding, self.normalize, self.seed = (
-            batch_size, batches, padding, normalize, seed)
+            batch_size,
+            batches,
+            padding,
+            normalize,
+            seed,
+        )
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if self.batches * self.batch_size > len(self.labels):
-            raise ValueError(f"{self.batches} batches of {self.batch_size} need more than the {len(self.labels)} images")
+            raise ValueError(
+                f"{self.batches} batches of {self.batch_size} need more than the {len(self.labels)} images"
+            )
         plan = epoch_plan(self.seed, epoch, len(self.labels), self.padding)
         for b in range(self.batches):
             index, top, left, flip = plan.batch(b, self.batch_size)
@@ -73,7 +89,7 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     """In-order batches with no augmentation, keeping the last partial batch."""
     labels = np.asarray(labels, np.int32)
     for start in range(0, len(labels), batch_size):
-        yield normalize(images[start:start + batch_size]), labels[start:start + batch_size]
+        yield normalize(images[start : start + batch_size]), labels[start : start + batch_size]
 
 
 class DevicePipeline:
@@ -91,8 +107,9 @@ class DevicePipeline:
         return len(self.batches)
 
 
-def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int,
-                   move) -> DevicePipeline:
+def input_pipeline(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int, move
+) -> DevicePipeline:
     """One epoch's training batches on the device `move` puts them on (contract.Backend; benchmark.perf)."""
     batches = TrainBatches(images, labels, batch_size, len(labels) // batch_size, padding, Normalizer(mean, std), seed)
     return DevicePipeline(batches, move)

@@ -16,8 +16,10 @@ from benchmark.backends import contract
 from benchmark.data.stream import epoch_plan
 
 AUTOTUNE = tf.data.AUTOTUNE
-OWN_STREAM_FACT = ("own: stateless TensorFlow draws keyed per epoch by a tf.random.Generator seeded with the run's "
-                   "seed (order, then per batch crops and flips)")
+OWN_STREAM_FACT = (
+    "own: stateless TensorFlow draws keyed per epoch by a tf.random.Generator seeded with the run's "
+    "seed (order, then per batch crops and flips)"
+)
 
 
 def _host_tensor(array: np.ndarray, dtype=None) -> tf.Tensor:
@@ -66,8 +68,17 @@ class TrainBatches:
     `shared_stream` (protocol.data=aligned), from the framework-neutral
     benchmark.data.stream, which every backend applies identically."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, batches: int, padding: int,
-                 normalize: Normalizer, seed: int, shared_stream: bool = False):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        batches: int,
+        padding: int,
+        normalize: Normalizer,
+        seed: int,
+        shared_stream: bool = False,
+    ):
         self.images, self.labels = _host_tensor(images, tf.uint8), _host_tensor(labels, tf.int32)
         self.batch_size, self.batches, self.padding, self.normalize = batch_size, batches, padding, normalize
         self.seed, self.shared_stream = seed, shared_stream
@@ -79,8 +90,9 @@ class TrainBatches:
         """The batches of 0-based `epoch`; from the own generator, the next epoch's
         (advancing it by one epoch seed), whatever `epoch` says."""
         if self.batches * self.batch_size > int(self.labels.shape[0]):
-            raise ValueError(f"{self.batches} batches of {self.batch_size} need more than the "
-                             f"{int(self.labels.shape[0])} images")
+            raise ValueError(
+                f"{self.batches} batches of {self.batch_size} need more than the {int(self.labels.shape[0])} images"
+            )
         if self.shared_stream:
             return self._shared(int(epoch or 0))
         with tf.device("/CPU:0"):
@@ -132,10 +144,13 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     return starts.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
-def input_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std,
-                   seed: int) -> TrainBatches:
+def input_pipeline(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, padding: int, mean, std, seed: int
+) -> TrainBatches:
     """One epoch's training batches (contract.Backend; benchmark.perf)."""
-    return TrainBatches(images, labels, batch_size, len(labels) // batch_size, padding, Normalizer(mean, std), seed=seed)
+    return TrainBatches(
+        images, labels, batch_size, len(labels) // batch_size, padding, Normalizer(mean, std), seed=seed
+    )
 
 
 def synchronize() -> None:
