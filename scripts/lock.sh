@@ -2,7 +2,7 @@
 # Refresh the lock files requirements/cpu.txt and requirements/cuda.txt from
 # pyproject.toml (and the PyTorch pin in requirements/pins.txt) with uv, every file's
 # sha256 included, so that `pip install --require-hashes` installs exactly the set
-# the results were produced with. README: "Pinned environment".
+# the results were produced with. docs/running.md: "Pinned environment".
 #
 #   scripts/lock.sh                                    # Python 3.11, Linux x86_64 (the A40 nodes)
 #   LOCK_PYTHON=3.12 scripts/lock.sh                   # another cluster Python
