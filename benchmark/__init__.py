@@ -1,4 +1,4 @@
-"""Keras (TensorFlow) vs PyTorch image-classification benchmark.
+"""Keras 3 (TensorFlow, JAX, PyTorch engines) vs PyTorch image-classification benchmark.
 
 Framework-neutral modules (config, data, schedule, metrics, rundir, environment,
 engine) never import torch or tensorflow at module level; each backend lives in

@@ -53,7 +53,7 @@ class Expected:
 
 
 def md5_of(path: Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def truncate(path: Path, fraction: float = 0.5) -> Path:
@@ -115,7 +115,9 @@ def make_cifar10(
     test_y = _balanced_labels(10, per_class_test, rng)
     train_rows, test_rows = _cifar_rows(len(train_y), rng), _cifar_rows(len(test_y), rng)
     files = {}
-    for i, (rows, labels) in enumerate(zip(np.array_split(train_rows, 5), np.array_split(train_y, 5)), start=1):
+    for i, (rows, labels) in enumerate(
+        zip(np.array_split(train_rows, 5), np.array_split(train_y, 5), strict=True), start=1
+    ):
         batch = {
             b"batch_label": f"training batch {i} of 5".encode(),
             b"labels": [int(v) for v in labels],
@@ -307,7 +309,7 @@ def make_tiny_imagenet_parquet(
     def write(path: Path, labels: np.ndarray, gray: np.ndarray) -> None:
         images = [
             {"bytes": jpeg_bytes(class_color(int(y)), image_size, bool(g)), "path": f"{i}.JPEG"}
-            for i, (y, g) in enumerate(zip(labels, gray))
+            for i, (y, g) in enumerate(zip(labels, gray, strict=True))
         ]
         table = pa.table(
             {"image": pa.array(images, type=image_type), "label": pa.array(labels.tolist(), pa.int64())}, schema=schema

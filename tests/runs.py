@@ -105,7 +105,7 @@ def epoch_lr(epoch: int, steps_per_epoch: int, epochs: int) -> float:
 
 def metrics_rows(key: tuple, epochs: int, epochs_done: int, final_accuracy: float, epoch_seconds: float) -> list[dict]:
     """Plausible per-epoch rows: decaying loss, saturating accuracy, slow first epoch."""
-    framework, dataset = key[0], key[1]
+    dataset = key[1]
     rng = _rng("curve", *key)
     steps = TRAIN_IMAGES[dataset] // BATCH
     start_loss = math.log(CLASSES[dataset])

@@ -86,11 +86,11 @@ def test_both_trainers_see_the_same_batches(aligned_trainers):
     for name, trainer in aligned_trainers.items():
         epochs = []
         for epoch in (1, 0):  # out of order: an epoch's stream depends on nothing before it (resume)
-            xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in trainer.train_batches.epoch(epoch)])
+            xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in trainer.train_batches.epoch(epoch)], strict=True)
             epochs.append((np.stack(xs), np.stack(ys)))
         batches[name] = epochs
     (torch_epochs, keras_epochs) = batches["pytorch"], batches["keras"]
-    for (tx, ty), (kx, ky) in zip(torch_epochs, keras_epochs):
+    for (tx, ty), (kx, ky) in zip(torch_epochs, keras_epochs, strict=True):
         np.testing.assert_array_equal(ty, ky)
         np.testing.assert_allclose(tx.transpose(0, 1, 3, 4, 2), kx, atol=1e-6)  # NCHW vs NHWC, same pixels
     assert not np.array_equal(torch_epochs[0][1], torch_epochs[1][1])  # a new order every epoch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import io
 import json
 import os
 import pickle
@@ -183,7 +184,7 @@ def check_tiny(raw: sources.RawDataset, exp: formats.Expected) -> None:
         assert x.shape == (len(exp_y), 64, 64, 3) and x.dtype == np.uint8
         assert y.dtype == np.int64 and np.array_equal(y, exp_y)
         assert gray.any()
-        for img, color, is_gray in zip(x, colors, gray):
+        for img, color, is_gray in zip(x, colors, gray, strict=True):
             if is_gray:  # grayscale JPEG: three identical channels
                 assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
             else:  # JPEG is lossy: the flat class colour within a few levels
@@ -472,7 +473,7 @@ def _corrupted_tar_gz(root):
 def _batch_without_data(root):
     exp = formats.make_cifar10(root, extracted=True)
     batch = exp.path / "cifar-10-batches-py" / "data_batch_1"
-    content = pickle.loads(batch.read_bytes())
+    content = sources.unpickle_cifar_batch(io.BytesIO(batch.read_bytes()), str(batch))
     del content[b"data"]
     batch.write_bytes(pickle.dumps(content, protocol=2))
     return small_config("cifar10", source=str(exp.path)), exp.path

@@ -161,7 +161,7 @@ def test_report_says_the_api_effect_and_the_engine_effects(tmp_path):
             )
     report = analyze(tmp_path, plots=False)
     results = pd.read_csv(report / "results.csv")
-    assert sorted(zip(results["framework"], results["engine"]))[::3] == [
+    assert sorted(zip(results["framework"], results["engine"], strict=True))[::3] == [
         ("keras", "jax"),
         ("keras", "tensorflow"),
         ("keras", "torch"),

@@ -143,7 +143,7 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_variable(trainer):
     before = [v.numpy().copy() for v in trainer.variables]
     trainer.engine._apply([tf.zeros_like(v) for v in trainer.variables])
     assert int(trainer.engine.step.numpy()) == trainer.schedule.warmup_steps + 1
-    for w0, v in zip(before, trainer.variables):
+    for w0, v in zip(before, trainer.variables, strict=True):
         np.testing.assert_allclose(v.numpy(), w0 - lr * (1 + momentum) * wd * w0, rtol=1e-5, atol=1e-9)
 
 
@@ -206,7 +206,7 @@ def test_train_pipeline_drops_the_remainder_and_augments_by_crop_and_flip():
     assert len(set(seen.tolist())) == 32  # 32 of the 40 images, none twice
     p, flips, shifts = 2, 0, 0
     for x, y in batches:
-        for out, index in zip(x, y):
+        for out, index in zip(x, y, strict=True):
             padded = np.pad(images[index].astype(np.int64), ((p, p), (p, p), (0, 0)))
             windows = [
                 (dy, dx, flip)
@@ -226,15 +226,19 @@ def test_train_pipeline_is_reproducible_and_resumes_from_a_checkpoint(tmp_path):
     _, same = _identity_batches(seed=3)
     _, other = _identity_batches(seed=4)
     epoch1 = _epoch(first)
-    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(epoch1, _epoch(same)))
-    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(epoch1, _epoch(other)))
+    assert all(
+        np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(epoch1, _epoch(same), strict=True)
+    )
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(epoch1, _epoch(other), strict=True))
 
     prefix = tf.train.Checkpoint(generator=first.generator).write(str(tmp_path / "data"))
     epoch2 = _epoch(first)
-    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(epoch1, epoch2))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(epoch1, epoch2, strict=True))
     _, resumed = _identity_batches(seed=3)
     tf.train.Checkpoint(generator=resumed.generator).read(prefix).assert_consumed()
-    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(epoch2, _epoch(resumed)))
+    assert all(
+        np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(epoch2, _epoch(resumed), strict=True)
+    )
 
 
 # ----------------------------------------------------------- end to end

@@ -214,7 +214,7 @@ def test_audit_under_the_aligned_protocol_finds_no_difference_and_checks_equival
     from benchmark.parity.__main__ import run
 
     # TensorFlow's Keras against PyTorch: the float64 probe of Keras on JAX and on torch still
-    # computes in float32 somewhere (README: Keras engines), which the audit reports as a difference
+    # computes in float32 somewhere (docs/engines.md), which the audit reports as a difference
     findings, md, _ = run(
         [
             "protocol=aligned",

@@ -132,7 +132,10 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     assert results["variant"].isna().all()  # "" for every run: none was launched with extra overrides
     assert (results["protocol"] == "native").all()  # recorded before protocols existed
     # ... and before engines existed: each framework's default engine
-    assert dict(zip(results["framework"], results["engine"])) == {"keras": "tensorflow", "pytorch": "torch"}
+    assert dict(zip(results["framework"], results["engine"], strict=True)) == {
+        "keras": "tensorflow",
+        "pytorch": "torch",
+    }
     new_columns = ["variant", "engine", "protocol", "modified_at", "note", *ordered_tta(results.columns)]  # added later
     pd.testing.assert_frame_equal(results.drop(columns=new_columns), old_results)
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
@@ -148,7 +151,7 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
             "std_keras": "std_b",
         }
     )
-    assert set(zip(new["arm_a"], new["arm_b"])) == {("pytorch", "keras")} and len(new) == len(old)
+    assert set(zip(new["arm_a"], new["arm_b"], strict=True)) == {("pytorch", "keras")} and len(new) == len(old)
     on = ["dataset", "model", "precision", "metric", "mode_a", "mode_b"]
     both = old.merge(new, on=on, suffixes=("_old", ""), validate="one_to_one")
     for column in NUMBERS:
@@ -213,7 +216,7 @@ def test_three_arms_give_every_pairwise_comparison_matching_a_recomputation(thre
     stats = read_csv(three_arms / "report" / "statistical_results.csv")
     results = read_csv(three_arms / "report" / "results.csv")
     pairs = {("keras", "jax"), ("pytorch", "jax"), ("pytorch", "keras")}
-    assert set(zip(stats["arm_a"], stats["arm_b"])) == pairs
+    assert set(zip(stats["arm_a"], stats["arm_b"], strict=True)) == pairs
     tta = stats["metric"].isin(ordered_tta(results.columns))
     assert tta.sum() == 2 * 3 * 4  # models x arm pairs x (cifar10's 2 targets: epochs and seconds)
     stats = stats[~tta]
@@ -254,7 +257,7 @@ def test_plots_stay_readable_with_three_arms(three_arms):
 def test_compare_chooses_the_pairs_and_their_direction(three_arms, capsys):
     analyze(three_arms, plots=False, compare=["keras:pytorch"])
     stats = read_csv(three_arms / "report" / "statistical_results.csv")
-    assert set(zip(stats["arm_a"], stats["arm_b"])) == {("keras", "pytorch")}
+    assert set(zip(stats["arm_a"], stats["arm_b"], strict=True)) == {("keras", "pytorch")}
     analyze(three_arms, plots=False)
     default = read_csv(three_arms / "report" / "statistical_results.csv")
     flipped = default[(default["arm_a"] == "pytorch") & (default["arm_b"] == "keras")]

@@ -66,8 +66,14 @@ def _fmt(value: float, scale: float) -> str:
 
 
 def _sentence(row: dict, unit: str, scale: float, label: str) -> str:
-    native = f"{_fmt(row['delta_native'], scale)} [{_fmt(row['ci_native_low'], scale)}, {_fmt(row['ci_native_high'], scale)}]"
-    aligned = f"{_fmt(row['delta_aligned'], scale)} [{_fmt(row['ci_aligned_low'], scale)}, {_fmt(row['ci_aligned_high'], scale)}]"
+    native = (
+        f"{_fmt(row['delta_native'], scale)} "
+        f"[{_fmt(row['ci_native_low'], scale)}, {_fmt(row['ci_native_high'], scale)}]"
+    )
+    aligned = (
+        f"{_fmt(row['delta_aligned'], scale)} "
+        f"[{_fmt(row['ci_aligned_low'], scale)}, {_fmt(row['ci_aligned_high'], scale)}]"
+    )
     zoo = f"{_fmt(row['zoo_effect'], scale)} [{_fmt(row['zoo_ci_low'], scale)}, {_fmt(row['zoo_ci_high'], scale)}]"
     what = "aligned" if not row[VARIANT_FIELD] else f"aligned except {row[VARIANT_FIELD]}"
     text = (
@@ -92,7 +98,7 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     # time to accuracy is censored (never reached = inf): a mean of its differences is not defined
     stats = stats[~stats["metric"].map(lambda name: metric_for(name).censored)]
     for values, group in stats.groupby(key, dropna=False, sort=True):
-        scope = dict(zip(key, values))
+        scope = dict(zip(key, values, strict=True))
         natives = group[group[PROTOCOL] == NATIVE]
         for _, other in group[group[PROTOCOL] != NATIVE].iterrows():
             baseline = natives[natives[VARIANT_FIELD] == _baseline_variant(other[VARIANT_FIELD])]

@@ -87,7 +87,7 @@ def divergence(curves: pd.DataFrame) -> pd.DataFrame:
                 )
                 frames.append(
                     frame[frame["n_seeds"] >= 2].assign(
-                        **dict(zip(GROUP, group)), arm_a=pair.first, arm_b=pair.second, curve=curve
+                        **dict(zip(GROUP, group, strict=True)), arm_a=pair.first, arm_b=pair.second, curve=curve
                     )
                 )
     if not frames:

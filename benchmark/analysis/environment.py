@@ -65,7 +65,7 @@ def _arm_fields(runs: pd.DataFrame) -> dict:
 
 def environment_table(environments: dict[str, dict | None], results: pd.DataFrame) -> pd.DataFrame:
     """One row per run that has an env.json: run_dir, arm and every field as text."""
-    arms = dict(zip(results["run_dir"], arm_names(results.fillna({"framework": "unknown"}))))
+    arms = dict(zip(results["run_dir"], arm_names(results.fillna({"framework": "unknown"})), strict=True))
     present = [env for env in environments.values() if env is not None]
     fields = {*SHARED_FIELDS, *LISTED_FIELDS, *(f for env in present for f in env if f not in NOT_COMPARED)}
     rows = [
@@ -144,7 +144,7 @@ def distinct_environments(table: pd.DataFrame) -> list[str]:
         fields = {**SHARED_FIELDS, **_arm_fields(runs)}
         groups = runs.groupby(list(fields), sort=False).size().sort_values(ascending=False)
         for values, count in groups.items():
-            described = ", ".join(f"{label} {value}" for label, value in zip(fields.values(), values))
+            described = ", ".join(f"{label} {value}" for label, value in zip(fields.values(), values, strict=True))
             lines.append(f"  {count} {arm} run{'s' if count != 1 else ''}: {described}")
     return lines
 

@@ -113,7 +113,7 @@ def curves_figure(curves: pd.DataFrame, title: str) -> Figure:
     styles = arm_styles(curves)
     fig = Figure(figsize=(11, 7.5))
     fig.subplots_adjust(left=0.07, right=0.98, top=0.91, bottom=0.12, hspace=0.3, wspace=0.18)
-    for ax, (column, label) in zip(fig.subplots(2, 2).ravel(), CURVE_PANELS):
+    for ax, (column, label) in zip(fig.subplots(2, 2).ravel(), CURVE_PANELS, strict=True):
         for arm, runs in curves.groupby("label"):
             wide = runs.pivot(index="epoch", columns="run_dir", values=column)
             colour, dash, _ = styles[arm]
@@ -133,7 +133,7 @@ def plot_curves(curves: pd.DataFrame, results: pd.DataFrame, out: Path) -> list[
     paths = []
     for group, runs in done.groupby(list(GROUP), sort=True):
         name = "curves_" + _file_stem(group) + ".png"
-        paths.append(_save(curves_figure(runs, _title(dict(zip(GROUP, group)))), out / name))
+        paths.append(_save(curves_figure(runs, _title(dict(zip(GROUP, group, strict=True)))), out / name))
     return paths
 
 
@@ -261,7 +261,7 @@ def divergence_figure(rows: pd.DataFrame, title: str) -> Figure:
     styles = arm_styles(pd.DataFrame({"label": [arm_a, arm_b]}))
     fig = Figure(figsize=(11, 4.2))
     fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.26, wspace=0.2)
-    for ax, (curve, label) in zip(fig.subplots(1, 2), CURVES.items()):
+    for ax, (curve, label) in zip(fig.subplots(1, 2), CURVES.items(), strict=True):
         mine = rows[rows["curve"] == curve].sort_values("epoch")
         ax.plot(mine["epoch"], mine["framework_gap"], color="black", lw=2.2, marker="o", ms=4)
         for arm, column in ((arm_a, "seed_spread_a"), (arm_b, "seed_spread_b")):
@@ -288,7 +288,8 @@ def plot_divergence(table: pd.DataFrame, out: Path) -> list[Path]:
     paths = []
     for group, rows in table.groupby([*GROUP, "arm_a", "arm_b"], sort=True):
         name = "divergence_" + _file_stem(group) + ".png"
-        paths.append(_save(divergence_figure(rows, _title(dict(zip(GROUP, group)))), out / name))
+        # the title names the GROUP fields only: the group's trailing arm_a, arm_b are left out
+        paths.append(_save(divergence_figure(rows, _title(dict(zip(GROUP, group, strict=False)))), out / name))
     return paths
 
 

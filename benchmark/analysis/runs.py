@@ -2,11 +2,12 @@
 
 A sweep directory holds run directories at any depth (Hydra's multirun subfolders,
 stage folders, runs reused from an earlier stage through symbolic links). A run
-directory is recognised by ``summary.json``, ``status.json`` or ``.hydra/config.yaml``; the run's
-key (benchmark.spec.runkey) comes from ``summary.json`` and, for a run that died before
-writing it, from the saved config; its variant (the overrides outside the key) from
-``summary.json`` or, for runs made before it was recorded, from where it lies. Every run is listed, whatever its state; only the analysis
-(``stats``) restricts itself to completed runs.
+directory is recognised by ``summary.json``, ``status.json`` or ``.hydra/config.yaml``;
+the run's key (benchmark.spec.runkey) comes from ``summary.json`` and, for a run that
+died before writing it, from the saved config; its variant (the overrides outside the
+key) from ``summary.json`` or, for runs made before it was recorded, from where it
+lies. Every run is listed, whatever its state; only the analysis (``stats``)
+restricts itself to completed runs.
 """
 
 from __future__ import annotations
@@ -164,7 +165,9 @@ def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
         try:
             if len(fields) != len(header):
                 raise ValueError
-            rows.append({name: float(value) for name, value in zip(header, fields) if name in METRICS_COLUMNS})
+            rows.append(
+                {name: float(value) for name, value in zip(header, fields, strict=True) if name in METRICS_COLUMNS}
+            )
         except ValueError:
             damaged.append(number)
     metrics = pd.DataFrame(rows, columns=list(METRICS_COLUMNS), dtype=float) if rows else empty

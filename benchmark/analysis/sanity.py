@@ -112,7 +112,7 @@ def _seeds_differ(completed: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     for _, runs in with_curves.groupby(["arm", MODE_FIELD, *GROUP], sort=True):
         if runs[PAIR_FIELD].nunique() < 2:
             continue
-        fingerprints = {}
+        fingerprints: dict[bytes, list[int]] = {}  # a curve's bytes -> the seeds that drew it
         for run in runs.itertuples(index=False):
             fingerprints.setdefault(by_run[run.run_dir].round(12).to_numpy().tobytes(), []).append(int(run.seed))
         same = [seeds for seeds in fingerprints.values() if len(seeds) > 1]
@@ -177,8 +177,8 @@ def verdict(sanity: pd.DataFrame) -> str:
         return f"Sanity checks (docs/protocol.md §6): all {len(sanity)} passed"
     counts = ", ".join(f"{check} {count}x" for check, count in failed["check"].value_counts(sort=False).items())
     return (
-        f"Sanity checks (docs/protocol.md §6) FAILED: {counts} (of {len(sanity)}); a failed check can mean the two arms "
-        "did not run the same protocol, so read it before the statistics"
+        f"Sanity checks (docs/protocol.md §6) FAILED: {counts} (of {len(sanity)}); "
+        "a failed check can mean the two arms did not run the same protocol, so read it before the statistics"
     )
 
 

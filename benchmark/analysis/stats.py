@@ -24,21 +24,10 @@ every two arms present are compared, the one later in alphabetical order first
   in [−1, 1];
 - mean/std (ddof=1) of each arm over the paired seeds only.
 
-Degenerate cases get documented finite values and a `note` (never inf, never a crash):
-
-- no pair: delta and CI NaN, p = 1.0, d = 0.0, Cliff's delta = 0.0;
-- one pair: delta and CI = that difference, p = 1.0, d = 0.0 (no test is possible);
-- all differences zero: delta = 0, CI [0, 0], p = 1.0, d = 0.0;
-- differences all equal but not zero (zero variance): t and d_z are unbounded; the
-  t-test p is reported as 0.0 (its limit) and d_z as ±1e6 (D_Z_CAP, with the sign of
-  delta); |d_z| is capped there in every case; the Wilcoxon test is unaffected;
-- several completed runs of one arm and seed: one is used (the shallowest, then the
-  newest by modification time: one_run_per_seed) and the note says which;
-- a seed with only one arm completed (the other missing, failed or still running) or
-  with a missing value is dropped, and named in the note.
-
-Differences within REL_TOL of the arms' magnitude are treated as exactly zero and as
-ties, so floating-point noise neither invents an effect nor breaks a tie.
+Degenerate cases (no pair, one pair, all differences zero or equal, unpaired seeds,
+duplicate runs, censored times, differences within REL_TOL) get documented values and
+a `note`, never inf, never a crash: see docs/analysis.md §7, the one table of these
+conventions.
 """
 
 from __future__ import annotations
@@ -91,7 +80,10 @@ def metric_for(name: str) -> Metric:
     """The Metric of a compared column: COMPARED_METRICS, or a time-to-accuracy column."""
     if name in COMPARED_METRICS:
         return COMPARED_METRICS[name]
-    kind, target = parse(name)
+    parsed = parse(name)
+    if parsed is None:
+        raise ValueError(f"{name!r} is neither a compared metric nor a time-to-accuracy column")
+    kind, target = parsed
     reach = f"to reach {100 * target:g}% val accuracy"
     if kind == "seconds":
         return Metric(name, f"training time {reach}", "s", 1.0, "slower", "faster", reach, 1, censored=True)
@@ -447,7 +439,7 @@ def comparisons(results: pd.DataFrame, pairs: list[ArmPair] | None = None):
     for group, group_runs in keyed.groupby(list(GROUP), sort=True):
         for pair in pairs:
             for modes, runs in by_execution_mode(group_runs, pair):
-                yield dict(zip(GROUP, group)), pair, modes, runs
+                yield dict(zip(GROUP, group, strict=True)), pair, modes, runs
 
 
 def check_pairs(results: pd.DataFrame, pairs: list[ArmPair]) -> None:

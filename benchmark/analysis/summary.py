@@ -122,7 +122,8 @@ def _minimum_p_clause(row) -> str:
     )
     return (
         f" With {pairs} the exact two-sided Wilcoxon test cannot reach p < {ALPHA:g} "
-        f"(minimum p = {min_p:.4g}); the paired t-test, which assumes normal differences, gives p = {fmt_p(row['ttest_p'])}."
+        f"(minimum p = {min_p:.4g}); the paired t-test, which assumes normal differences, "
+        f"gives p = {fmt_p(row['ttest_p'])}."
     )
 
 
@@ -163,8 +164,12 @@ def significance_table(stats: pd.DataFrame) -> pd.DataFrame:
     tested = stats["n_pairs"] >= 2
     table["significant"] = ((stats["wilcoxon_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
     table["significant_holm"] = ((stats["holm_p"] < ALPHA) & tested).map({True: "yes", False: "no"})
-    table["d_label"] = [effect_label(d, COHEN_D_LABELS, n) for d, n in zip(stats["cohens_d"], stats["n_pairs"])]
-    table["cliffs_label"] = [effect_label(c, CLIFF_LABELS, n) for c, n in zip(stats["cliffs_delta"], stats["n_pairs"])]
+    table["d_label"] = [
+        effect_label(d, COHEN_D_LABELS, n) for d, n in zip(stats["cohens_d"], stats["n_pairs"], strict=True)
+    ]
+    table["cliffs_label"] = [
+        effect_label(c, CLIFF_LABELS, n) for c, n in zip(stats["cliffs_delta"], stats["n_pairs"], strict=True)
+    ]
     table["sentence"] = stats.apply(sentence, axis=1)
     return table[list(SUMMARY_COLUMNS)]
 
@@ -219,8 +224,10 @@ def _metric_section(metric: Metric, rows: pd.DataFrame) -> str:
             "Holm p": rows["holm_p"].map(fmt_p),
             "sig.": rows["significant"],
             "sig. (Holm)": rows["significant_holm"],
-            "d_z": [f"{d:.2f} ({label})" for d, label in zip(rows["cohens_d"], rows["d_label"])],
-            "Cliff's δ": [f"{c:.2f} ({label})" for c, label in zip(rows["cliffs_delta"], rows["cliffs_label"])],
+            "d_z": [f"{d:.2f} ({label})" for d, label in zip(rows["cohens_d"], rows["d_label"], strict=True)],
+            "Cliff's δ": [
+                f"{c:.2f} ({label})" for c, label in zip(rows["cliffs_delta"], rows["cliffs_label"], strict=True)
+            ],
         }
     )
     bullets = "\n".join(f"- **{_scope(r)}, {r['arms']}**: {r['sentence']}" for _, r in rows.iterrows())

@@ -67,7 +67,7 @@ def run_targets(summary: dict, dataset) -> tuple[float, ...]:
 
 def time_to_accuracy(metrics: pd.DataFrame, targets, completed: bool) -> dict:
     """The columns of one run (metrics.csv sorted by epoch, as benchmark.analysis.runs reads it)."""
-    out = {}
+    out: dict[str, float] = {}  # an epoch number, or inf / NaN where the target was never reached
     accuracy = metrics["val_accuracy"].to_numpy(float)
     seconds = np.cumsum(np.nan_to_num(metrics["epoch_time_seconds"].to_numpy(float)))
     for target in targets:

@@ -2,10 +2,12 @@
 
 A backend is a subpackage ``benchmark.backends.<name>`` that implements the contract
 of :mod:`benchmark.backends.contract` (``BackendModule`` for the module, ``BackendTrainer``
-for its trainer: every consumer's view of each) on each of its engines (MODULES; the engines are named in benchmark.spec.frameworks), and a model registry (``models.create_model(name, num_classes, image_size,
-drop_rate=..., drop_path_rate=..., init=..., architecture=...)``) whose aligned
-architecture maps every tensor onto torchvision's names and layout
-(``canonical_shapes``/``load_canonical``; docs/protocol.md §11). Adding a backend is one entry in BACKENDS and MODULES (and
+for its trainer: every consumer's view of each) on each of its engines (MODULES; the
+engines are named in benchmark.spec.frameworks), and a model registry
+(``models.create_model(name, num_classes, image_size, drop_rate=..., drop_path_rate=...,
+init=..., architecture=...)``) whose aligned architecture maps every tensor onto
+torchvision's names and layout (``canonical_shapes``/``load_canonical``; docs/protocol.md
+§11). Adding a backend is one entry in BACKENDS and MODULES (and
 benchmark.spec.frameworks) and its subpackage; adding an engine, one entry in each and its module.
 Only the selected backend and engine are imported, so a PyTorch run never imports
 TensorFlow, and a Keras run on the JAX engine never imports TensorFlow either.

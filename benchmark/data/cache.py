@@ -104,7 +104,7 @@ def _locate_source(ds, data_dir: Path) -> Path:
     if raw.exists():
         sources.verify_md5(raw, ds.md5)
         return raw
-    hint = f"put {ds.archive} in {raw.parent}/ or set dataset.source=/path/to/{ds.archive} (see README)"
+    hint = f"put {ds.archive} in {raw.parent}/ or set dataset.source=/path/to/{ds.archive} (see docs/running.md)"
     if not ds.url:
         raise BenchmarkError(f"{raw} not found; {hint}")
     log.info("downloading %s to %s", ds.url, raw)
@@ -258,6 +258,8 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
             if meta is None or meta.get("version") != CACHE_VERSION:
                 _build(ds, data_dir, target)
                 meta = _read_meta(target)
+                if meta is None:  # _build writes meta.json last, or raises
+                    raise _damaged(target, "meta.json missing right after it was prepared")
             elif "fingerprint" not in meta:
                 meta = _add_fingerprint(target, meta)
     arrays = _load_arrays(target)

@@ -12,6 +12,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -40,19 +41,70 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _unpickle(fh, origin: str) -> dict:
+CIFAR_HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"  # the official downloads of both CIFARs
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as pickles written by Python 3 at protocol <= 2 use it: bytes
+    are stored as their latin-1 text. Nothing but that one conversion is admitted."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not a bytes value")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Resolves only the globals the official CIFAR python batches refer to; a pickle
+    naming any other (os.system, builtins.eval, ...) is refused before it is called."""
+
+    # (module, name) -> the object; the batches are dicts of bytes keys, lists, bytes and
+    # uint8 numpy arrays, written by Python 2's cPickle (numpy 1.x names); the numpy 2
+    # module name and Python 3's protocol-2 bytes come from files re-pickled since
+    ALLOWED = {
+        # the function numpy's own array pickles call, wherever this numpy keeps it
+        ("numpy.core.multiarray", "_reconstruct"): np.empty(0).__reduce__()[0],
+        ("numpy._core.multiarray", "_reconstruct"): np.empty(0).__reduce__()[0],
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
+
+    def __init__(self, fh, origin: str):
+        super().__init__(fh, encoding="bytes")  # Python 2 str -> bytes, as the official readers do
+        self.origin = origin
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise BenchmarkError(
+                f"{self.origin} refers to {module}.{name}, which no official CIFAR batch contains: refused, "
+                f"nothing in it was run; delete the file and download it again from {CIFAR_HOME}"
+            ) from None
+
+
+def unpickle_cifar_batch(fh, origin: str) -> dict:
+    """One official CIFAR python batch (a pickled dict) from the open binary file `fh`,
+    through an unpickler that admits only what that format needs: a file from an
+    untrusted mirror cannot run code. `origin` names the file in errors."""
     try:
-        return pickle.load(fh, encoding="bytes")
-    except (tarfile.TarError, EOFError, OSError, zlib.error):
-        raise  # the archive itself is damaged: reported by the caller
+        batch = _CifarUnpickler(fh, origin).load()
+    except (tarfile.TarError, EOFError, OSError, zlib.error, BenchmarkError):
+        raise  # the archive itself is damaged (reported by the caller), or a refused global
     except Exception as exc:  # garbage unpickles into almost any exception type
         raise BenchmarkError(
             f"{origin} is damaged ({exc.__class__.__name__}: {_one_line(exc)}); delete it and download it again"
         ) from exc
+    if not isinstance(batch, dict):
+        raise BenchmarkError(
+            f"{origin} holds a {type(batch).__name__}, not an official CIFAR batch (a dict); "
+            f"delete it and download it again from {CIFAR_HOME}"
+        )
+    return batch
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+    # a checksum against the md5 the dataset's publishers list, not a security measure
+    digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
@@ -71,12 +123,20 @@ def verify_md5(path: Path, expected: str | None) -> None:
 
 
 def download(url: str, dest: Path, md5: str | None, hint: str) -> Path:
-    """Fetch `url` to `dest` through a temporary name; nothing is left on failure."""
+    """Fetch `url` to `dest` through a temporary name; nothing is left on failure.
+
+    Only http(s) URLs are opened (never file: or another scheme urllib knows): the
+    official CIFAR mirror is https, the official Tiny-ImageNet one only http."""
+    if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+        raise BenchmarkError(f"cannot download {url}: not an http(s) URL; {hint}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=60) as response,  # noqa: S310  http(s) only, checked above
+        ):
             while block := response.read(1 << 20):
                 out.write(block)
         verify_md5(tmp, md5)
@@ -122,7 +182,7 @@ def read_cifar(source: Path, name: str) -> RawDataset:
                 raise BenchmarkError(f"{path} is missing: {source} is not an extracted {folder} folder")
             with open(path, "rb") as fh:
                 try:
-                    return _unpickle(fh, str(path))
+                    return unpickle_cifar_batch(fh, str(path))
                 except (EOFError, OSError) as exc:
                     raise BenchmarkError(f"{path} is truncated ({_one_line(exc)}); extract the archive again") from exc
 
@@ -138,7 +198,7 @@ def read_cifar(source: Path, name: str) -> RawDataset:
                         raise BenchmarkError(
                             f"{source} has no {folder}/{member}: not the official {name} python archive"
                         ) from None
-                    return _unpickle(fh, f"{source}:{folder}/{member}")
+                    return unpickle_cifar_batch(fh, f"{source}:{folder}/{member}")
 
                 train, test = load_all(read_member)
         except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, zlib.error) as exc:
@@ -150,7 +210,8 @@ def read_cifar(source: Path, name: str) -> RawDataset:
         test_x, test_y = _cifar_arrays(test, label_key)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BenchmarkError(
-            f"{source}: batches are not in the official {name} python format ({exc.__class__.__name__}: {_one_line(exc)})"
+            f"{source}: batches are not in the official {name} python format "
+            f"({exc.__class__.__name__}: {_one_line(exc)})"
         ) from exc
     return RawDataset(train_x, train_y, test_x, test_y, f"{name} python archive {source}")
 
@@ -265,7 +326,7 @@ def read_tiny_imagenet_parquet(folder: Path, size: int = 64) -> RawDataset:
                     f"{path} is truncated or not a parquet file ({_one_line(exc)}); download it again"
                 ) from exc
             for row, (image, label) in enumerate(
-                zip(table.column("image").to_pylist(), table.column("label").to_pylist())
+                zip(table.column("image").to_pylist(), table.column("label").to_pylist(), strict=True)
             ):
                 images.append(_decode_rgb(image["bytes"], size, f"{path} row {row}"))
                 labels.append(label)

@@ -1,6 +1,6 @@
 """Cross-framework parity audit: what differs between the arms of one configuration.
 
-Two commands (see README, *Known differences*):
+Two commands (see docs/parity.md):
 
 - ``python -m benchmark.parity.params [--out FILE.csv]``: parameter counts of every
   model x input size x classes in both frameworks (:mod:`benchmark.parity.params`).

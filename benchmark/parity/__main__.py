@@ -7,7 +7,8 @@
 Overrides are the benchmark's own Hydra overrides (model=, dataset=, precision=,
 optim.*, batch_size=, ...), composed with the real conf/; ``framework=`` is irrelevant:
 the arms are the framework options of --arms (default: every conf/framework option,
-each Keras engine included; Keras on JAX and on torch are built in a process each). Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
+each Keras engine included; Keras on JAX and on torch are built in a process each).
+Writes ``parity_<model>_<dataset>.md`` and ``.csv`` into DIR
 (default: ``parity/`` under the current directory). A bad override or option is a
 one-line error and exit status 2. No dataset files are needed.
 """

@@ -179,8 +179,8 @@ def check_parameters(arms: dict[str, Introspection]) -> list[Finding]:
 def _pad(p) -> str:
     if p is None:
         return "input-dependent"
-    t, b, l, r = p
-    return str(t) if t == b == l == r else f"{t}/{b}/{l}/{r}"
+    top, bottom, left, right = p
+    return str(top) if top == bottom == left == right else f"{top}/{bottom}/{left}/{right}"
 
 
 def _counted(counter: Counter) -> str:
@@ -223,7 +223,10 @@ def check_layers(tables: list[list[LayerInfo]]) -> list[Finding]:
         _row(
             "Layers",
             "padding of strided convolutions",
-            [f"{len(s)} strided; asymmetric: {', '.join(a) or 'none'}" for s, a in zip(strided, asymmetric)],
+            [
+                f"{len(s)} strided; asymmetric: {', '.join(a) or 'none'}"
+                for s, a in zip(strided, asymmetric, strict=True)
+            ],
             "symmetric everywhere" if not any(asymmetric) else "same",
             "TensorFlow's 'same' at stride 2 pads the extra row/column at the bottom/right only: those layers "
             "sample windows shifted by one pixel",
@@ -296,7 +299,7 @@ def check_initializers(tables: list[list[LayerInfo]]) -> list[Finding]:
         # convention each framework would name them by
         identical = all(
             len(k) == len(kernels[0])
-            and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(k, kernels[0]))
+            and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(k, kernels[0], strict=True))
             for k in kernels
         )
         texts = [("identical values in every arm; " if identical else "") + f["text"] for f in fits]

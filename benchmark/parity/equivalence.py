@@ -21,7 +21,7 @@ changed stride) misses these by orders of magnitude (tests/test_equivalence.py).
 
 BatchNorm's running variance is not held to a tolerance: PyTorch updates it with the
 unbiased batch variance (n / (n − 1)), Keras with the biased one, a difference of the
-frameworks themselves (README: Known differences).
+frameworks themselves (docs/parity.md).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _worst(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys) -> tuple[fl
         return 0.0, ""
     floor = NEGLIGIBLE * max(float(np.max(np.abs(a[k]))) for k in keys)
     values = {k: relative(a[k], b[k], floor) if a[k].shape == b[k].shape else float("inf") for k in keys}
-    key = max(values, key=values.get)
+    key = max(values, key=values.__getitem__)
     return values[key], key
 
 

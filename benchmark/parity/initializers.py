@@ -83,7 +83,7 @@ def fit_initializer(layers: list[tuple[np.ndarray, int, int]]) -> dict:
     for cid, label, shapes, std_fn in CANDIDATES:
         if shape not in shapes:
             continue
-        ratios = np.array([s / std_fn(fi, fo) for s, (_, fi, fo) in zip(stds, layers)])
+        ratios = np.array([s / std_fn(fi, fo) for s, (_, fi, fo) in zip(stds, layers, strict=True)])
         score = float(np.median(np.abs(np.log(ratios))))
         if best is None or score < best[0]:
             best = (score, cid, label, ratios)

@@ -106,7 +106,7 @@ def parameter_table(models=MODELS, sizes=SIZES, classes=CLASSES) -> list[dict]:
     load_backend("keras")  # pins KERAS_BACKEND before keras is imported
     import keras
 
-    rows = []
+    rows: list[dict] = []
     for m in models:
         rows.extend(table_row(m, s, c) for s in sizes for c in classes)
         gc.collect()  # the Keras graphs hold reference cycles: free one model's worth at a time
@@ -126,9 +126,13 @@ def format_table(rows: list[dict]) -> str:
 
     cells = [[cell(k, r[k]) for k in COLUMNS] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(COLUMNS)]
-    lines = ["  ".join(h.rjust(w) if i > 0 else h.ljust(w) for i, (h, w) in enumerate(zip(COLUMNS, widths)))]
+    lines = [
+        "  ".join(h.rjust(w) if i > 0 else h.ljust(w) for i, (h, w) in enumerate(zip(COLUMNS, widths, strict=True)))
+    ]
     for c in cells:
-        lines.append("  ".join(v.rjust(w) if i > 0 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))))
+        lines.append(
+            "  ".join(v.rjust(w) if i > 0 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True)))
+        )
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ def to_markdown(arms: list[str], findings, header: dict, intros: dict, categorie
     if differ:
         lines += ["## Differences at a glance", ""]
         for f in differ:
-            values = "; ".join(f"{arm} {value}" for arm, value in zip(arms, f.values))
+            values = "; ".join(f"{arm} {value}" for arm, value in zip(arms, f.values, strict=True))
             lines.append(f"- **{f.category}: {f.item}**: {values}. {f.impact}")
         lines.append("")
     for category in categories:

@@ -149,7 +149,7 @@ def measure_in_process(
             else:
                 time_bare()
                 time_harness(r + 1)
-    ratios = [h / b for h, b in zip(harness_ips, bare_ips)]
+    ratios = [h / b for h, b in zip(harness_ips, bare_ips, strict=True)]
     result.update(
         harness_ips=statistics.median(harness_ips),
         bare_ips=statistics.median(bare_ips),
@@ -178,10 +178,14 @@ def measure_real_run(backend: str, model: str, batch: int, precision: str, extra
             f"hydra.run.dir={tmp}/run",
             *extra,
         ]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        out = subprocess.run(  # noqa: S603  this interpreter running `-m benchmark`: an argument list, no shell
+            cmd, cwd=REPO, capture_output=True, text=True
+        )
         if out.returncode != 0:
             raise BenchmarkError(f"the {backend} run failed: {out.stderr.strip().splitlines()[-1:]}")
         summary = read_json(Path(tmp) / "run" / "summary.json")
+        if summary is None:
+            raise BenchmarkError(f"the {backend} run wrote no readable summary.json")
         with open(Path(tmp) / "run" / "metrics.csv", newline="") as fh:
             late = [float(r["epoch_time_seconds"]) for r in csv.DictReader(fh)][1:]
     return {
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    rows = []
+    rows: list[dict] = []  # COLUMNS -> value (None where a worker did not report it)
     protocols = args.protocols.split(",")
     if any(p not in SETTINGS for p in protocols):
         print(f"error: --protocols {args.protocols}: valid: {', '.join(SETTINGS)}", file=sys.stderr)
@@ -255,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             "--rounds",
             str(args.rounds),
         ] + [f"--override={o}" for o in overrides]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ})
+        out = subprocess.run(  # noqa: S603  this interpreter running `-m benchmark.perf`: an argument list, no shell
+            cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ}
+        )
         lines = [line for line in out.stdout.splitlines() if line.startswith("PERF ")]
         if out.returncode != 0 or not lines:
             print(f"error: measuring {backend} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -276,10 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     for backend in dict.fromkeys(r["backend"] for r in rows):  # docs/protocol.md §11: aligned may cost <= 5%
         by = {r["protocol"]: r for r in rows if r["backend"] == backend}
         if "native" in by and "aligned" in by:
-            print(
-                f"{backend}: aligned/native harness images/s {by['aligned']['harness_ips'] / by['native']['harness_ips']:.3f}, "
-                f"real run steady images/s {by['aligned']['steady_ips'] / by['native']['steady_ips']:.3f}"
-            )
+            harness = by["aligned"]["harness_ips"] / by["native"]["harness_ips"]
+            steady = by["aligned"]["steady_ips"] / by["native"]["steady_ips"]
+            print(f"{backend}: aligned/native harness images/s {harness:.3f}, real run steady images/s {steady:.3f}")
     buf_rows = [",".join(COLUMNS)] + [",".join(_fmt(r[k]) for k in COLUMNS) for r in rows]
     atomic_write_text(Path(args.out), "\n".join(buf_rows) + "\n")
     print(f"written: {args.out}")

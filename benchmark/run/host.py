@@ -24,7 +24,9 @@ IMPORTED_AT = time.time()  # fallback for the process start where /proc is missi
 
 def _run(cmd: list[str]) -> str | None:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=REPO_ROOT)
+        out = subprocess.run(  # noqa: S603  fixed commands (nvidia-smi, git) as argument lists, no shell
+            cmd, capture_output=True, text=True, timeout=10, cwd=REPO_ROOT
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

@@ -91,7 +91,7 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -
 
 
 def performance_summary(rows: list[dict], startup_seconds: float, trainer: Trainer) -> dict:
-    """Timing and memory facts of a finished run (README: Performance).
+    """Timing and memory facts of a finished run (docs/performance.md).
 
     The first epoch pays for graph tracing, compilation and autotuning; reporting that
     overhead on its own keeps it out of the steady-state figures.
@@ -146,7 +146,8 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     if resumed:
         log.info("resuming after epoch %d from %s", start_epoch, rd.checkpoints)
     log.info(
-        "%s %s on %s (%s), seed %d: %d train / %d val images, %d epochs x %d steps, batch %d (x%d accumulation), peak lr %.4g",
+        "%s %s on %s (%s), seed %d: %d train / %d val images, %d epochs x %d steps, "
+        "batch %d (x%d accumulation), peak lr %.4g",
         cfg.framework.name,
         cfg.model.name,
         cfg.dataset.name,
@@ -191,7 +192,8 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         images_per_sec = stats.images / stats.seconds if stats.seconds > 0 else float("nan")
         board.add_epoch(row, images_per_sec)
         log.info(
-            "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  %.1fs (%.0f img/s)",
+            "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  "
+            "%.1fs (%.0f img/s)",
             label,
             stats.loss,
             stats.accuracy,

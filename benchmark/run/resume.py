@@ -1,7 +1,8 @@
 """Whether a run directory already holds this run: finished, resumable, or someone else's.
 
-Sweeps name run directories by run key (benchmark.spec.runkey), so launching a sweep again, or stage 2 into stage 1's directory, meets the runs that
-exist. A completed run is skipped; an unfinished one resumes from its last checkpoint;
+Sweeps name run directories by run key (benchmark.spec.runkey), so launching a sweep
+again, or stage 2 into stage 1's directory, meets the runs that exist. A completed run
+is skipped; an unfinished one resumes from its last checkpoint;
 a directory holding the same key but other settings (say, other epochs) is refused
 rather than silently mixed.
 """
@@ -25,6 +26,7 @@ NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
 def comparable_config(cfg) -> dict:
     """The settings that define what a run computes (other backends' options left out)."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)  # noqa: S101  narrows to_container's union: a DictConfig gives a dict
     framework = container["framework"]
     foreign = foreign_options(framework["name"])
     container["framework"] = {k: v for k, v in framework.items() if k not in foreign}
@@ -53,8 +55,9 @@ def _without_legacy_settings(old: dict, new: dict, key: dict) -> dict:
     for field in RUN_KEY:
         if not field.at_legacy(key):
             continue
-        old_node, new_node, parts = old, new, field.path.split(".")
-        for part in parts:
+        old_node: object = old
+        new_node: object = new
+        for part in field.path.split("."):
             if not isinstance(old_node, dict) or not isinstance(new_node, dict):
                 break
             if part not in old_node:

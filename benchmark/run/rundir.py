@@ -78,7 +78,8 @@ class RunDir:
         return read_json(self.test)
 
     def set_status(self, state: str, **details) -> None:
-        assert state in STATES, state
+        if state not in STATES:
+            raise ValueError(f"run state {state!r} is not one of {STATES}")
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         previous = self.read_status() or {}
         status = {
@@ -103,7 +104,7 @@ class RunDir:
             status["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             write_json(self.status, status)
 
-    def fail_unreported(self, reason: str) -> dict:
+    def fail_unreported(self, reason: str) -> dict | None:
         """Mark failed a run whose process ended without saying why (a signal, a killed
         SLURM job), unless it recorded its own failure; its status.json afterwards."""
         if (self.read_status() or {}).get("state") not in ("failed", "interrupted"):

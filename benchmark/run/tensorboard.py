@@ -20,6 +20,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class TensorBoardLog:
     @staticmethod
     def _kept_events(paths: list[Path], epochs_done: int) -> list:
         """One event per (tag, step ≤ epochs_done): the one written last (by wall time)."""
-        latest: dict[tuple[str, int], object] = {}
+        latest: dict[tuple[str, int], Any] = {}  # tensorboard's Event protos
         for path in paths:
             for event in read_events(path):
                 if event.step > epochs_done:

@@ -28,7 +28,7 @@ class FrameworkConfig:
     engine: str | None = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
-    # Graph/compile modes (README: Performance). Each applies to one backend only
+    # Graph/compile modes (docs/performance.md). Each applies to one backend only
     # (benchmark.spec.frameworks.OPTIONS) and is recorded in the run's summary.json as
     # `execution_mode`.
     jit_compile: bool = False  # Keras: XLA-compile the tf.function train/eval steps
@@ -58,7 +58,7 @@ class DatasetConfig:
     # them from the prepared cache; constants are checked against it at every run.
     mean: list[float] | None = None
     std: list[float] | None = None
-    # Where the raw data is: an archive file or a folder (see README). null looks in
+    # Where the raw data is: an archive file or a folder (docs/running.md, Datasets). null looks in
     # ${data_dir}/raw and then downloads from `url` where the network allows.
     source: str | None = None
     archive: str | None = None  # official file name, e.g. cifar-10-python.tar.gz
@@ -154,7 +154,7 @@ def keys_outside_schema(cfg: DictConfig, prefix: str = "") -> list[str]:
     if not dataclasses.is_dataclass(schema):
         return []
     fields = {f.name for f in dataclasses.fields(schema)} | ({"hydra"} if not prefix else set())  # Hydra's own node
-    extra = [f"{prefix}{key}" for key in cfg.keys() if key not in fields]
+    extra = [prefix + str(key) for key in cfg.keys() if key not in fields]
     for name in sorted(fields & set(cfg.keys()) - {"hydra"}):
         node = cfg._get_node(name)
         if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
@@ -180,6 +180,7 @@ class Range:
     high_open: bool = False
     nullable: bool = False
     integer: bool = False
+    hint: str = ""  # what a user who hit the bound most likely wants, appended to the error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +214,9 @@ RANGES = (
     Range("optim.lr_reference_batch", 1, integer=True),
     Range("optim.momentum", 0, 1, high_open=True),  # 1 never forgets: the velocity grows without bound
     Range("optim.weight_decay", 0),  # negative decay pushes weights away from 0
-    Range("optim.warmup_epochs", 0, "epochs", integer=True),
+    # a short run (epochs=1) keeps the dataset's warm-up, which is right for the protocol;
+    # a smoke run wants none: conf/debug/smoke.yaml sets it
+    Range("optim.warmup_epochs", 0, "epochs", integer=True, hint="set optim.warmup_epochs=0 or use debug=smoke"),
     Range("limit.train", 1, nullable=True, integer=True),
     Range("limit.val", 1, nullable=True, integer=True),
     Range("limit.test", 1, nullable=True, integer=True),
@@ -266,7 +269,8 @@ def check_values(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
         for item in values:
             if item is None or _out_of_range(rule, item, cfg):
                 shown = list(values) if len(values) > 1 or not isinstance(value, (int, float)) else value
-                raise BenchmarkError(f"{rule.key}={shown} is out of range: valid {describe(rule, cfg)}")
+                hint = f"; {rule.hint}" if rule.hint else ""
+                raise BenchmarkError(f"{rule.key}={shown} is out of range: valid {describe(rule, cfg)}{hint}")
     for choice in CHOICES:
         value = OmegaConf.select(cfg, choice.key)
         if value not in choice.values:

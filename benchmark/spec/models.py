@@ -16,6 +16,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -221,14 +222,17 @@ class Registry:
             raise BenchmarkError(f"model={name} is unknown; valid: {', '.join(self.names())}") from None
 
 
-def labelled(entry: Registration, boundaries: list) -> list[tuple[str, object]]:
+T = TypeVar("T")  # a backend's block boundary: a torch module, a Keras output tensor
+
+
+def labelled(entry: Registration, boundaries: list[T]) -> list[tuple[str, T]]:
     """(label, boundary) pairs: a backend's block boundaries under the spec's labels."""
     if len(boundaries) != len(entry.spec.blocks):
         raise ValueError(
             f"{entry.spec.name}: {len(boundaries)} block boundaries for "
             f"{len(entry.spec.blocks)} labels {entry.spec.blocks}"
         )
-    return list(zip(entry.spec.blocks, boundaries))
+    return list(zip(entry.spec.blocks, boundaries, strict=True))
 
 
 ARCHITECTURES = ("native", "aligned")

@@ -17,7 +17,7 @@ from benchmark import BenchmarkError
 from benchmark.spec.models import SPECS
 
 SETTINGS = ("native", "aligned")
-# knob -> what `aligned` makes equal (README: Known differences; docs/protocol.md §11)
+# knob -> what `aligned` makes equal (docs/parity.md; docs/protocol.md §11)
 KNOBS = {
     "architecture": "the same network layer for layer: every weight-carrying layer maps to one layer of the other "
     "framework with the same shape, stride and symmetric padding (ResNet50 v1.5, no conv biases)",

@@ -103,7 +103,7 @@ def _field_value(field: KeyField, value: Any, key: Mapping) -> Any:
 
 def _key(values) -> dict:
     key: dict = {}
-    for field, value in zip(RUN_KEY, values):
+    for field, value in zip(RUN_KEY, values, strict=True):
         key[field.name] = _field_value(field, value, key)
     return key
 

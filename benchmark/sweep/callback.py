@@ -64,7 +64,7 @@ def _row(run_dir: Path, sweep_dir: Path) -> dict:
     return {
         "run": os.path.relpath(run_dir, sweep_dir),
         "state": state,
-        "test_accuracy": test.get("test_accuracy", "") if state == "completed" else "",
+        "test_accuracy": (test or {}).get("test_accuracy", "") if state == "completed" else "",
         "reason": reason.splitlines()[0][:200] if reason else "",
     }
 
@@ -89,7 +89,7 @@ def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
+def report(sweep_dir: Path, compare: list[str] | None = None, plots: bool = True) -> list[dict]:
     """Write sweep_status.csv (every run of the directory, whichever sweep launched it)
     and the analysis report where available; return this launch's unfinished runs."""
     everything = sweep_runs(sweep_dir)
@@ -107,17 +107,18 @@ def report(sweep_dir: Path, compare: list[str] | None = None) -> list[dict]:
         path,
     )
     if counts.get("completed"):
-        log.info("analysis report: %s", analyze(sweep_dir, compare=compare))
+        log.info("analysis report: %s", analyze(sweep_dir, plots=plots, compare=compare))
     return [row for row in rows if row["state"] != "completed"]
 
 
 class SweepReport(Callback):
-    def __init__(self, compare: list[str] | None = None) -> None:
+    def __init__(self, compare: list[str] | None = None, plots: bool = True) -> None:
         # arm pairs "A:B" for the report (hydra.callbacks.sweep_report.compare); None: every two arms
         self.compare = list(compare) if compare else None
+        self.plots = bool(plots)  # hydra.callbacks.sweep_report.plots (off in debug=smoke)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        unfinished = report(Path(config.hydra.sweep.dir), self.compare)
+        unfinished = report(Path(config.hydra.sweep.dir), self.compare, self.plots)
         if unfinished:
             lines = [f"{len(unfinished)} run(s) of the sweep did not complete:"]
             lines += [f"  {r['state']:<9} {r['run']}  {r['reason']}" for r in unfinished[:20]]

@@ -178,7 +178,9 @@ def scheduler_states(job_ids: list[str]) -> dict[str, str]:
 
 def _lines(cmd: list[str]) -> list[str]:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        out = subprocess.run(  # noqa: S603  squeue/sacct with job ids as arguments, no shell
+            cmd, capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     return out.stdout.splitlines() if out.returncode == 0 else []
@@ -256,10 +258,12 @@ def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
         if slurm:
             cells += [r.job_id or "-", r.scheduler_state or "-"]
         table.append(cells + [r.note])
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *table)]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *table, strict=True)]
     lines = [f"sweep {sweep_dir}  ({time.strftime('%Y-%m-%d %H:%M:%S')})"]
     for cells in [header, *table]:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells[:-1], widths[:-1])) + "  " + str(cells[-1]))
+        lines.append(
+            "  ".join(str(c).ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)) + "  " + str(cells[-1])
+        )
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1

@@ -29,6 +29,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
 
 from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
 
@@ -68,7 +70,7 @@ def _run_child(cmd: list[str]) -> int:
     """The job's exit code. On Ctrl-C the job (in the same process group) gets SIGINT
     too and records itself as interrupted: wait for it, then end the sweep with one
     line instead of a traceback (subprocess.call would SIGKILL it first)."""
-    child = subprocess.Popen(cmd)
+    child = subprocess.Popen(cmd)  # noqa: S603  this interpreter running the job module: an argument list, no shell
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -79,9 +81,9 @@ def _run_child(cmd: list[str]) -> int:
 
 class ProcessLauncher(Launcher):
     def __init__(self) -> None:
-        self.hydra_context = None
-        self.task_function = None
-        self.config = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+        self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
@@ -90,6 +92,7 @@ class ProcessLauncher(Launcher):
         import cloudpickle  # Hydra's own dependency, needed only when a job is handed to a process
 
         setup_globals()
+        assert self.config is not None  # noqa: S101  narrows the Optional: Hydra calls setup() first
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs locally, one process each", len(job_overrides))

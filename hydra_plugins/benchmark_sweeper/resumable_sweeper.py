@@ -122,6 +122,7 @@ class ResumableSweeper(BasicSweeper):
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        assert self.launcher is not None  # noqa: S101  narrows the Optional: BasicSweeper.setup made it
         self.launcher = _SkipCompleted(self.launcher, self)
         self.job_dirs: list[str] = []
         self.composed: dict[int, Any] = {}  # job number -> its config, composed once for check and skip
@@ -140,6 +141,7 @@ class ResumableSweeper(BasicSweeper):
         from benchmark.run.loop import validate
         from benchmark.spec.config import is_benchmark_config
 
+        assert self.overrides is not None  # noqa: S101  narrows the Optional: sweep() split them first
         for idx, overrides in enumerate(o for batch in self.overrides for o in batch):
             cfg = self.composed[idx] = job_config(self.hydra_context, self.config, overrides, idx)
             if is_benchmark_config(cfg):
@@ -150,6 +152,9 @@ class ResumableSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         """BasicSweeper.sweep, with every job checked first and failed jobs logged, not raised."""
+        # narrow BasicSweeper's Optional attributes: Hydra calls setup() first
+        assert self.hydra_context is not None and self.config is not None  # noqa: S101  type narrowing
+        assert self.launcher is not None  # noqa: S101  type narrowing
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
@@ -164,7 +169,7 @@ class ResumableSweeper(BasicSweeper):
             results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
             for r in results:
                 if r.status == JobStatus.FAILED:
-                    log.error("job %s failed: %s", " ".join(r.overrides), r._return_value)
+                    log.error("job %s failed: %s", " ".join(r.overrides or ()), r._return_value)
             initial_job_idx += len(batch)
             returns.append(results)
         return returns

@@ -105,7 +105,7 @@ def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
 
     path = sweep_dir / SLURM_JOBS_FILE
     known = read_json(path) or {}
-    known.update({str(Path(run_dir).resolve()): str(job.job_id) for run_dir, job in zip(run_dirs, jobs)})
+    known.update({str(Path(run_dir).resolve()): str(job.job_id) for run_dir, job in zip(run_dirs, jobs, strict=True)})
     write_json(path, known)
 
 
@@ -120,14 +120,18 @@ class IsolatingSlurmLauncher(SlurmLauncher):
             # the job's config as the job will see it: submitit's launcher sets its id in the job
             configs = [
                 job_config(self.hydra_context, self.config, overrides, initial_job_idx + i, job.job_id)
-                for i, (job, overrides) in enumerate(zip(jobs, job_overrides))
+                for i, (job, overrides) in enumerate(zip(jobs, job_overrides, strict=True))
             ]
-            isolated = [_IsolatedJob(job, overrides, cfg) for job, overrides, cfg in zip(jobs, job_overrides, configs)]
+            isolated = [
+                _IsolatedJob(job, overrides, cfg)
+                for job, overrides, cfg in zip(jobs, job_overrides, configs, strict=True)
+            ]
             _record_job_ids(Path(self.config.hydra.sweep.dir), [j.run_dir for j in isolated], jobs)
             return isolated
 
-        submitit.AutoExecutor.map_array = map_array
+        # patched for this launch only (the submitit launcher calls it inside), restored below
+        submitit.AutoExecutor.map_array = map_array  # type: ignore[method-assign]
         try:
             return super().launch(job_overrides, initial_job_idx)
         finally:
-            submitit.AutoExecutor.map_array = submit
+            submitit.AutoExecutor.map_array = submit  # type: ignore[method-assign]

@@ -479,9 +479,12 @@ def _create(
 _CONV = (3, 2, 0, 1)  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
 _DEPTHWISE = (2, 3, 0, 1)  # Keras (kh, kw, C, 1) -> torch (C, 1, kh, kw)
 _DENSE = (1, 0)  # Keras (in, out) -> torch (out, in)
+# how a variable's value maps to torch's: the transpose above, None (as it is), or
+# "layer_scale" (ConvNeXt's, (C,) in Keras, (C, 1, 1) in torch)
+Layout = tuple[int, ...] | str | None
 
 
-def _layer_tensors(layer) -> list[tuple[str, object, tuple | None]]:
+def _layer_tensors(layer) -> list[tuple[str, keras.Variable, Layout]]:
     """(tensor name, variable, layout: the transpose to torch's axes, or None) of one layer."""
 
     def with_bias(kernel_layout):
@@ -508,11 +511,11 @@ def _layer_tensors(layer) -> list[tuple[str, object, tuple | None]]:
     return []
 
 
-def canonical_variables(model: keras.Model, name: str) -> dict[str, tuple[object, object]]:
+def canonical_variables(model: keras.Model, name: str) -> dict[str, tuple[keras.Variable, Layout]]:
     """{torchvision state_dict name: (variable, layout)} of a model built with the aligned
     architecture; a weight-carrying layer without a counterpart is an error."""
     mapping = entry(name).canonical
-    out = {}
+    out: dict[str, tuple[keras.Variable, Layout]] = {}
     for layer in all_layers(model):
         tensors = [] if isinstance(layer, keras.Model) else _layer_tensors(layer)
         if not tensors:
@@ -609,14 +612,14 @@ def _padding(layer, producers) -> tuple | None:
     except Exception:  # an inner Sequential's layer: no graph input of its own
         source = None
     if isinstance(source, keras.layers.ZeroPadding2D):
-        (t, b), (l, r) = source.padding
-        pads = [int(t), int(b), int(l), int(r)]
+        (top, bottom), (left, right) = source.padding
+        pads = [int(top), int(bottom), int(left), int(right)]
     if layer.padding == "same":
         try:
             size = [int(layer.input.shape[1]), int(layer.input.shape[2])]
         except Exception:  # an inner Sequential's layer: no recorded input size
             size = None
-        for axis, (k, st) in enumerate(zip(layer.kernel_size, layer.strides)):
+        for axis, (k, st) in enumerate(zip(layer.kernel_size, layer.strides, strict=True)):
             if st == 1 and k % 2 == 1:
                 total = k - 1  # symmetric whatever the input size
             elif size is None:
@@ -634,7 +637,7 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
     for layer in all_layers(model):
         try:
             producers[id(layer.output)] = layer
-        except Exception:  # a layer without a single output node
+        except (AttributeError, ValueError):  # a layer never called on a graph tensor: no output node
             continue
     rows = []
     for layer in all_layers(model):

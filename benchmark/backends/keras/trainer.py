@@ -71,7 +71,7 @@ class Engine(Protocol):
     lr_per_step: bool
     # the NumPy type the batches' evaluation losses are summed in, one after the other (the
     # last digits of val_loss and test_loss, which same-seed runs compare exactly)
-    eval_sum_dtype: type
+    eval_sum_dtype: type[np.floating]
 
     def learning_rate(self, schedule: Schedule, lr_schedule) -> Any:
         """What the SGD is given as its learning rate (`lr_schedule`: Keras' schedule of `schedule`)."""
@@ -119,6 +119,14 @@ class Engine(Protocol):
         """The least training step the engine can take, as contract.Yardstick.bare_loop runs it."""
 
 
+def step_lr(lr: float | None) -> float:
+    """The LR an `lr_per_step` engine is handed for a step: never None there (a None
+    would become a NaN learning rate in np.float32, silently)."""
+    if lr is None:
+        raise TypeError("an lr_per_step engine was handed no learning rate")
+    return lr
+
+
 def set_precision(mixed: bool, dtype: str, device: str) -> str | None:
     """Set Keras' (process-global) dtype policy; the reduced dtype, or None for fp32."""
     if not mixed:
@@ -138,7 +146,7 @@ def coupled_l2(grads, variables, weight_decay: float, scale=None):
     decay = ops.convert_to_tensor(weight_decay, "float32")
     if scale is not None:
         decay = decay * ops.cast(scale, "float32")
-    return [g + ops.cast(decay, g.dtype) * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+    return [g + ops.cast(decay, g.dtype) * ops.cast(v, g.dtype) for g, v in zip(grads, variables, strict=True)]
 
 
 def cross_entropy(labels, logits):
@@ -454,7 +462,7 @@ def equivalence_probe(
         logits_eval = np.asarray(ops.convert_to_numpy(model(x, training=False)), np.float64)
         variables = model.trainable_variables
         loss, grads = gradients(model, x, y)
-        by_variable = {id(v): g for v, g in zip(variables, grads)}
+        by_variable = {id(v): g for v, g in zip(variables, grads, strict=True)}
         canonical_grads = {}
         for key, (variable, layout) in canonical_variables(model, name).items():
             if id(variable) in by_variable:

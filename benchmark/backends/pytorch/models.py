@@ -52,7 +52,7 @@ def register_model(name: str, **fields) -> Callable:
 RESNET_INIT = "conv: kaiming normal fan_out; BatchNorm: ones/zeros; fc: uniform +-1/sqrt(fan_in) (nn default)"
 
 
-def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
+def _resnet_blocks(m: tvm.ResNet) -> list[nn.Module]:
     return [m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4]
 
 
@@ -94,9 +94,12 @@ def _mobilenetv2(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: f
 def _convnext_tiny(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float) -> nn.Module:
     model = zoo(weights=None, num_classes=num_classes, stochastic_depth_prob=drop_path)
     old = model.features[0][0]
+    if stem.kernel is None:  # benchmark.spec.models gives ConvNeXt's stem a kernel at every size
+        raise ValueError("convnext_tiny: the stem needs a kernel size")
     conv = nn.Conv2d(3, old.out_channels, stem.kernel, stem.stride, stem.padding, bias=True)
     # the same init torchvision gives every ConvNeXt conv
     nn.init.trunc_normal_(conv.weight, std=0.02)
+    assert conv.bias is not None  # noqa: S101  narrows Conv2d.bias's Optional: made with bias=True
     nn.init.zeros_(conv.bias)
     model.features[0][0] = conv
     return model

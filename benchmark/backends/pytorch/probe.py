@@ -37,6 +37,10 @@ def equivalence_probe(
     optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(x), y)
     loss.backward()
-    grads = {key: p.grad.detach().double().numpy() for key, p in model.named_parameters()}
+    grads = {}
+    for key, p in model.named_parameters():
+        if p.grad is None:
+            raise RuntimeError(f"{name}: {key} got no gradient: the forward pass does not use it")
+        grads[key] = p.grad.detach().double().numpy()
     optimizer.step()
     return Probe(logits_eval, float(loss.detach()), grads, canonical_state(model, name, np.float64))

@@ -6,6 +6,7 @@ import io
 import logging
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 OWN_STREAM_FACT = "own: torch.Generator seeded with the run's seed (order, then per batch crops and flips)"
 
 
+def _compiled(module: nn.Module) -> nn.Module:
+    """torch.compile of a module: an OptimizedModule, itself an nn.Module (which
+    torch.compile's annotation, a Callable, does not say)."""
+    return cast(nn.Module, torch.compile(module))
+
+
 class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
@@ -44,7 +51,7 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         self.model_options = self.knobs.model_options(cfg.model.name)
         module = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs, cfg.seed)
         self.module = module.to(self.device, memory_format=memory_format)
-        self.model = torch.compile(self.module) if cfg.framework.compile else self.module
+        self.model = _compiled(self.module) if cfg.framework.compile else self.module
         self.mode = ("torch.compile" if cfg.framework.compile else "eager") + (
             "+channels_last" if channels_last else ""
         )
@@ -137,7 +144,11 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def protocol_facts(self) -> contract.ProtocolFacts:
         group, crit = self.optimizer.param_groups[0], self.criterion
         # what contract.LOSS_FACT states, and an SGD without dampening
-        assert crit.reduction == "mean" and crit.label_smoothing == 0.0 and group["dampening"] == 0.0
+        if crit.reduction != "mean" or crit.label_smoothing != 0.0 or group["dampening"] != 0.0:
+            raise RuntimeError(
+                "the PyTorch trainer no longer matches contract.LOSS_FACT and an undampened SGD: "
+                f"reduction={crit.reduction!r}, label_smoothing={crit.label_smoothing}, dampening={group['dampening']}"
+            )
         nesterov = bool(group["nesterov"])
         return contract.protocol_facts(
             momentum=group["momentum"],
@@ -191,10 +202,9 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
 
     def bare_loop(self, images: np.ndarray, labels: np.ndarray):
         """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
-        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options).to(
-            self.device, memory_format=self.normalize.memory_format
-        )
-        model = torch.compile(model) if self.cfg.framework.compile else model
+        model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
+        model = model.to(self.device).to(memory_format=self.normalize.memory_format)
+        model = _compiled(model) if self.cfg.framework.compile else model
         group = self.optimizer.param_groups[0]
         opt = torch.optim.SGD(
             model.parameters(),

@@ -13,6 +13,7 @@ slot inside the step.
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 from benchmark.backends.keras import use_engine
 
@@ -37,6 +38,7 @@ from benchmark.backends.keras.trainer import (  # noqa: E402
     coupled_l2,
     cross_entropy,
     mean_loss,
+    step_lr,
 )
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 
@@ -125,7 +127,7 @@ def probe_gradients(model, x, y):
         return mean_loss(y, logits), updated
 
     (loss, updated), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
-    for variable, value in zip(model.non_trainable_variables, updated):
+    for variable, value in zip(model.non_trainable_variables, updated, strict=True):
         variable.assign(value)
     return loss, grads
 
@@ -136,9 +138,9 @@ def equivalence_probe(model, name, images, labels, **step):
 
 class JaxEngine:  # implements trainer.Engine
     mode = "jax.jit"
-    pipeline = numpy_pipeline
+    pipeline: ModuleType = numpy_pipeline
     lr_per_step = True
-    eval_sum_dtype = np.float64
+    eval_sum_dtype: type[np.floating] = np.float64
 
     def __init__(self, cfg):
         self.device, self.jax_device = select_device(cfg.framework.device, bool(cfg.framework.deterministic))
@@ -190,7 +192,7 @@ class JaxEngine:  # implements trainer.Engine
             (self.model.non_trainable_variables, non_trainable),
             (self.optimizer.variables, optimizer),
         ):
-            for variable, value in zip(variables, values):
+            for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
 
     def reset_sums(self) -> None:
@@ -244,7 +246,7 @@ class JaxEngine:  # implements trainer.Engine
     def _accumulate_fn(self, state, sums, accumulated, x, y):
         trainable, non_trainable, optimizer = state
         grads, non_trainable, loss, hits = self._gradients(trainable, non_trainable, optimizer, x, y)
-        accumulated = [a + g for a, g in zip(accumulated, grads)]
+        accumulated = [a + g for a, g in zip(accumulated, grads, strict=True)]
         return (trainable, non_trainable, optimizer), (sums[0] + loss * y.shape[0], sums[1] + hits), accumulated
 
     def _apply_fn(self, state, accumulated, lr):
@@ -256,14 +258,14 @@ class JaxEngine:  # implements trainer.Engine
         logits, _ = self.model.stateless_call(trainable, non_trainable, x, training=False)
         return jnp.sum(cross_entropy(y, logits)), jnp.argmax(logits, axis=1)
 
-    def train_step(self, x, y, lr: float) -> None:
-        self.state, self.sums = self._train_step(self.state, self.sums, x, y, np.float32(lr))
+    def train_step(self, x, y, lr: float | None) -> None:
+        self.state, self.sums = self._train_step(self.state, self.sums, x, y, np.float32(step_lr(lr)))
 
     def accumulate(self, x, y) -> None:
         self.state, self.sums, self.accumulated = self._accumulate(self.state, self.sums, self.accumulated, x, y)
 
-    def apply_accumulated(self, lr: float) -> None:
-        self.state, self.accumulated = self._apply(self.state, self.accumulated, np.float32(lr))
+    def apply_accumulated(self, lr: float | None) -> None:
+        self.state, self.accumulated = self._apply(self.state, self.accumulated, np.float32(step_lr(lr)))
 
     def eval_step(self, x, y):
         return self._eval(self.state[0], self.state[1], x, y)
@@ -302,7 +304,8 @@ class JaxEngine:  # implements trainer.Engine
             loss = None
             for _ in range(steps):
                 *state, loss = step(*state)
-            float(loss)  # waits for the device
+            if loss is not None:
+                float(loss)  # waits for the device
 
         return run
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from types import ModuleType
 
 from benchmark.backends.keras import use_engine
 
@@ -127,9 +128,9 @@ def equivalence_probe(model, name, images, labels, **step):
 
 
 class TensorFlowEngine:  # implements trainer.Engine
-    pipeline = tfdata
+    pipeline: ModuleType = tfdata
     lr_per_step = False
-    eval_sum_dtype = np.float32
+    eval_sum_dtype: type[np.floating] = np.float32
 
     def __init__(self, cfg):
         self.device = select_device(cfg.framework.device)
@@ -196,7 +197,7 @@ class TensorFlowEngine:  # implements trainer.Engine
         self._apply(self._gradients(x, y))
 
     def _accumulate_fn(self, x, y):
-        for acc, g in zip(self.accumulators, self._gradients(x, y)):
+        for acc, g in zip(self.accumulators, self._gradients(x, y), strict=True):
             acc.assign_add(g)
 
     def _apply_accumulated_fn(self):
@@ -261,7 +262,8 @@ class TensorFlowEngine:  # implements trainer.Engine
             loss = None
             for _ in range(steps):
                 loss = step()
-            float(loss.numpy())  # waits for the device
+            if loss is not None:
+                float(loss.numpy())  # waits for the device
 
         return run
 

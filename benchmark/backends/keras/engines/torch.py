@@ -11,6 +11,8 @@ learning-rate variable before every step.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from benchmark.backends.keras import use_engine
 
 use_engine("torch")  # before keras is imported, whatever KERAS_BACKEND the shell has
@@ -28,6 +30,7 @@ from benchmark.backends.keras.trainer import (  # noqa: E402
     coupled_l2,
     cross_entropy,
     mean_loss,
+    step_lr,
 )
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
 from benchmark.backends.torch_device import cpu_kernels, resolve_device, seed_everything  # noqa: E402
@@ -92,9 +95,9 @@ def equivalence_probe(model, name, images, labels, **step):
 
 class TorchEngine:  # implements trainer.Engine
     mode = "eager"
-    pipeline = numpy_pipeline
+    pipeline: ModuleType = numpy_pipeline
     lr_per_step = True
-    eval_sum_dtype = np.float64
+    eval_sum_dtype: type[np.floating] = np.float64
 
     def __init__(self, cfg):
         wanted = resolve_device(cfg.framework.device)
@@ -150,15 +153,15 @@ class TorchEngine:  # implements trainer.Engine
             self.optimizer.apply(coupled_l2(grads, [v.value for v in variables], self.weight_decay, scale), variables)
         self.model.zero_grad()
 
-    def train_step(self, x, y, lr: float) -> None:
+    def train_step(self, x, y, lr: float | None) -> None:
         self._backward(x, y)
-        self._apply(lr)
+        self._apply(step_lr(lr))
 
     def accumulate(self, x, y) -> None:
         self._backward(x, y)
 
-    def apply_accumulated(self, lr: float) -> None:
-        self._apply(lr)
+    def apply_accumulated(self, lr: float | None) -> None:
+        self._apply(step_lr(lr))
 
     def reset_sums(self) -> None:
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=self.torch_device)
@@ -208,7 +211,8 @@ class TorchEngine:  # implements trainer.Engine
                     )
                     optimizer.apply(grads, variables)
                 model.zero_grad()
-            float(loss)  # waits for the device
+            if loss is not None:
+                float(loss)  # waits for the device
 
         return run
 

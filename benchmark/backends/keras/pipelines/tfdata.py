@@ -117,8 +117,8 @@ class TrainBatches:
         index, top, left, flip = (np.stack([p[i] for p in parts]) for i in range(4))
         images, labels, padding, normalize = self.images, self.labels, self.padding, self.normalize
 
-        def make_batch(idx, t, l, f):
-            x = crop_flip(tf.gather(images, idx), padding, t, l, f)
+        def make_batch(idx, crop_top, crop_left, flip_mask):
+            x = crop_flip(tf.gather(images, idx), padding, crop_top, crop_left, flip_mask)
             return normalize(x), tf.gather(labels, idx)
 
         ds = tf.data.Dataset.from_tensor_slices((index, top, left, flip))
