@@ -46,3 +46,23 @@ def hydra_fresh_version_base(hydra_restore_singletons):
     from hydra.version import _UNSPECIFIED_, VersionBase
 
     VersionBase.instance().version_base = _UNSPECIFIED_
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, data_dir):
+    """trained_run(framework) -> (run directory, the finished CompletedProcess): SMOKE_RUN
+    trained once per session (per test worker) through the real command line. Tests only
+    read it; a test that damages or continues a run works on a copy (copy_run)."""
+    from helpers import SMOKE_RUN, run_cli
+
+    done: dict = {}
+
+    def get(framework: str = "pytorch"):
+        if framework not in done:
+            run_dir = tmp_path_factory.mktemp(f"trained-{framework}") / "run"
+            out = run_cli(*SMOKE_RUN, f"framework={framework}", f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+            assert out.returncode == 0, out.stderr[-3000:]
+            done[framework] = (run_dir, out)
+        return done[framework]
+
+    return get

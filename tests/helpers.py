@@ -11,6 +11,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = str(REPO / "conf")
+# The run most end-to-end tests need: a smoke run (conf/debug/smoke.yaml) of two epochs,
+# with a warm-up epoch so the per-step warm-up shows in its learning rates.
+SMOKE_RUN = ("debug=smoke", "epochs=2", "optim.warmup_epochs=1")
 
 
 def run_cli(*overrides: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -101,3 +104,10 @@ def torch_lrs(schedule) -> list[float]:
         optimizer.step()
         scheduler.step()
     return lrs
+
+
+def copy_run(run_dir: Path, to: Path) -> Path:
+    """A copy of a finished run directory for a test that damages or continues it."""
+    import shutil
+
+    return Path(shutil.copytree(run_dir, to, symlinks=True))

@@ -19,14 +19,25 @@ from benchmark.parity import equivalence as eq
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import make_schedule
 
+# the aligned trainers are a module fixture: the file on one worker
+pytestmark = pytest.mark.xdist_group("aligned")
+
 # ------------------------------------------------------------------ the numerical-equivalence check
 
 
 # resnet18 is left out: at 32x32 TensorFlow's oneDNN float32 conv gradients (layer3.1.conv2) differ by
 # 17% from its own float64 ones, while the float32 floor measured on PyTorch is 3e-6, so the float32 row
 # fails; float64 agrees to 2e-14 and float32 passes with TF_ENABLE_ONEDNN_OPTS=0
-@pytest.mark.parametrize("model", ["resnet50", "mobilenetv2", "convnext_tiny"])
-@pytest.mark.parametrize("size", [32, 64])
+# mobilenetv2 at 32 px in the fast tier; the bigger networks and 64 px take 5-25 s each
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param("resnet50", marks=pytest.mark.slow),
+        "mobilenetv2",
+        pytest.param("convnext_tiny", marks=pytest.mark.slow),
+    ],
+)
+@pytest.mark.parametrize("size", [32, pytest.param(64, marks=pytest.mark.slow)])
 def test_the_aligned_networks_compute_the_same_numbers(model, size):
     rows = eq.check(model, size)
     assert rows and all(r.passed for r in rows), eq.markdown(rows)
@@ -126,6 +137,7 @@ def test_knobs_are_checked_and_give_regularization_per_model():
         Knobs.of(compose("protocol=aligned", "protocol.architecture=native").protocol)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -53,6 +53,7 @@ def test_engine_is_a_run_key_field_left_out_at_each_frameworks_default():
     assert [default_engine(f) for f in ENGINES] == ["torch", "tensorflow"]
 
 
+@pytest.mark.cli
 def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeypatch):
     for args, expected in (
         (
@@ -81,6 +82,7 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
         check_engine("keras", "mxnet")
 
 
+@pytest.mark.engines
 def test_keras_cannot_switch_engines_within_a_process():
     code = (
         "from benchmark.backends import load_backend\n"
@@ -97,6 +99,9 @@ def test_keras_cannot_switch_engines_within_a_process():
     )
 
 
+@pytest.mark.slow
+@pytest.mark.cli
+@pytest.mark.engines
 @pytest.mark.parametrize(
     "option, engine, loaded, mode",
     [

@@ -89,6 +89,7 @@ def test_the_other_end_and_non_finite_values_are_refused(override):
         check_values(compose(override))
 
 
+@pytest.mark.cli
 def test_bad_values_are_one_line_exit_2_and_nothing_written(tmp_path, data_dir):
     """Before Hydra creates anything: the run directory (and a sweep's) never appears."""
     cases = [
@@ -116,6 +117,7 @@ def _prepared_copy(data_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.cli
 def test_a_damaged_cache_is_one_line_naming_it(tmp_path, data_dir):
     ds = compose().dataset
     damages = {
@@ -163,6 +165,7 @@ def read_only(path: Path):
                 p.chmod(mode)
 
 
+@pytest.mark.cli
 def test_a_read_only_data_dir_trains_from_its_prepared_cache(tmp_path, data_dir):
     shared = _prepared_copy(data_dir, tmp_path / "prepared")
     mask = os.umask(0o022)
@@ -207,6 +210,8 @@ def _wait_for(run_dir: Path, text: str, proc: subprocess.Popen, timeout: float =
     raise AssertionError(f"never saw {text!r} (exit {proc.poll()})")
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig, code):
     args = ("limit.train=256", "limit.val=32", "limit.test=32", "epochs=2")
@@ -230,6 +235,8 @@ def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig
     assert read_json(run_dir / "status.json")["state"] == "completed"
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_guarded(tmp_path, data_dir):
     args = ("limit.train=256", "limit.val=32", "limit.test=32", "epochs=2")
     run_dir = tmp_path / "run"
@@ -280,6 +287,8 @@ def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_g
 # ------------------------------------------------------------------ shared sweep directories
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_two_sweeps_share_one_directory(tmp_path, data_dir):
     sweep = tmp_path / "matrix"
     common = ("--multirun", *TINY, "epochs=1", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
@@ -308,6 +317,8 @@ def test_two_sweeps_share_one_directory(tmp_path, data_dir):
 # ------------------------------------------------------------------ Hydra's directories, the console command
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_any_sweep_subdir_and_hydra_overrides_reach_the_job(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     proc = run_cli(
@@ -329,6 +340,7 @@ def test_any_sweep_subdir_and_hydra_overrides_reach_the_job(tmp_path, data_dir):
         assert (sweep / str(num) / "custom.log").is_file()
 
 
+@pytest.mark.cli
 def test_the_benchmark_command_and_its_shell_completion():
     command = Path(sys.executable).parent / "benchmark"
     assert command.is_file(), "pip install -e . installs the `benchmark` command"

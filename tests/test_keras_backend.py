@@ -9,7 +9,7 @@ import keras  # noqa: E402
 import numpy as np
 import pytest
 import tensorflow as tf  # noqa: E402
-from helpers import REPO, compose, read_json, read_metrics, run_cli, torch_lrs  # noqa: E402
+from helpers import REPO, SMOKE_RUN, compose, read_json, read_metrics, torch_lrs  # noqa: E402
 
 import benchmark.backends.keras.engines.tensorflow  # noqa: E402,F401  (pins KERAS_BACKEND before keras is imported)
 from benchmark.backends.keras.models import (  # noqa: E402
@@ -28,7 +28,10 @@ from benchmark.run.metrics import METRICS_COLUMNS  # noqa: E402
 from benchmark.spec.models import list_models, spec, stem_for  # noqa: E402
 from benchmark.spec.schedule import Schedule, make_schedule  # noqa: E402
 
-SLICE = ("framework=keras", "epochs=2", "limit.train=64", "limit.val=32", "limit.test=32")
+# the TensorFlow trainer is a module fixture: the file on one worker
+pytestmark = pytest.mark.xdist_group("keras_backend")
+
+SLICE = ("framework=keras", *SMOKE_RUN)  # 128 training images, 64 val, 64 test, 2 epochs
 # the protocol's (image size, classes): CIFAR-10, CIFAR-100, Tiny-ImageNet
 SHAPES = ((32, 10), (32, 100), (64, 200))
 
@@ -244,23 +247,22 @@ def test_train_pipeline_is_reproducible_and_resumes_from_a_checkpoint(tmp_path):
 # ----------------------------------------------------------- end to end
 
 
-def test_two_epoch_keras_run_writes_the_run_directory_contract(tmp_path, data_dir):
-    run_dir = tmp_path / "run"
-    result = run_cli(*SLICE, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.cli
+def test_two_epoch_keras_run_writes_the_run_directory_contract(trained_run):
+    run_dir, result = trained_run("keras")
     assert "epoch 1/2  step" in result.stdout and "epoch 2/2  train_loss" in result.stdout
 
     rows = read_metrics(run_dir)
     assert tuple(rows[0]) == METRICS_COLUMNS
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    schedule = make_schedule(compose(*SLICE), 64)
+    schedule = make_schedule(compose(*SLICE), 128)
     for epoch, row in enumerate(rows):
         assert all(math.isfinite(float(v)) for v in row.values())
         assert float(row["epoch_time_seconds"]) > 0
         assert float(row["learning_rate"]) == pytest.approx(schedule.epoch_lr(epoch), abs=1e-9)
 
     test = read_json(run_dir / "test.json")
-    assert test["test_images"] == 32 and test["best_epoch"] in (1, 2) and 0 <= test["test_accuracy"] <= 1
+    assert test["test_images"] == 64 and test["best_epoch"] in (1, 2) and 0 <= test["test_accuracy"] <= 1
     env = read_json(run_dir / "env.json")
     assert env["framework"] == "keras" and env["tensorflow"] == tf.__version__ and env["keras"] == keras.__version__
     for key in ("cuda", "cudnn", "gpu_name", "gpu_driver", "python", "git_commit"):
@@ -323,6 +325,8 @@ print("RESULT " + json.dumps({{
 """
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_keras_run_resumes_exactly_and_imports_no_torch(tmp_path, data_dir):
     """In a fresh process: a run stopped after epoch 2 and resumed ends exactly like an
     uninterrupted one (same seed, deterministic ops), and nothing imports PyTorch."""

@@ -12,6 +12,9 @@ from helpers import REPO
 from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
 from benchmark.spec.models import list_models, spec
 
+# the audits (each Keras engine in its own process) are module fixtures: the file on one worker
+pytestmark = [pytest.mark.engines, pytest.mark.xdist_group("parity")]
+
 # ------------------------------------------------------------ parameter table
 
 

@@ -7,24 +7,27 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, assert_same_run, read_json, read_metrics, run_cli, sigkill_when_logged, without_timing
+from helpers import (
+    REPO,
+    SMOKE_RUN,
+    assert_same_run,
+    copy_run,
+    read_json,
+    read_metrics,
+    run_cli,
+    sigkill_when_logged,
+    without_timing,
+)
 
 from benchmark.run.tensorboard import TAGS, scalars
 
+pytestmark = pytest.mark.cli
 ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
 
 
-def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir):
-    run_dir = tmp_path / "run"
-    args = (
-        "limit.train=64",
-        "limit.val=32",
-        "limit.test=32",
-        "epochs=1",
-        f"hydra.run.dir={run_dir}",
-        f"data_dir={data_dir}",
-    )
-    assert run_cli(*args).returncode == 0
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir, trained_run):
+    run_dir = copy_run(trained_run("pytorch")[0], tmp_path / "run")
+    args = (*SMOKE_RUN, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     (run_dir / "status.json").unlink()  # as if the node died before the run could finish
     out = run_cli(*args)
@@ -33,19 +36,11 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir):
     assert last.startswith("error:") and "last.pt cannot be read" in last
 
 
-def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir):
+def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir, trained_run):
     """A run that started on one cache (say the Tiny-ImageNet zip) is not continued on a
     cache rebuilt from another source: other image order, other splits."""
-    run_dir = tmp_path / "run"
-    args = (
-        "limit.train=64",
-        "limit.val=32",
-        "limit.test=32",
-        "epochs=1",
-        f"hydra.run.dir={run_dir}",
-        f"data_dir={data_dir}",
-    )
-    assert run_cli(*args).returncode == 0
+    run_dir = copy_run(trained_run("pytorch")[0], tmp_path / "run")
+    args = (*SMOKE_RUN, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
     summary = read_json(run_dir / "summary.json")
     (run_dir / "summary.json").write_text(json.dumps({**summary, "data_fingerprint": "sha256:0123456789abcdef"}))
     (run_dir / "status.json").unlink()  # unfinished, so it would resume
@@ -61,6 +56,7 @@ def test_a_run_does_not_resume_on_other_data(tmp_path, data_dir):
     assert read_json(run_dir / "summary.json")["data_fingerprint"] == summary["data_fingerprint"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir):
     reference = tmp_path / "reference"
     assert run_cli(*ARGS, f"hydra.run.dir={reference}", f"data_dir={data_dir}").returncode == 0
@@ -125,13 +121,12 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     assert read_json(run_dir / "status.json")["state"] == "completed"
 
 
-def test_killed_between_the_first_best_and_last_saves_starts_afresh(tmp_path, data_dir):
+def test_killed_between_the_first_best_and_last_saves_starts_afresh(tmp_path, data_dir, trained_run):
     """Epoch 1 saves `best`, then `last`; killed in between, the run has nothing to resume
     and must not start from the best weights with a fresh optimizer."""
-    args = ("limit.train=128", "limit.val=32", "limit.test=32", "epochs=2", f"data_dir={data_dir}")
-    reference, run_dir = tmp_path / "reference", tmp_path / "run"
-    for d in (reference, run_dir):
-        assert run_cli(*args, f"hydra.run.dir={d}").returncode == 0
+    args = (*SMOKE_RUN, f"data_dir={data_dir}")
+    reference = trained_run("pytorch")[0]
+    run_dir = copy_run(reference, tmp_path / "run")
     for name in ("checkpoints/last.pt", "metrics.csv", "test.json", "status.json"):
         (run_dir / name).unlink()  # what a kill right after the first best save leaves
     assert run_cli(*args, f"hydra.run.dir={run_dir}").returncode == 0

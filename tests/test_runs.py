@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, compose, read_json, read_metrics, run_cli, without_timing
+from helpers import REPO, SMOKE_RUN, compose, read_json, read_metrics, run_cli, without_timing
 
 from benchmark.run.metrics import METRICS_COLUMNS
 from benchmark.run.tensorboard import TAGS, scalars
 from benchmark.spec.schedule import make_schedule
 
-SLICE = ("limit.train=128", "limit.val=64", "limit.test=64", "epochs=2")
+SLICE = SMOKE_RUN  # 128 training images (4 steps of 32), 64 val, 64 test, 2 epochs, 1 of warm-up
 
 
 def small_run(run_dir, data_dir, *overrides):
@@ -22,16 +22,16 @@ def small_run(run_dir, data_dir, *overrides):
     return result
 
 
-def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
-    run_dir = tmp_path / "run"
-    result = small_run(run_dir, data_dir)
+@pytest.mark.cli
+def test_two_epoch_run_writes_the_run_directory_contract(trained_run, data_dir):
+    run_dir, result = trained_run("pytorch")
     # progress inside each epoch plus one summary line per epoch
     assert "epoch 1/2  step" in result.stdout and "epoch 2/2  train_loss" in result.stdout
 
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
         assert (run_dir / ".hydra" / name).is_file()
     resolved = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
-    assert resolved["epochs"] == 2 and resolved["optim"]["warmup_epochs"] == 1  # from conf/dataset/digits.yaml
+    assert resolved["epochs"] == 2 and resolved["optim"]["warmup_epochs"] == 1 and resolved["batch_size"] == 32
     assert resolved["data_dir"] == str(data_dir) and "${" not in (run_dir / "config_resolved.yaml").read_text()
     assert "test_accuracy" in (run_dir / "run.log").read_text()
     assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
@@ -79,18 +79,21 @@ def test_two_epoch_run_writes_the_run_directory_contract(tmp_path, data_dir):
     assert sorted(scalars(run_dir)) == sorted(TAGS.values())
 
 
-@pytest.mark.parametrize("framework", ["pytorch", "keras"])
-def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir, framework):
-    runs = {}
-    for name, seed in (("a", 42), ("b", 42), ("c", 7)):
+@pytest.mark.cli
+@pytest.mark.parametrize("framework", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])
+def test_same_seed_reproduces_and_other_seed_differs(tmp_path, data_dir, framework, trained_run):
+    runs = {"a": trained_run(framework)[0]}  # seed 42
+    for name, seed in (("b", 42), ("c", 7)):
         small_run(tmp_path / name, data_dir, f"seed={seed}", f"framework={framework}")
-        runs[name] = (without_timing(read_metrics(tmp_path / name)), read_json(tmp_path / name / "test.json"))
+        runs[name] = tmp_path / name
+    runs = {name: (without_timing(read_metrics(d)), read_json(d / "test.json")) for name, d in runs.items()}
     (metrics_a, test_a), (metrics_b, test_b), (metrics_c, _) = runs["a"], runs["b"], runs["c"]
     assert metrics_a == metrics_b
     assert test_a["test_accuracy"] == test_b["test_accuracy"] and test_a["test_loss"] == test_b["test_loss"]
     assert metrics_a != metrics_c
 
 
+@pytest.mark.cli
 def test_gradient_accumulation_and_contiguous_layout(tmp_path, data_dir):
     small_run(tmp_path / "k2", data_dir, "grad_accum_steps=2", "framework.channels_last=false")
     rows = read_metrics(tmp_path / "k2")
@@ -101,6 +104,7 @@ def test_gradient_accumulation_and_contiguous_layout(tmp_path, data_dir):
     assert summary["execution_mode"] == "eager"
 
 
+@pytest.mark.cli
 def test_pytorch_run_imports_no_tensorflow(data_dir):
     code = f"""
 import sys
@@ -108,7 +112,7 @@ sys.path.insert(0, {str(REPO / "tests")!r})
 from helpers import compose
 from benchmark.run.loop import train_and_test
 import tempfile, pathlib
-cfg = compose("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32", "data_dir={data_dir}")
+cfg = compose("debug=smoke", "data_dir={data_dir}")
 train_and_test(cfg, pathlib.Path(tempfile.mkdtemp()))
 assert "torch" in sys.modules
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
@@ -119,6 +123,7 @@ print("IMPORTED", bad)
     assert "IMPORTED []" in out.stdout
 
 
+@pytest.mark.cli
 def test_neutral_modules_import_no_framework():
     code = """
 import sys
@@ -133,6 +138,7 @@ print("IMPORTED", bad)
     assert "IMPORTED []" in out.stdout
 
 
+@pytest.mark.cli
 def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir):
     """lr 1e30 breaks the weights in the first step; the train loss (taken before each
     update) stays finite, so the val loss must catch it."""
@@ -140,10 +146,8 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
 
     run_dir = tmp_path / "sweep" / "diverged"
     result = run_cli(
-        "epochs=1",
-        "limit.train=64",
-        "limit.val=32",
-        "limit.test=32",
+        "debug=smoke",
+        "limit.train=32",  # one step: its loss is taken before the update that breaks the weights
         "optim.lr=1e30",
         f"hydra.run.dir={run_dir}",
         f"data_dir={data_dir}",

@@ -18,9 +18,14 @@ from helpers import REPO, read_json, read_metrics, without_timing
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 CAN_RUN = shutil.which("sbatch") is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
-pytestmark = pytest.mark.skipif(
-    not CAN_RUN and not os.environ.get("CI"), reason="needs SLURM installed, or root with apt-get to install it"
-)
+pytestmark = [
+    pytest.mark.slurm,
+    # one cluster per session, started by the module fixture: every test of the file on one worker
+    pytest.mark.xdist_group("slurm"),
+    pytest.mark.skipif(
+        not CAN_RUN and not os.environ.get("CI"), reason="needs SLURM installed, or root with apt-get to install it"
+    ),
+]
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
 # the A40 preset, shrunk to this machine: no GPU, one core and 4 GB per job
 LAUNCHER = (
@@ -178,12 +183,14 @@ def slurm_jobs_env(slurm, monkeypatch):
     monkeypatch.setenv("BENCHMARK_VENV", sys.prefix)  # the preset's setup lines activate it in each job
 
 
+@pytest.mark.suite
 @pytest.mark.usefixtures("slurm_jobs_env", "hydra_fresh_version_base")
 @pytest.mark.parametrize("launcher_name, overrides", [("slurm_a40", list(SITE))])
 class TestSlurmA40Launcher(LauncherTestSuite):
     pass
 
 
+@pytest.mark.suite
 @pytest.mark.usefixtures("slurm_jobs_env")
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=slurm_a40", *SITE])])
 class TestSlurmA40LauncherIntegration(IntegrationTestSuite):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import CONF_DIR, REPO, compose, read_json
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -81,6 +82,8 @@ def multirun(sweep_dir, *overrides):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_stage2_finds_and_skips_180_completed_runs(tmp_path):
     sweep = tmp_path / "matrix"
     for values in itertools.product(*STAGE2.values()):
@@ -97,6 +100,7 @@ def test_stage2_finds_and_skips_180_completed_runs(tmp_path):
     assert "24 runs, 24 already completed" in out.stdout + out.stderr
 
 
+@pytest.mark.cli
 def test_other_settings_in_a_run_directory_are_refused(tmp_path):
     sweep = tmp_path / "matrix"
     write_completed_run(sweep, "pytorch", "cifar10", "resnet50", "fp32", 42)
@@ -111,6 +115,7 @@ def test_other_settings_in_a_run_directory_are_refused(tmp_path):
     assert read_json(sweep / "pytorch_cifar10_resnet50_fp32_seed42" / "status.json")["state"] == "completed"
 
 
+@pytest.mark.cli
 def test_a_stale_run_of_another_sweep_does_not_fail_this_one(tmp_path):
     sweep = tmp_path / "matrix"
     write_completed_run(sweep, "pytorch", "cifar10", "resnet50", "fp32", 42)
@@ -120,6 +125,7 @@ def test_a_stale_run_of_another_sweep_does_not_fail_this_one(tmp_path):
     assert "1 runs, 1 already completed" in out.stdout + out.stderr
 
 
+@pytest.mark.cli
 def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # limit.train=8 leaves fewer images than one batch of 32: that run fails, the other runs
@@ -138,6 +144,7 @@ def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir
     assert "failed" in (sweep / "sweep_status.csv").read_text()
 
 
+@pytest.mark.cli
 def test_other_backends_options_do_not_count_as_other_settings(tmp_path):
     """framework.channels_last is PyTorch's: a Keras run directory is the same run whatever its value."""
     sweep = tmp_path / "matrix"
