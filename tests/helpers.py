@@ -111,3 +111,25 @@ def copy_run(run_dir: Path, to: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(run_dir, to, symlinks=True))
+
+
+def run_main(*overrides: str) -> tuple[int, str, str]:
+    """`python -m benchmark OVERRIDES...` in this process, for the paths that stop before
+    a run trains (errors, --help, --cfg): (exit code, stdout, stderr). The command line's
+    own process, imports and exit status are covered by a run_cli test of each exit path."""
+    import contextlib
+    import io
+
+    from benchmark.run.cli import main
+
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["benchmark", *overrides]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import compose, run_cli
+from helpers import compose, run_main
 from runs import make_run
 
 from benchmark import BenchmarkError
@@ -18,9 +18,6 @@ from benchmark.data import prepare_dataset
 from benchmark.parity import equivalence as eq
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import make_schedule
-
-# the aligned trainers are a module fixture: the file on one worker
-pytestmark = pytest.mark.xdist_group("aligned")
 
 # ------------------------------------------------------------------ the numerical-equivalence check
 
@@ -137,7 +134,6 @@ def test_knobs_are_checked_and_give_regularization_per_model():
         Knobs.of(compose("protocol=aligned", "protocol.architecture=native").protocol)
 
 
-@pytest.mark.cli
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -146,9 +142,9 @@ def test_knobs_are_checked_and_give_regularization_per_model():
     ],
 )
 def test_a_bad_knob_is_one_line_and_exit_2(tmp_path, override, message):
-    proc = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
-    assert proc.returncode == 2 and message in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "metrics.csv").exists()
+    code, _, stderr = run_main(override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert "Traceback" not in stderr and not (tmp_path / "run" / "metrics.csv").exists()
 
 
 # ------------------------------------------------------------------ attribution and divergence

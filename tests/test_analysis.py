@@ -28,9 +28,6 @@ from benchmark.analysis.time_to_accuracy import ordered as ordered_tta
 from benchmark.analysis.time_to_accuracy import parse as parse_tta
 from benchmark.analyze import analyze
 
-# the generated stage-2 sweep and its report are module fixtures: the file on one worker
-pytestmark = pytest.mark.xdist_group("analysis")
-
 NUMERIC_STATS = (
     "delta",
     "ci_low",

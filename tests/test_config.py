@@ -1,7 +1,7 @@
 """The config schema rejects bad input before any work, with a message that says what."""
 
 import pytest
-from helpers import compose, run_cli
+from helpers import compose, run_cli, run_main
 from omegaconf import OmegaConf
 
 from benchmark.spec.models import list_models
@@ -49,10 +49,10 @@ def test_epochs_override():
     ],
 )
 def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_path):
-    result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
-    assert result.returncode != 0
+    code, _, stderr = run_main(override, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
+    assert code != 0
     for word in expected:
-        assert word in result.stderr, result.stderr
+        assert word in stderr, stderr
     assert not (tmp_path / "run" / "metrics.csv").exists()
     assert not (tmp_path / "data").exists()  # no data prepared: it failed before any work
 
@@ -71,19 +71,47 @@ def test_bad_config_fails_before_work_with_a_message(override, expected, tmp_pat
     ],
 )
 def test_inconsistent_values_are_one_line_errors_before_any_work(tmp_path, overrides, named):
-    result = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
+    code, _, stderr = run_main(*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and named in last
     assert list(tmp_path.iterdir()) == []  # checked before Hydra made the run directory
 
 
 def test_help_and_cfg_job():
-    help_text = run_cli("--help")
-    assert help_text.returncode == 0
-    for word in ("framework", "model", "dataset", "precision", "--multirun"):
-        assert word in help_text.stdout
-    job = run_cli("--cfg", "job", "model=resnet50", "dataset=cifar100", "precision=amp")
-    assert job.returncode == 0
-    cfg = OmegaConf.create(job.stdout)
+    code, help_text, _ = run_main("--help")
+    assert code == 0
+    for word in ("framework", "model", "dataset", "precision", "--multirun", "debug"):
+        assert word in help_text
+    code, job, _ = run_main("--cfg", "job", "model=resnet50", "dataset=cifar100", "precision=amp")
+    assert code == 0
+    cfg = OmegaConf.create(job)
     assert cfg.model.name == "resnet50" and cfg.dataset.name == "cifar100" and cfg.precision.mixed is True
+
+
+@pytest.mark.cli
+def test_a_config_hydra_cannot_compose_exits_1_from_the_command_line(tmp_path):
+    """The one subprocess of Hydra's own exit path (the in-process cases are above)."""
+    result = run_cli("model=vgg16", f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
+    assert result.returncode == 1 and "model" in result.stderr and "vgg16" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_smoke_run_is_one_word_and_a_short_run_says_so():
+    """debug=smoke makes any dataset a short run that passes the checks; a short run of
+    the protocol (epochs=1 keeps the dataset's warm-up) names both ways out."""
+    from benchmark import BenchmarkError
+    from benchmark.run.loop import validate
+
+    for dataset in ("digits", "cifar10", "cifar100", "tiny_imagenet"):
+        cfg = compose(f"dataset={dataset}", "debug=smoke")
+        validate(cfg)
+        assert (cfg.epochs, cfg.optim.warmup_epochs) == (1, 0)
+        assert (cfg.limit.train, cfg.limit.val, cfg.limit.test) == (128, 64, 64)
+    short = r"optim.warmup_epochs=5 is out of range: valid \[0, epochs = 1\], whole numbers"
+    with pytest.raises(BenchmarkError, match=short + "; set optim.warmup_epochs=0 or use debug=smoke$"):
+        validate(compose("dataset=cifar10", "epochs=1"))
+    # the sweep report of a smoke sweep draws no figures
+    hydra_cfg = compose("debug=smoke", return_hydra=True)
+    assert hydra_cfg.hydra.callbacks.sweep_report.plots is False
+    assert compose(return_hydra=True).hydra.callbacks.sweep_report.plots is True

@@ -50,9 +50,8 @@ from benchmark.spec.models import shared_initial_weights
 from benchmark.spec.protocol import ALIGNED_REGULARIZATION
 from benchmark.spec.schedule import make_schedule
 
-# the module fixture exercises every framework option once (Keras on JAX and torch in processes of
-# their own): every test of the file on one worker
-pytestmark = [pytest.mark.engines, pytest.mark.xdist_group("contract")]
+# Keras on JAX and on torch run in processes of their own
+pytestmark = pytest.mark.engines
 
 # what the native protocol aligns between the frameworks on purpose (docs/protocol.md §5, §8)
 ALIGNED = (

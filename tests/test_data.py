@@ -32,9 +32,6 @@ from benchmark.data.normalization import channel_stats, normalize_reference
 from benchmark.data.splits import stratified_holdout
 from benchmark.spec.config import DatasetConfig, register_configs
 
-# the prepared digits cache is a module fixture: the file on one worker
-pytestmark = pytest.mark.xdist_group("data")
-
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 DEAD_URL = "http://127.0.0.1:9/x"  # discard port on loopback: nothing listens, refused at once

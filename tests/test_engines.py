@@ -14,6 +14,7 @@ from helpers import (
     read_json,
     read_metrics,
     run_cli,
+    run_main,
     sigkill_when_logged,
     without_timing,
 )
@@ -53,7 +54,6 @@ def test_engine_is_a_run_key_field_left_out_at_each_frameworks_default():
     assert [default_engine(f) for f in ENGINES] == ["torch", "tensorflow"]
 
 
-@pytest.mark.cli
 def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeypatch):
     for args, expected in (
         (
@@ -67,10 +67,10 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
         (("framework=keras_torch", "framework.jit_compile=true"), "framework.jit_compile=true is TensorFlow's XLA"),
     ):
         run_dir = tmp_path / "run"
-        out = run_cli(*args, f"hydra.run.dir={run_dir}")
-        assert out.returncode == 2, out.stderr
-        assert out.stderr.strip().splitlines() == [f"error: {out.stderr.strip().removeprefix('error: ')}"]
-        assert expected in out.stderr
+        code, _, stderr = run_main(*args, f"hydra.run.dir={run_dir}")
+        assert code == 2, stderr
+        assert stderr.strip().splitlines() == [f"error: {stderr.strip().removeprefix('error: ')}"]
+        assert expected in stderr
         assert not run_dir.exists()
     # an engine whose package is not installed (one registered for this test only)
     monkeypatch.setitem(ENGINES["keras"], "mxnet", "mxnet")

@@ -1,18 +1,20 @@
 """Keras backend: zoo models with the docs/protocol.md §4 stems, LR schedule, input pipeline, end-to-end runs."""
 
+# first: it pins KERAS_BACKEND before anything imports keras
+import benchmark.backends.keras.engines.tensorflow  # noqa: F401  # isort: skip
+
 import json
 import math
 import subprocess
 import sys
 
-import keras  # noqa: E402
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf  # noqa: E402
-from helpers import REPO, SMOKE_RUN, compose, read_json, read_metrics, torch_lrs  # noqa: E402
+import tensorflow as tf
+from helpers import REPO, SMOKE_RUN, compose, read_json, read_metrics, torch_lrs
 
-import benchmark.backends.keras.engines.tensorflow  # noqa: E402,F401  (pins KERAS_BACKEND before keras is imported)
-from benchmark.backends.keras.models import (  # noqa: E402
+from benchmark.backends.keras.models import (
     BN_EPSILON,
     BN_MOMENTUM,
     all_layers,
@@ -20,16 +22,13 @@ from benchmark.backends.keras.models import (  # noqa: E402
     feature_map_size,
     parameter_counts,
 )
-from benchmark.backends.keras.optim import build_lr_schedule  # noqa: E402
-from benchmark.backends.keras.pipelines.tfdata import Normalizer, TrainBatches, eval_batches  # noqa: E402
-from benchmark.data import prepare_dataset  # noqa: E402
-from benchmark.data.normalization import normalize_reference  # noqa: E402
-from benchmark.run.metrics import METRICS_COLUMNS  # noqa: E402
-from benchmark.spec.models import list_models, spec, stem_for  # noqa: E402
-from benchmark.spec.schedule import Schedule, make_schedule  # noqa: E402
-
-# the TensorFlow trainer is a module fixture: the file on one worker
-pytestmark = pytest.mark.xdist_group("keras_backend")
+from benchmark.backends.keras.optim import build_lr_schedule
+from benchmark.backends.keras.pipelines.tfdata import Normalizer, TrainBatches, eval_batches
+from benchmark.data import prepare_dataset
+from benchmark.data.normalization import normalize_reference
+from benchmark.run.metrics import METRICS_COLUMNS
+from benchmark.spec.models import list_models, spec, stem_for
+from benchmark.spec.schedule import Schedule, make_schedule
 
 SLICE = ("framework=keras", *SMOKE_RUN)  # 128 training images, 64 val, 64 test, 2 epochs
 # the protocol's (image size, classes): CIFAR-10, CIFAR-100, Tiny-ImageNet

@@ -12,8 +12,8 @@ from helpers import REPO
 from benchmark.parity.params import CLASSES, COLUMNS, SIZES, parameter_table, write_csv
 from benchmark.spec.models import list_models, spec
 
-# the audits (each Keras engine in its own process) are module fixtures: the file on one worker
-pytestmark = [pytest.mark.engines, pytest.mark.xdist_group("parity")]
+# Keras on JAX and on torch run in processes of their own
+pytestmark = pytest.mark.engines
 
 # ------------------------------------------------------------ parameter table
 

@@ -20,8 +20,6 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 CAN_RUN = shutil.which("sbatch") is not None or (os.geteuid() == 0 and shutil.which("apt-get") is not None)
 pytestmark = [
     pytest.mark.slurm,
-    # one cluster per session, started by the module fixture: every test of the file on one worker
-    pytest.mark.xdist_group("slurm"),
     pytest.mark.skipif(
         not CAN_RUN and not os.environ.get("CI"), reason="needs SLURM installed, or root with apt-get to install it"
     ),
