@@ -119,10 +119,16 @@ def run_main(*overrides: str) -> tuple[int, str, str]:
     own process, imports and exit status are covered by a run_cli test of each exit path."""
     import contextlib
     import io
+    import logging
 
     from benchmark.run.cli import main
 
+    if "--multirun" in overrides or "-m" in overrides:
+        # a sweep sets up Hydra's logging on this process's streams before its checks
+        raise ValueError("run_main is for single runs; start a sweep with run_cli")
     out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     sys.argv = ["benchmark", *overrides]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -132,4 +138,5 @@ def run_main(*overrides: str) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         sys.argv = argv
+        root.handlers[:], root.level = handlers, level  # whatever Hydra set up writes to `out`
     return code, out.getvalue(), err.getvalue()

@@ -23,7 +23,7 @@ from benchmark import BenchmarkError
 from benchmark.data import prepare_dataset
 from benchmark.spec.config import RANGES, _bound, check_values
 
-TINY = ("limit.train=64", "limit.val=32", "limit.test=32")
+TINY = ("debug=smoke",)  # one epoch of 128 images
 
 
 def last_line(proc: subprocess.CompletedProcess) -> str:
@@ -101,7 +101,7 @@ def test_bad_values_are_one_line_exit_2_and_nothing_written(tmp_path, data_dir):
     ]
     for i, args in enumerate(cases):
         data = () if any(a.startswith("data_dir") for a in args) else (f"data_dir={data_dir}",)
-        if i == 0:  # the command line's own process once; the rest in this one
+        if i == 0 or "--multirun" in args:  # a run's and a sweep's own process once; the rest in this one
             proc = run_cli(*args, *data)
             code, stderr = proc.returncode, proc.stderr
         else:
@@ -181,9 +181,9 @@ def test_a_read_only_data_dir_trains_from_its_prepared_cache(tmp_path, data_dir)
     empty = tmp_path / "empty"
     empty.mkdir()
     with read_only(shared), read_only(empty):
-        ok = run_cli(*TINY, "epochs=1", f"data_dir={shared}", f"hydra.run.dir={tmp_path / 'run'}")
+        ok = run_cli(*TINY, f"data_dir={shared}", f"hydra.run.dir={tmp_path / 'run'}")
         assert ok.returncode == 0, ok.stderr[-2000:]
-        refused = run_cli(*TINY, "epochs=1", f"data_dir={empty}", f"hydra.run.dir={tmp_path / 'run2'}")
+        refused = run_cli(*TINY, f"data_dir={empty}", f"hydra.run.dir={tmp_path / 'run2'}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert last_line(refused).startswith(f"error: data_dir={empty} is read-only and holds no prepared digits cache")
 
@@ -219,7 +219,7 @@ def _wait_for(run_dir: Path, text: str, proc: subprocess.Popen, timeout: float =
 @pytest.mark.cli
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig, code):
-    args = ("limit.train=256", "limit.val=32", "limit.test=32", "epochs=2")
+    args = ("debug=smoke", "epochs=2", "limit.train=256")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, data_dir, *args)
     _wait_for(run_dir, "epoch 2/2  step", proc)
@@ -243,7 +243,7 @@ def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig
 @pytest.mark.slow
 @pytest.mark.cli
 def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_guarded(tmp_path, data_dir):
-    args = ("limit.train=256", "limit.val=32", "limit.test=32", "epochs=2")
+    args = ("debug=smoke", "epochs=2", "limit.train=256")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, data_dir, *args)
     _wait_for(run_dir, "epoch 2/2  step", proc)
@@ -296,7 +296,7 @@ def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_g
 @pytest.mark.cli
 def test_two_sweeps_share_one_directory(tmp_path, data_dir):
     sweep = tmp_path / "matrix"
-    common = ("--multirun", *TINY, "epochs=1", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
+    common = ("--multirun", *TINY, f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmark", *common, f"seed={seed}"],
@@ -329,7 +329,6 @@ def test_any_sweep_subdir_and_hydra_overrides_reach_the_job(tmp_path, data_dir):
     proc = run_cli(
         "--multirun",
         *TINY,
-        "epochs=1",
         "seed=1,2",
         "hydra.sweep.subdir=${hydra.job.num}",
         "hydra.job.name=custom",

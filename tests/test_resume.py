@@ -22,7 +22,7 @@ from helpers import (
 from benchmark.run.tensorboard import TAGS, scalars
 
 pytestmark = pytest.mark.cli
-ARGS = ("limit.train=512", "limit.val=64", "limit.test=64", "epochs=3", "seed=5")
+ARGS = ("debug=smoke", "epochs=3", "limit.train=512", "seed=5")  # 16 steps an epoch: room to kill in one
 
 
 def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir, trained_run):
@@ -92,10 +92,9 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     or refuses when the wait runs out."""
     run_dir = tmp_path / "run"
     args = (
-        "limit.train=512",
-        "limit.val=64",
-        "limit.test=64",
+        "debug=smoke",
         "epochs=2",
+        "limit.train=512",
         f"hydra.run.dir={run_dir}",
         f"data_dir={data_dir}",
     )

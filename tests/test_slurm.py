@@ -71,8 +71,8 @@ def sweep_cmd(sweep_dir, data_dir, *overrides):
 
 def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    args = ("seed=1,2,3", "epochs=1", "limit.train=64", "limit.val=32", "limit.test=32")
-    override_dir = "epochs=1,limit.test=32,limit.train=64,limit.val=32"  # non-key overrides name a sub-directory
+    args = ("seed=1,2,3", "debug=smoke")
+    override_dir = "debug=smoke"  # non-key overrides name a sub-directory
     out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     for seed in (1, 2, 3):
@@ -98,7 +98,7 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
 
 
 def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, data_dir):
-    args = ("seed=11", "epochs=3", "limit.train=256", "limit.val=64", "limit.test=64")
+    args = ("seed=11", "debug=smoke", "epochs=3", "limit.train=256")
     reference = subprocess.Popen(
         sweep_cmd(tmp_path / "reference", data_dir, *args),
         cwd=REPO,
@@ -114,7 +114,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    sub = "pytorch_digits_mobilenetv2_fp32_seed11/epochs=3,limit.test=64,limit.train=256,limit.val=64"
+    sub = "pytorch_digits_mobilenetv2_fp32_seed11/debug=smoke,epochs=3,limit.train=256"
     run_dir = tmp_path / "requeued" / sub
     log = run_dir / "run.log"
     deadline = time.time() + 300
@@ -140,8 +140,8 @@ def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
     """SIGKILL to one job (as an out-of-memory kill or a lost node would do): that run is
     marked failed, the other run finishes, the sweep ends with its report and exit 1."""
     sweep = tmp_path / "sweep"
-    args = ("seed=1,2", "epochs=3", "limit.train=512", "limit.val=64", "limit.test=64")
-    sub = "epochs=3,limit.test=64,limit.train=512,limit.val=64"
+    args = ("seed=1,2", "debug=smoke", "epochs=3", "limit.train=512")
+    sub = "debug=smoke,epochs=3,limit.train=512"
     victim = sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / sub
     proc = subprocess.Popen(
         sweep_cmd(sweep, data_dir, *args),

@@ -22,7 +22,7 @@ STAGE2 = {
     "precision": ("fp32", "amp"),
     "seed": (42, 123, 456, 789, 1024),
 }
-SLICE = ("epochs=1", "limit.train=64", "limit.val=32", "limit.test=32")
+SLICE = ("debug=smoke",)
 
 
 def expand(*overrides: str) -> list[tuple[str, ...]]:
@@ -129,9 +129,7 @@ def test_a_stale_run_of_another_sweep_does_not_fail_this_one(tmp_path):
 def test_failing_run_is_isolated_and_the_sweep_exits_non_zero(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     # limit.train=8 leaves fewer images than one batch of 32: that run fails, the other runs
-    out = multirun(
-        sweep, "hydra/launcher=local", "seed=1", "limit.train=64,8", *SLICE[:1], *SLICE[2:], f"data_dir={data_dir}"
-    )
+    out = multirun(sweep, "hydra/launcher=local", "seed=1", "limit.train=64,8", *SLICE, f"data_dir={data_dir}")
     assert out.returncode == 1
     status = {p.parent.name: read_json(p) for p in sweep.rglob("status.json")}
     assert len(status) == 2
