@@ -129,7 +129,9 @@ def run_main(*overrides: str) -> tuple[int, str, str]:
     out, err, argv = io.StringIO(), io.StringIO(), sys.argv
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    sys.argv = ["benchmark", *overrides]
+    # Hydra's logging set-up (logging.config.dictConfig) closes every handler the process
+    # has, pytest's own among them: not in this process
+    sys.argv = ["benchmark", *overrides, "hydra/hydra_logging=none", "hydra/job_logging=none"]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main()
