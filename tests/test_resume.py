@@ -91,10 +91,12 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     its SLURM jobs run) never trains alongside it: it waits, then skips the finished run,
     or refuses when the wait runs out."""
     run_dir = tmp_path / "run"
+    # long enough (4 epochs of 32 steps) to outlast the start of two more processes on a
+    # loaded machine; the default wait (2 minutes) outlasts it
     args = (
         "debug=smoke",
-        "epochs=2",
-        "limit.train=512",
+        "epochs=4",
+        "limit.train=1024",
         f"hydra.run.dir={run_dir}",
         f"data_dir={data_dir}",
     )
@@ -103,7 +105,7 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     )
     deadline = time.time() + 300
     while time.time() < deadline and not (
-        (run_dir / "run.log").exists() and "epoch 1/2  step" in (run_dir / "run.log").read_text()
+        (run_dir / "run.log").exists() and "epoch 1/4  step" in (run_dir / "run.log").read_text()
     ):
         time.sleep(0.05)
 
@@ -116,7 +118,7 @@ def test_a_second_launch_of_a_live_run_waits_for_it_then_skips(tmp_path, data_di
     assert waited.returncode == 0, waited.stderr[-2000:]
     assert "waiting up to" in waited.stdout and "skipped:" in waited.stdout
     assert first.wait(timeout=300) == 0
-    assert [row["epoch"] for row in read_metrics(run_dir)] == ["1", "2"]
+    assert [row["epoch"] for row in read_metrics(run_dir)] == ["1", "2", "3", "4"]
     assert read_json(run_dir / "status.json")["state"] == "completed"
 
 
