@@ -132,6 +132,8 @@ def run_main(*overrides: str) -> tuple[int, str, str]:
     # Hydra's logging set-up (logging.config.dictConfig) closes every handler the process
     # has, pytest's own among them: not in this process
     sys.argv = ["benchmark", *overrides, "hydra/hydra_logging=none", "hydra/job_logging=none"]
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "0"  # as run_cli: Hydra's one-line errors, whatever the shell set
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main()
@@ -140,5 +142,9 @@ def run_main(*overrides: str) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         sys.argv = argv
-        root.handlers[:], root.level = handlers, level  # whatever Hydra set up writes to `out`
+        root.handlers[:], root.level = handlers, level
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error  # whatever Hydra set up writes to `out`
     return code, out.getvalue(), err.getvalue()

@@ -513,6 +513,7 @@ def run_analyze(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.cli
 def test_cli_fails_with_one_line_without_runs(tmp_path):
     (tmp_path / "empty").mkdir()
     for path in (tmp_path / "empty", tmp_path / "missing"):
@@ -522,6 +523,7 @@ def test_cli_fails_with_one_line_without_runs(tmp_path):
     assert not (tmp_path / "empty" / "report").exists()
 
 
+@pytest.mark.cli
 def test_cli_writes_the_report(tmp_path):
     make_sweep(tmp_path, seeds=[42, 123], epochs=3)
     proc = run_analyze(str(tmp_path), "--no-plots")

@@ -694,6 +694,7 @@ def test_download_missing_url_path(tmp_path, http_server):
 # ---------------------------------------------------------------- command line
 
 
+@pytest.mark.cli
 def test_cli_reports_missing_archive(tmp_path):
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCHMARK_")}

@@ -82,6 +82,7 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
         check_engine("keras", "mxnet")
 
 
+@pytest.mark.cli
 @pytest.mark.engines
 def test_keras_cannot_switch_engines_within_a_process():
     code = (

@@ -122,7 +122,6 @@ def _prepared_copy(data_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.cli
 def test_a_damaged_cache_is_one_line_naming_it(tmp_path, data_dir):
     ds = compose().dataset
     damages = {
@@ -219,7 +218,7 @@ def _wait_for(run_dir: Path, text: str, proc: subprocess.Popen, timeout: float =
 @pytest.mark.cli
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig, code):
-    args = ("debug=smoke", "epochs=2", "limit.train=256")
+    args = ("debug=smoke", "epochs=2", "optim.warmup_epochs=1", "limit.train=256")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, data_dir, *args)
     _wait_for(run_dir, "epoch 2/2  step", proc)
@@ -243,7 +242,7 @@ def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, data_dir, sig
 @pytest.mark.slow
 @pytest.mark.cli
 def test_a_full_disk_fails_in_one_line_keeps_the_checkpoint_and_the_history_is_guarded(tmp_path, data_dir):
-    args = ("debug=smoke", "epochs=2", "limit.train=256")
+    args = ("debug=smoke", "epochs=2", "optim.warmup_epochs=1", "limit.train=256")
     run_dir = tmp_path / "run"
     proc = _start(run_dir, data_dir, *args)
     _wait_for(run_dir, "epoch 2/2  step", proc)

@@ -285,7 +285,7 @@ from benchmark.run.loop import train_and_test
 from benchmark.backends.keras.trainer import KerasTrainer
 
 root, data_dir = pathlib.Path({root!r}), {data_dir!r}
-args = ("framework=keras", "debug=smoke", "epochs=3", "limit.train=64", "data_dir=" + data_dir)
+args = ("framework=keras", "debug=smoke", "epochs=3", "optim.warmup_epochs=1", "limit.train=64", "data_dir=" + data_dir)
 train_and_test(compose(*args), root / "reference")
 
 class Preempted(Exception):

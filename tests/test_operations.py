@@ -100,6 +100,7 @@ def test_tensorboard_events_of_a_resumed_run_have_every_epoch_once(tmp_path):
     assert len(curves) == 8
 
 
+@pytest.mark.cli
 def test_the_neutral_core_writes_tensorboard_without_importing_a_framework(tmp_path):
     code = (
         "import sys; from pathlib import Path; import benchmark.run.loop; from benchmark.run.tensorboard import "
@@ -189,6 +190,7 @@ def test_status_tells_running_from_stalled_and_not_started(tmp_path):
     assert dead.read_status()["state"] == "running"  # the status command never writes
 
 
+@pytest.mark.cli
 def test_status_cli_rejects_what_is_not_a_sweep(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "benchmark.status", str(tmp_path / "nothing")],

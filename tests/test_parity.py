@@ -198,6 +198,7 @@ def test_audit_and_perf_use_the_backend_contract_only():
                 assert banned not in text, (path, banned)
 
 
+@pytest.mark.cli
 def test_bad_override_is_a_one_line_error():
     for bad in ("model=nope", "optim.bogus=1", "--frobnicate"):
         proc = subprocess.run(

@@ -22,7 +22,23 @@ from helpers import (
 from benchmark.run.tensorboard import TAGS, scalars
 
 pytestmark = pytest.mark.cli
-ARGS = ("debug=smoke", "epochs=3", "limit.train=512", "seed=5")  # 16 steps an epoch: room to kill in one
+# 16 steps an epoch (room to kill in one), and a warm-up epoch: the resumed scheduler is past its milestone
+ARGS = ("debug=smoke", "epochs=3", "optim.warmup_epochs=1", "limit.train=512", "seed=5")
+
+
+def test_an_unfinished_run_resumes_from_its_last_checkpoint(tmp_path, data_dir, trained_run):
+    """The fast tier's resume: a run whose process died after its last checkpoint (no
+    status, no test result) is continued, not redone: it restores the weights, the
+    optimizer and the scheduler, and tests exactly as the uninterrupted run did."""
+    reference = trained_run("pytorch")[0]
+    run_dir = copy_run(reference, tmp_path / "run")
+    for name in ("status.json", "test.json"):
+        (run_dir / name).unlink()
+    out = run_cli(*SMOKE_RUN, f"hydra.run.dir={run_dir}", f"data_dir={data_dir}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming after epoch 2" in out.stdout and "epoch 1/2" not in out.stdout  # nothing trained again
+    assert_same_run(run_dir, reference)
+    assert read_json(run_dir / "status.json")["state"] == "completed"
 
 
 def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, data_dir, trained_run):

@@ -164,6 +164,7 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
     assert (common["_merge"] == "both").all(), common[common["_merge"] != "both"]
 
 
+@pytest.mark.cli
 def test_a_sweep_made_before_the_run_key_is_found_skipped_and_analysed(tmp_path):
     sweep = tmp_path / "quickstart"
     shutil.copytree(FIXTURE_V0, sweep)
@@ -183,6 +184,7 @@ def test_a_sweep_made_before_the_run_key_is_found_skipped_and_analysed(tmp_path)
     assert (row["arm_a"], row["arm_b"], row["n_pairs"]) == ("pytorch", "keras", 1)
 
 
+@pytest.mark.cli
 def test_a_directory_holding_another_key_is_refused(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(FIXTURE_V0 / "keras_digits_mobilenetv2_fp32_seed42", run)
@@ -254,6 +256,7 @@ def test_plots_stay_readable_with_three_arms(three_arms):
     assert low > 0.9 * values.min() and high - low < 2 * (values.max() - values.min())  # near the data, not from 0
 
 
+@pytest.mark.cli
 def test_compare_chooses_the_pairs_and_their_direction(three_arms, capsys):
     analyze(three_arms, plots=False, compare=["keras:pytorch"])
     stats = read_csv(three_arms / "report" / "statistical_results.csv")

@@ -98,7 +98,7 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
 
 
 def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, data_dir):
-    args = ("seed=11", "debug=smoke", "epochs=3", "limit.train=256")
+    args = ("seed=11", "debug=smoke", "epochs=3", "optim.warmup_epochs=1", "limit.train=256")
     reference = subprocess.Popen(
         sweep_cmd(tmp_path / "reference", data_dir, *args),
         cwd=REPO,
@@ -114,7 +114,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm, tmp_path, 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    sub = "pytorch_digits_mobilenetv2_fp32_seed11/debug=smoke,epochs=3,limit.train=256"
+    sub = "pytorch_digits_mobilenetv2_fp32_seed11/debug=smoke,epochs=3,limit.train=256,optim.warmup_epochs=1"
     run_dir = tmp_path / "requeued" / sub
     log = run_dir / "run.log"
     deadline = time.time() + 300
@@ -140,8 +140,8 @@ def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
     """SIGKILL to one job (as an out-of-memory kill or a lost node would do): that run is
     marked failed, the other run finishes, the sweep ends with its report and exit 1."""
     sweep = tmp_path / "sweep"
-    args = ("seed=1,2", "debug=smoke", "epochs=3", "limit.train=512")
-    sub = "debug=smoke,epochs=3,limit.train=512"
+    args = ("seed=1,2", "debug=smoke", "epochs=3", "optim.warmup_epochs=1", "limit.train=512")
+    sub = "debug=smoke,epochs=3,limit.train=512,optim.warmup_epochs=1"
     victim = sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / sub
     proc = subprocess.Popen(
         sweep_cmd(sweep, data_dir, *args),

@@ -77,7 +77,7 @@ def load_backend(name: str, engine: str | None = None) -> BackendModule:
         if exc.name and exc.name.startswith("benchmark"):
             raise BenchmarkError(f"framework={name} is not implemented in this version") from exc
         raise BenchmarkError(
-            f"framework={name} needs {exc.name}, which is not installed (see README: Quick start)"
+            f"framework={name} needs {exc.name}, which is not installed (docs/running.md: Installation)"
         ) from exc
     if not isinstance(module, BackendModule):  # a backend that forgot part of the contract fails here, not mid-run
         raise BenchmarkError(
