@@ -82,10 +82,22 @@ def test_sweep_runs_every_job_in_its_own_directory(slurm, tmp_path, data_dir):
         assert len(read_metrics(run_dir)) == 1
     assert (sweep / "sweep_status.csv").read_text().count("completed") == 3
     # the live status names each run's job and asks SLURM about it (sacct, once the jobs left the queue)
-    status = subprocess.run(
-        [sys.executable, "-m", "benchmark.status", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    lines = [line.split() for line in status.stdout.splitlines() if "_seed" in line]
+    # submitit returns once each job's result is written; SLURM marks the job COMPLETED only when
+    # its batch script has exited, a moment later, so the status is asked until SLURM has caught up
+    deadline = time.monotonic() + 60
+    while True:
+        status = subprocess.run(
+            [sys.executable, "-m", "benchmark.status", str(sweep)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = [line.split() for line in status.stdout.splitlines() if "_seed" in line]
+        settled = all(cells[-1] == "COMPLETED" for cells in lines)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert len(lines) == 3 and all(cells[1] == "completed" and cells[-1] == "COMPLETED" for cells in lines), (
         status.stdout
     )
