@@ -7,22 +7,51 @@
 #
 # munge + slurmctld + slurmd, with MariaDB + slurmdbd for accounting: without
 # accounting submitit cannot see that a job died without a result and waits forever.
-# Everything lives under $SLURM_LOCAL_DIR (default /tmp/benchmark-slurm, wiped by up).
+# Everything lives under $SLURM_LOCAL_DIR: by default a fresh private directory that
+# `up` makes with mktemp -d and prints (export SLURM_LOCAL_DIR=...); `down` finds it
+# from $SLURM_LOCAL_DIR or $SLURM_CONF. A given directory must be yours alone (it is
+# wiped by up), and a PID file counts only when it holds a positive PID of a daemon
+# started under that directory: this runs as root, next to other users' files in /tmp.
 # Things that matter on small containers:
 #  - munged wants o+x on every directory of its socket path;
 #  - slurmdbd finds the munge socket through AccountingStoragePass, not AuthInfo;
 #  - a requeued job waits cred_expire + 1 s before it may start again: 10 s here;
 #  - no cgroups or systemd: proctrack/linuxproc and task/none.
 set -euo pipefail
-D=${SLURM_LOCAL_DIR:-/tmp/benchmark-slurm}
-export SLURM_CONF=$D/etc/slurm.conf
 say() { echo "[slurm-local] $*" >&2; }
-die() { say "$*"; tail -n 20 "$D"/log/*.log >&2 2>/dev/null || true; exit 1; }
+die() { say "$*"; [ -n "${D:-}" ] && { tail -n 20 "$D"/log/*.log >&2 2>/dev/null || true; }; exit 1; }
 retry() { # retry SECONDS command...: until it succeeds or time runs out
   local end=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do ((SECONDS < end)) || return 1; sleep 0.2; done
 }
-running() { [ -s "$D/run/$1.pid" ] && kill -0 "$(cat "$D/run/$1.pid")" 2>/dev/null; }
+private() { # private DIR: a real directory of this user that nobody else may write to
+  [ -d "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -z "$(find "$1" -maxdepth 0 -perm /022)" ]
+}
+# the local directory: given, or found from the SLURM_CONF that up printed, or (up) a fresh one
+if [ -n "${SLURM_LOCAL_DIR:-}" ]; then
+  D=$SLURM_LOCAL_DIR
+elif [ -n "${SLURM_CONF:-}" ] && [ "${1:-}" != up ]; then
+  D=$(dirname "$(dirname "$SLURM_CONF")")
+elif [ "${1:-}" = up ]; then
+  D=$(mktemp -d /tmp/benchmark-slurm.XXXXXXXX)
+else
+  D=""
+fi
+export SLURM_CONF=$D/etc/slurm.conf
+# daemon -> the process name its PID file must belong to
+declare -A COMM=([munged]=munged [mysqld]=mariadbd [slurmdbd]=slurmdbd [slurmctld]=slurmctld [slurmd]=slurmd)
+pid_of() { # pid_of NAME: the PID in its PID file, only if it is a positive PID of that daemon started under $D
+  local file="$D/run/$1.pid" pid
+  [ -f "$file" ] && [ ! -L "$file" ] && [ -O "$file" ] || return 1
+  pid=$(head -c 32 "$file" | tr -d '[:space:]')
+  [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${COMM[$1]}" ] || return 1
+  # ours: the daemon's command line or environment names this directory
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$D" \
+    || tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF" || return 1
+  echo "$pid"
+}
+running() { local pid; pid=$(pid_of "$1") && kill -0 "$pid" 2>/dev/null; }
 
 install() {
   local want="munge slurmctld slurmd slurm-client slurmdbd mariadb-server" missing=""
@@ -32,7 +61,8 @@ install() {
   # keep the packages' init scripts from starting system daemons
   local policy=/usr/sbin/policy-rc.d created=0
   [ -e $policy ] || { printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; created=1; }
-  local log=/tmp/slurm-local-install.log
+  local log
+  log=$(mktemp /tmp/slurm-local-install.XXXXXXXX.log)
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
     >$log 2>&1 || { [ $created = 1 ] && rm -f $policy; tail -n 20 $log >&2; die "apt-get install failed (log: $log)"; }
   [ $created = 1 ] && rm -f $policy
@@ -106,8 +136,10 @@ up() {
   for d in munged mysqld slurmdbd slurmctld slurmd; do
     running $d && die "$d is already running: run '$0 down' first"
   done
+  [ -e "$D" ] || [ -L "$D" ] || mkdir -m 700 "$D"
+  private "$D" || die "$D is not a private directory of yours (a link, someone else's, or writable by others)"
   install
-  rm -rf "$D"
+  find "$D" -mindepth 1 -delete
   mkdir -p "$D"/{etc,munge,run,log,state,spool,mysql}
   chmod 755 "$D" "$D/run"
   chmod 700 "$D/munge"
@@ -136,14 +168,14 @@ up() {
   slurmd
   retry 30 bash -c '[ "$(sinfo -h -o %t)" = idle ]' || die "the node did not become idle"
   say "up: $(sinfo -h -o '%P %N %c CPUs %m MB') under $D"
+  echo "export SLURM_LOCAL_DIR=$D"
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
 stop() { # stop NAME...: SIGTERM, up to 20 s, then SIGKILL
   local d pid
   for d in "$@"; do
-    running "$d" || continue
-    pid=$(cat "$D/run/$d.pid")
+    pid=$(pid_of "$d") || continue
     kill -TERM "$pid" 2>/dev/null || true
     retry 20 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
   done
@@ -164,6 +196,7 @@ down() {
   rm -f "$D"/run/*.pid
 }
 
+[ -n "$D" ] || { say "no cluster named: set SLURM_LOCAL_DIR or SLURM_CONF as 'up' printed them"; exit 2; }
 case "${1:-}" in
   up) up ;;
   down) down ;;

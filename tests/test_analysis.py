@@ -446,7 +446,7 @@ def test_degenerate_cases_give_documented_finite_values(degenerate):
 
     one = stat_row(stats, "cifar10", "mobilenetv2", "test_accuracy")
     assert one["n_pairs"] == 1 and (one["wilcoxon_p"], one["ttest_p"], one["cohens_d"]) == (1.0, 1.0, 0.0)
-    assert one["ci_low"] == one["delta"] == one["ci_high"] and "n_pairs < 2" in one["note"]
+    assert one["ci_low"] == one["delta"] == one["ci_high"] and "one pair: no test possible" in one["note"]
 
     unpaired = stat_row(stats, "cifar100", "resnet50", "test_accuracy")
     assert unpaired["n_pairs"] == 2 and unpaired["seeds"] == "42 123"

@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         "the later name in alphabetical order first)",
     )
     parser.add_argument(
+        "--margin",
+        action="append",
+        metavar="METRIC=VALUE",
+        help="equivalence margin of a metric, over the sweep's analysis.margins (repeatable): test_accuracy and "
+        "test_macro_f1 in percentage points, images_per_sec_avg, epochs_to_val_acc and seconds_to_val_acc in "
+        "percent of the second arm's mean; e.g. --margin test_accuracy=0.3",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when a sanity check fails (a go/no-go, e.g. between stage 1 and stage 2)",
@@ -41,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sanity verdict
     try:
-        report = analyze(args.sweep_dir, plots=not args.no_plots, compare=args.compare)
+        report = analyze(args.sweep_dir, plots=not args.no_plots, compare=args.compare, margin=args.margin)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

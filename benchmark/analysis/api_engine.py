@@ -23,6 +23,8 @@ API_ENGINE_COLUMNS = (
     "effect",
     "arm_a",
     "arm_b",
+    "mode_a",  # the execution modes: one arm pair may be compared in several combinations
+    "mode_b",
     "framework_a",
     "engine_a",
     "framework_b",
@@ -33,6 +35,7 @@ API_ENGINE_COLUMNS = (
     "ci_high",
     "wilcoxon_p",
     "holm_p",
+    "verdict",
     "sentence",
 )
 # the metrics the report says in words (the CSV has every compared metric)

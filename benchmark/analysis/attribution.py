@@ -22,7 +22,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from benchmark.analysis.stats import bootstrap_ci, metric_for
+from benchmark.analysis import verdicts
+from benchmark.analysis.stats import REL_TOL, bootstrap_ci, metric_for
 from benchmark.spec.runkey import GROUP_FIELDS, PAIR_FIELD, VARIANT_FIELD
 
 PROTOCOL = "protocol"
@@ -36,6 +37,8 @@ ATTRIBUTION_COLUMNS = (
     "metric",
     "arm_a",
     "arm_b",
+    "mode_a",  # the execution modes: one arm pair may be compared in several combinations
+    "mode_b",
     "protocol",
     VARIANT_FIELD,
     "n_seeds",
@@ -50,6 +53,13 @@ ATTRIBUTION_COLUMNS = (
     "zoo_ci_low",
     "zoo_ci_high",
     "zoo_share",
+    "zoo_t95_low",  # the zoo effect's 95% t-interval: is it distinguishable from 0?
+    "zoo_t95_high",
+    "zoo_margin",  # the metric's margin (statistics' `margin`, of the native comparison)
+    "zoo_t90_low",  # 90% t-interval: inside ±zoo_margin is equivalence to 0
+    "zoo_t90_high",
+    "zoo_tost_p",
+    "zoo_verdict",
     "sentence",
 )
 
@@ -86,7 +96,39 @@ def _sentence(row: dict, unit: str, scale: float, label: str) -> str:
     elif not native_sure:
         text += " (the native gap's CI includes 0, so no share of it is stated)"
     zoo_sure = row["zoo_ci_low"] > 0 or row["zoo_ci_high"] < 0
-    return text + (". The zoo effect's CI excludes 0." if zoo_sure else ". The zoo effect's CI includes 0.")
+    text += ". The zoo effect's CI excludes 0." if zoo_sure else ". The zoo effect's CI includes 0."
+    if not np.isfinite(row["zoo_t95_low"]):
+        return text
+    within = f"±{row['zoo_margin'] * scale:.2f} {unit}" if np.isfinite(row["zoo_margin"]) else "no margin"
+    return text + (
+        f" Against 0 within {within}: **{row['zoo_verdict']}** (95% t-interval "
+        f"[{_fmt(row['zoo_t95_low'], scale)}, {_fmt(row['zoo_t95_high'], scale)}], TOST p = {row['zoo_tost_p']:.3g})."
+    )
+
+
+def zoo_verdict(zoo: np.ndarray, margin: float) -> dict:
+    """Whether the zoo effect is distinguishable from 0 (its 95% t-interval excludes 0) and
+    whether it is equivalent to 0 within the metric's margin (TOST: its 90% t-interval
+    inside ±margin), and the verdict of the two (benchmark.analysis.verdicts)."""
+    n = len(zoo)
+    # no spread (every seed the same zoo effect): the intervals shrink to the point
+    spread = n >= 2 and float(np.ptp(zoo)) > REL_TOL * max(float(np.max(np.abs(zoo))), 1.0)
+    if spread:
+        t95, t90 = verdicts.t_interval(zoo, 0.95), verdicts.t_interval(zoo, 0.90)
+    else:
+        point = float(zoo.mean()) if n >= 2 else np.nan
+        t95 = t90 = (point, point)
+    tost_p = verdicts.tost(zoo, margin, spread=spread)
+    distinguishable = bool(np.isfinite(t95[0]) and (t95[0] > 0 or t95[1] < 0))
+    return {
+        "zoo_t95_low": t95[0],
+        "zoo_t95_high": t95[1],
+        "zoo_margin": margin,
+        "zoo_t90_low": t90[0],
+        "zoo_t90_high": t90[1],
+        "zoo_tost_p": tost_p,
+        "zoo_verdict": verdicts.verdict(distinguishable, tost_p < verdicts.ALPHA),
+    }
 
 
 def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +147,8 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             if baseline.empty:
                 continue
             native = baseline.iloc[0]
+            if native["n_pairs"] == 0 or other["n_pairs"] == 0:
+                continue  # no pair of the two arms under one protocol: no gap to split, nothing to say
             selector = np.logical_and.reduce([pairs[k] == scope[k] for k in key if k in pairs.columns])
             mine = pairs[selector]
             d_native = mine[(mine[PROTOCOL] == NATIVE) & (mine[VARIANT_FIELD] == native[VARIANT_FIELD])]
@@ -124,6 +168,8 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 "metric": scope["metric"],
                 "arm_a": scope["arm_a"],
                 "arm_b": scope["arm_b"],
+                "mode_a": scope["mode_a"],
+                "mode_b": scope["mode_b"],
                 "protocol": other[PROTOCOL],
                 VARIANT_FIELD: other[VARIANT_FIELD],
                 "n_seeds": len(zoo),
@@ -138,6 +184,7 @@ def attribution(stats: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 "zoo_ci_low": low,
                 "zoo_ci_high": high,
                 "zoo_share": effect / d_nat if len(zoo) and d_nat != 0 else np.nan,
+                **zoo_verdict(zoo, float(native["margin"])),
             }
             metric = metric_for(scope["metric"])
             row["sentence"] = (
@@ -157,7 +204,9 @@ def attribution_markdown(table: pd.DataFrame) -> str:
         "## Attribution: framework or zoo?",
         "",
         "Δ = A − B per protocol (mean over paired seeds, 95% bootstrap CI); the zoo effect Δ_native − Δ_aligned "
-        "is bootstrapped over the seeds present in both (docs/protocol.md §11). attribution.csv has every "
+        "is bootstrapped over the seeds present in both (docs/protocol.md §11). Its verdict applies the Answer's "
+        "rule to the zoo effect against 0: distinguishable from 0 when its 95% t-interval excludes 0, equivalent "
+        "to 0 when its 90% t-interval lies inside the metric's ±margin (TOST p < 0.05). attribution.csv has every "
         "number.",
         "",
     ]

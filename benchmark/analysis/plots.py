@@ -1,4 +1,5 @@
-"""The report's figures: training curves, comparison dots, paired differences.
+"""The report's figures: training curves, comparison dots, paired differences, verdicts
+against the equivalence margins.
 
 Drawn with seaborn on matplotlib ``Figure`` objects rendered by the Agg canvas,
 never through pyplot: no global backend switch, no open-figure registry to leak, so
@@ -21,8 +22,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from benchmark.analysis import verdicts
 from benchmark.analysis.divergence import CURVES
 from benchmark.analysis.stats import GROUP, metric_for, with_arm
 from benchmark.spec.runkey import GROUP_FIELDS, MODE_FIELD, PAIR_FIELD, RUN_KEY, VARIANT_FIELD
@@ -251,6 +254,80 @@ def plot_diffs(pairs: pd.DataFrame, stats: pd.DataFrame, out: Path) -> list[Path
     return paths
 
 
+# ------------------------------------------------------------------ verdicts against the margins
+
+
+VERDICT_COLOURS = {  # how sure the answer is: settled ones dark, an open one grey
+    verdicts.EQUIVALENT: "#009E73",
+    verdicts.NEGLIGIBLE: "#0072B2",
+    verdicts.DIFFERENT: "#D55E00",
+    verdicts.INCONCLUSIVE: "0.45",
+}
+
+
+def margins_figure(stats: pd.DataFrame, metric_name: str) -> Figure:
+    """Per comparison: Δ with its 90% t-interval (thick, the TOST's) and 95% t-interval
+    (thin, the difference test's) against the shaded ±margin, the verdict at the right.
+
+    Margins of accuracy metrics are points, the same for every comparison, so Δ is drawn
+    in points. The others are a percentage of each comparison's second arm, a different
+    width per row: there Δ is divided by the row's margin, so that one band, −1 to +1,
+    serves every row and rows of very different size stay readable."""
+    metric = metric_for(metric_name)
+    rows = stats[stats["n_pairs"] > 0].assign(label=lambda s: _diff_labels(s)).reset_index(drop=True)
+    in_points = verdicts.MARGIN_UNITS[verdicts.margin_key(metric_name)] == verdicts.POINTS
+    factor = np.full(len(rows), metric.scale) if in_points else 1.0 / rows["margin"].to_numpy(float)
+    band = float(rows["margin"].iloc[0]) * metric.scale if in_points else 1.0
+    y = np.arange(len(rows))
+    fig = Figure(figsize=(11, 1.9 + 0.36 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    if np.isfinite(band):
+        ax.axvspan(-band, band, color="#009E73", alpha=0.13, lw=0)
+    ax.axvline(0, color="0.3", lw=0.8, ls="--")
+    for level, width in (("t95", 1.4), ("t90", 5.0)):
+        low, high = rows[f"{level}_low"].to_numpy(float) * factor, rows[f"{level}_high"].to_numpy(float) * factor
+        ax.hlines(y, low, high, color="black", lw=width, alpha=0.85 if level == "t95" else 0.55)
+    ax.plot(rows["delta"].to_numpy(float) * factor, y, ls="", marker="D", color="black", ms=5)
+    ax.set_yticks(y, rows["label"])
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first comparison on top
+    ax.grid(axis="y", visible=False)
+    # the verdicts as the right axis' tick labels, so that the layout leaves room for them
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(y, rows["verdict"])
+    right.grid(False)
+    for tick, text in zip(right.get_yticklabels(), rows["verdict"], strict=True):
+        tick.set_color(VERDICT_COLOURS.get(text, "black"))
+    declared = rows["margin_label"].iloc[0]
+    xlabel = (
+        f"Δ = first arm − second arm ({metric.unit}); margin {declared}"
+        if in_points
+        else f"Δ / margin (margin {declared}, per row)"
+    )
+    ax.set(xlabel=xlabel, ylabel="", title=f"Verdicts against the margin: {metric.label}")
+    fig.legend(
+        handles=[
+            Line2D([], [], color="black", lw=5.0, alpha=0.55, label="90% t-interval (equivalence: inside the band)"),
+            Line2D([], [], color="black", lw=1.4, label="95% t-interval (difference: excludes 0)"),
+            Patch(color="#009E73", alpha=0.13, label="± margin"),
+        ],
+        loc="outside lower center",
+        ncol=3,
+        frameon=False,
+    )
+    return fig
+
+
+def plot_margins(stats: pd.DataFrame, out: Path) -> list[Path]:
+    """margins_<metric>.png for each compared metric with at least one pair."""
+    paths = []
+    for metric in dict.fromkeys(stats["metric"]):
+        rows = stats[stats["metric"] == metric]
+        if (rows["n_pairs"] > 0).any() and "verdict" in rows:
+            paths.append(_save(margins_figure(rows, metric), out / f"margins_{_safe(metric)}.png"))
+    return paths
+
+
 # ------------------------------------------------------------------ framework vs seed noise
 
 
@@ -305,6 +382,7 @@ def plot_all(
     out.mkdir(parents=True, exist_ok=True)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
         paths = plot_curves(sweep_curves, results, out) + plot_bars(results, out) + plot_diffs(pairs, stats, out)
+        paths += plot_margins(stats, out)
         if divergence is not None and not divergence.empty:
             paths += plot_divergence(divergence, out)
         return paths

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from benchmark import BenchmarkError
 from benchmark.analysis.api_engine import api_engine_effects, api_engine_markdown
 from benchmark.analysis.attribution import attribution, attribution_markdown
@@ -23,6 +25,8 @@ from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
 from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
 from benchmark.analysis.stats import ArmPair, check_pairs, compare
 from benchmark.analysis.summary import markdown, significance_table
+from benchmark.analysis.verdicts import Margin, MarginError, margins
+from benchmark.files import set_mode
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,40 @@ class AnalysisError(BenchmarkError):
     """Nothing to analyse (no such directory, no run directories in it)."""
 
 
-def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[ArmPair] | None = None) -> None:
+def declared_margins(root: Path, run_dirs) -> dict | None:
+    """The `analysis.margins` the sweep declared: its multirun.yaml (the latest launch),
+    else what its runs' .hydra/config.yaml record when they agree (None: nothing recorded,
+    the defaults hold). Runs that record different margins are an AnalysisError."""
+    sources = [root / "multirun.yaml"]
+    if not sources[0].is_file():
+        sources = [root / str(d) / ".hydra" / "config.yaml" for d in run_dirs]
+    found: dict[str, Path] = {}
+    for path in sources:
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        declared = ((cfg or {}).get("analysis") or {}).get("margins") if isinstance(cfg, dict) else None
+        if isinstance(declared, dict):
+            found.setdefault(yaml.safe_dump(declared, sort_keys=True), path)
+    if len(found) > 1:
+        first, second = list(found.values())[:2]
+        raise AnalysisError(
+            f"runs of this sweep declare different analysis.margins ({first} and {second}); "
+            "give the margins on the command line: --margin METRIC=VALUE"
+        )
+    return yaml.safe_load(next(iter(found))) if found else None
+
+
+def write_report(
+    sweep: Sweep,
+    out: Path,
+    plots: bool = True,
+    arm_pairs: list[ArmPair] | None = None,
+    margins_in_force: dict[str, Margin] | None = None,
+) -> None:
     """Every report file into the (empty) directory `out`."""
-    stats, pairs = compare(sweep.results, arm_pairs)
+    stats, pairs = compare(sweep.results, arm_pairs, margins_in_force)
     table = significance_table(stats)
     # only completed runs, as in the statistics
     drift = divergence(sweep.curves[sweep.curves["state"] == "completed"])
@@ -55,6 +90,8 @@ def write_report(sweep: Sweep, out: Path, plots: bool = True, arm_pairs: list[Ar
             sanity,
             title,
             extra=[api_engine_markdown(api_engine), attribution_markdown(attributed), divergence_markdown(drift)],
+            sweep_dir=sweep.root,
+            margins=margins_in_force,
         )
     )
     sanity.to_csv(out / "sanity.csv", index=False)
@@ -78,13 +115,23 @@ def _swap_in(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def analyze(sweep_dir: str | Path, *, plots: bool = True, compare: list[str] | None = None) -> Path:
+def analyze(
+    sweep_dir: str | Path,
+    *,
+    plots: bool = True,
+    compare: list[str] | None = None,
+    margin: list[str] | None = None,
+    declared: dict | None = None,
+) -> Path:
     """Build SWEEP_DIR/report/ (results, statistics, significance, environment, plots)
     and return its path. `compare`: the arm pairs "A:B" to compare (Δ = A − B; default:
-    every two arms present). Raises AnalysisError when there is nothing to analyse or
-    a requested arm has no runs."""
+    every two arms present). `margin`: "METRIC=VALUE" equivalence margins over those
+    the sweep declared (`declared`, its analysis.margins; default: read from the sweep).
+    Raises AnalysisError when there is nothing to analyse, a requested arm has no runs
+    or a margin is not valid; then nothing is written."""
     try:
         arm_pairs = [ArmPair.parse(text) for text in compare] if compare else None
+        margins(None, margin)  # a bad --margin fails before the sweep is read
     except ValueError as exc:
         raise AnalysisError(str(exc)) from None
     root = Path(sweep_dir)
@@ -100,10 +147,16 @@ def analyze(sweep_dir: str | Path, *, plots: bool = True, compare: list[str] | N
             check_pairs(sweep.results, arm_pairs)
         except ValueError as exc:
             raise AnalysisError(str(exc)) from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIRNAME}.new.", dir=root))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the report from the rest of the group
+    if declared is None:
+        declared = declared_margins(root, sweep.results["run_dir"])
     try:
-        write_report(sweep, tmp, plots, arm_pairs)
+        in_force = margins(declared, margin)
+    except MarginError as exc:
+        raise AnalysisError(str(exc)) from None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIRNAME}.new.", dir=root))
+    set_mode(tmp, 0o755)  # mkdtemp's 0700 would hide the report from the group; never through a link
+    try:
+        write_report(sweep, tmp, plots, arm_pairs, in_force)
         _swap_in(tmp, root / REPORT_DIRNAME)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

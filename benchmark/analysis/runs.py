@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from benchmark.analysis.time_to_accuracy import ordered, run_targets, time_to_accuracy
-from benchmark.files import read_json
+from benchmark.files import read_json, read_regular
 from benchmark.run.metrics import METRICS_COLUMNS
 from benchmark.run.rundir import STATES
 from benchmark.spec.runkey import (
@@ -96,11 +96,18 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
     Run directories may nest: a run launched with extra overrides (``epochs=3``) lives
     in a sub-directory of its key's directory (conf/config.yaml), so the search goes on
-    below a run directory, skipping its checkpoints. Symbolic links are followed,
-    because a sweep may link runs it reuses, but each real directory is visited once.
+    below a run directory, skipping its checkpoints. Each real directory is visited once
+    (a link loop ends there). Symbolic links are followed within the sweep; a link out of
+    it counts only where it points at a run directory itself (a sweep may link runs it
+    reuses) and is not searched: a link to / or to someone's home brings nothing in.
     Hidden folders (.hydra, .submitit, temporary reports) and the report are skipped.
     """
+    base = os.path.realpath(sweep_dir)
     found, seen = [], set()
+
+    def is_run(here: Path, files) -> bool:
+        return bool(RUN_MARKERS & set(files)) or (here / ".hydra" / "config.yaml").is_file()
+
     for root, dirs, files in os.walk(sweep_dir, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
@@ -108,7 +115,12 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
             continue
         seen.add(real)
         here = Path(root)
-        if RUN_MARKERS & set(files) or (here / ".hydra" / "config.yaml").is_file():
+        if os.path.commonpath([base, real]) != base:  # reached through a link out of the sweep
+            dirs[:] = []
+            if is_run(here, files):
+                found.append(here)
+            continue
+        if is_run(here, files):
             found.append(here)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (REPORT_DIRNAME, "checkpoints"))
     return sorted(found)
@@ -143,6 +155,10 @@ def run_state(status: dict | None, test: dict | None) -> str:
     return state
 
 
+# one row per epoch, well under 1 KiB each: a file past this is not a run's metrics.csv
+MAX_METRICS_BYTES = 64 << 20
+
+
 def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
     """(metrics.csv sorted by epoch, the last row of a repeated epoch winning; "" or what
     is damaged). Only rows with every field present and numeric are kept, so a file cut
@@ -150,10 +166,10 @@ def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
     that is not in the metrics.csv format gives no rows. Absent: no rows, no damage."""
     empty = pd.DataFrame(columns=list(METRICS_COLUMNS), dtype=float)
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = read_regular(path, MAX_METRICS_BYTES).decode(errors="replace").splitlines()
     except FileNotFoundError:
         return empty, ""
-    except OSError as exc:
+    except OSError as exc:  # a link, a device or FIFO, too large: read as nothing (docs/security.md)
         return empty, f"metrics.csv unreadable ({exc.strerror or exc})"
     header = next(csv.reader(lines[:1]), [])
     if not set(METRICS_COLUMNS) <= set(header):

@@ -22,7 +22,12 @@ every two arms present are compared, the one later in alphabetical order first
 - cohens_d: Cohen's d for paired samples, d_z = mean(d) / std(d, ddof=1);
 - cliffs_delta: P(A > B) − P(A < B) over all cross pairs of the two arms' values,
   in [−1, 1];
-- mean/std (ddof=1) of each arm over the paired seeds only.
+- mean/std (ddof=1) of each arm over the paired seeds only;
+- t95_low/t95_high: the 95% paired t-interval of delta (the difference test's interval);
+- the equivalence test against the declared margin and the verdict
+  (benchmark.analysis.verdicts: margin, tost_p, t90_low/t90_high, boot90_low/boot90_high,
+  boot_equivalent, verdict) and the seeds planner (sd_ucb, seeds_for_equivalence,
+  seeds_for_difference).
 
 Degenerate cases (no pair, one pair, all differences zero or equal, unpaired seeds,
 duplicate runs, censored times, differences within REL_TOL) get documented values and
@@ -38,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.analysis import verdicts
 from benchmark.analysis.time_to_accuracy import censored_counts, ordered, parse
 from benchmark.spec.runkey import COMPARISON_FIELDS, MODE_FIELD, PAIR_FIELD, REQUIRED_KEY, arm_name
 
@@ -103,6 +109,7 @@ STAT_COLUMNS = (
     "mode_a",  # the execution mode of each arm's runs (never pooled)
     "mode_b",
     "n_pairs",
+    "n_reached",  # pairs behind delta, its CIs, the t-test, d_z and the TOST (time to accuracy: both reached it)
     "seeds",
     "mean_a",
     "std_a",
@@ -119,6 +126,20 @@ STAT_COLUMNS = (
     "holm_ttest_p",
     "cohens_d",
     "cliffs_delta",
+    "t95_low",
+    "t95_high",
+    "margin",  # in the metric's stored unit (margin_label: as declared)
+    "margin_label",
+    "tost_p",
+    "t90_low",
+    "t90_high",
+    "boot90_low",
+    "boot90_high",
+    "boot_equivalent",
+    "verdict",
+    "sd_ucb",
+    "seeds_for_equivalence",
+    "seeds_for_difference",
     "note",
 )
 
@@ -127,16 +148,23 @@ STAT_COLUMNS = (
 
 
 def bootstrap_ci(
-    diffs: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(diffs), resampling whole pairs with a fixed seed."""
+    diffs: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float | tuple[float, ...] = CONFIDENCE,
+):
+    """Percentile bootstrap CI of mean(diffs), resampling whole pairs with a fixed seed;
+    one (low, high) per confidence level when given several (one set of resamples)."""
+    levels = confidence if isinstance(confidence, tuple) else (confidence,)
     if len(diffs) == 0:
-        return np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+        cis = [(np.nan, np.nan) for _ in levels]
+    else:
+        rng = np.random.default_rng(seed)
+        means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)
+        tails = [100 * (1 - level) / 2 for level in levels]
+        ends = np.percentile(means, [q for tail in tails for q in (tail, 100 - tail)])
+        cis = [(float(ends[2 * i]), float(ends[2 * i + 1])) for i in range(len(levels))]
+    return cis if isinstance(confidence, tuple) else cis[0]
 
 
 def signed_rank_null(ranks: np.ndarray) -> np.ndarray:
@@ -210,23 +238,70 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
 
 
 def _snap(diffs: np.ndarray, scale: float) -> np.ndarray:
-    """Differences rounded to REL_TOL × scale: float noise becomes exact zeros and ties."""
-    step = REL_TOL * scale if scale > 0 else REL_TOL
-    return np.round(diffs / step) * step
+    """Float noise made exact (docs/analysis.md §7): a difference within tol = REL_TOL ×
+    scale of zero becomes 0, and non-zero magnitudes within tol of the next one in sorted
+    order tie (a chain of them as a whole, at the smallest), keeping their signs."""
+    tol = REL_TOL * scale if scale > 0 else REL_TOL
+    out = np.where(np.abs(diffs) <= tol, 0.0, np.asarray(diffs, dtype=float))
+    nonzero = np.flatnonzero(out)
+    if len(nonzero) < 2:
+        return out
+    magnitudes = np.abs(out[nonzero])
+    order = np.argsort(magnitudes, kind="stable")
+    tied = magnitudes[order]
+    for i in range(1, len(tied)):
+        if tied[i] - magnitudes[order[i - 1]] <= tol:
+            tied[i] = tied[i - 1]
+    out[nonzero[order]] = np.sign(out[nonzero[order]]) * tied
+    return out
 
 
 # ------------------------------------------------------------------ one comparison
 
 
-def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
-    """All statistics of one comparison from the paired values (same seed order), delta = a − b."""
+def equivalence_statistics(diffs: np.ndarray, snapped: np.ndarray, margin: float, boot90: tuple) -> dict:
+    """The t-intervals, the TOST and its bootstrap check (`boot90`: the 90% bootstrap CI),
+    and the planner, of one comparison's differences (`snapped`: the same with float
+    noise made exact)."""
+    n = len(diffs)
+    spread = n >= 2 and np.ptp(snapped) > 0
+    (boot_low, boot_high), t90, t95 = boot90, (np.nan, np.nan), (np.nan, np.nan)
+    if spread:
+        t90, t95 = verdicts.t_interval(diffs, 0.90), verdicts.t_interval(diffs, CONFIDENCE)
+    elif n >= 2:  # no spread: every interval is the point (the limit of the t-intervals)
+        mean = float(np.mean(snapped))
+        t90 = t95 = (mean, mean)
+    return {
+        "t95_low": t95[0],
+        "t95_high": t95[1],
+        "margin": margin,
+        "tost_p": verdicts.tost(diffs, margin, spread=bool(spread)),
+        "t90_low": t90[0],
+        "t90_high": t90[1],
+        "boot90_low": boot_low,
+        "boot90_high": boot_high,
+        # one pair resamples to itself: its "interval" shows nothing
+        "boot_equivalent": n >= 2 and verdicts.inside(boot_low, boot_high, margin),
+        **verdicts.plan(diffs, margin, spread=bool(spread)),
+    }
+
+
+def paired_statistics(a: np.ndarray, b: np.ndarray, margin: verdicts.Margin | None = None) -> dict:
+    """All statistics of one comparison from the paired values (same seed order), delta = a − b.
+    `margin`: the equivalence margin declared for the metric (None: no equivalence test)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diffs = a - b
     n = len(diffs)
     scale = float(np.max(np.abs(np.concatenate([a, b])))) if n else 0.0
     snapped = _snap(diffs, scale)
+    mean_b = float(b.mean()) if n else np.nan
+    absolute = margin.absolute(mean_b) if margin is not None else np.nan
+    ci95, ci90 = bootstrap_ci(diffs, confidence=(CONFIDENCE, 0.90))  # one set of resamples for both
     row = {
         "n_pairs": n,
+        "n_reached": n,
+        "margin_label": margin.label() if margin is not None else "",
+        **equivalence_statistics(diffs, snapped, absolute, ci90),
         "mean_a": a.mean() if n else np.nan,
         "std_a": a.std(ddof=1) if n > 1 else np.nan,
         "mean_b": b.mean() if n else np.nan,
@@ -235,12 +310,16 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
         "wilcoxon_min_p": wilcoxon_min_p(int(np.count_nonzero(snapped))),
         "cliffs_delta": cliffs_delta(a, b),
     }
-    row["ci_low"], row["ci_high"] = bootstrap_ci(diffs)
+    row["ci_low"], row["ci_high"] = ci95
     untestable = {"wilcoxon_p": 1.0, "wilcoxon_method": "none", "ttest_p": 1.0, "cohens_d": 0.0}
     if n == 0:
         return {**row, **untestable, "note": "no completed pair of the two arms: nothing to compare"}
     if n == 1:
-        return {**row, **untestable, "note": "n_pairs < 2: no test possible; p = 1.0 and d = 0.0 by convention"}
+        return {
+            **row,
+            **untestable,
+            "note": "one pair: no test possible; p = 1.0, d = 0.0 and tost_p = 1.0 by convention",
+        }
     if not snapped.any():
         return {
             **row,
@@ -248,7 +327,7 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             "delta": 0.0,
             "ci_low": 0.0,
             "ci_high": 0.0,
-            "note": "all differences are zero: p = 1.0 and d = 0.0",
+            "note": "all differences are zero: p = 1.0 and d = 0.0; tost_p = 0.0 (its limit)",
         }
     row["wilcoxon_p"], row["wilcoxon_method"] = wilcoxon_test(snapped)
     if np.ptp(snapped) == 0:  # t and d_z grow without bound as the spread goes to zero
@@ -257,22 +336,26 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             "ttest_p": 0.0,
             "cohens_d": cohens_dz(snapped),
             "note": f"all differences are equal (zero variance): t-test p = 0.0 (its limit) "
-            f"and d_z = ±{D_Z_CAP:g} (the cap) by convention",
+            f"and d_z = ±{D_Z_CAP:g} (the cap) by convention; tost_p = {row['tost_p']:g} (its limit)",
         }
     return {**row, "ttest_p": float(stats.ttest_rel(a, b).pvalue), "cohens_d": cohens_dz(diffs), "note": ""}
 
 
-def censored_statistics(a: np.ndarray, b: np.ndarray) -> dict:
+def censored_statistics(a: np.ndarray, b: np.ndarray, margin: verdicts.Margin | None = None) -> dict:
     """paired_statistics where inf means "never reached" (time to accuracy; the
     convention is in benchmark.analysis.time_to_accuracy): delta, CI, t-test and d_z
-    over the pairs where both arms reached the target; the Wilcoxon test and Cliff's
-    delta over every pair, a pair reached by one arm only ranking above every other."""
+    over the pairs where both arms reached the target (`n_reached`); the Wilcoxon test and Cliff's
+    delta over every pair, a pair reached by one arm only ranking above every other. A
+    pair reached by one arm only is a difference outside any finite margin: with one,
+    equivalence cannot be shown (tost_p = 1.0, no bootstrap check, no plan for it)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     both = np.isfinite(a) & np.isfinite(b)
-    row = paired_statistics(a[both], b[both])
+    row = paired_statistics(a[both], b[both], margin)
     only_b, only_a, neither = censored_counts(a, b)  # only_b: B reached it, A never did (A slower)
     if only_a + only_b + neither == 0:
         return row
+    if only_a + only_b:
+        row.update(tost_p=1.0, boot_equivalent=False, seeds_for_equivalence=np.nan)
     scale = float(np.max(np.abs(np.concatenate([a[both], b[both]])))) if both.any() else 1.0
     snapped = _snap(a[both] - b[both], scale)
     top = 2.0 * float(np.max(np.abs(snapped), initial=0.0)) + 1.0  # above every finite |difference|
@@ -299,9 +382,15 @@ def censored_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             None,
             [
                 f"of {n} pairs, {', '.join(counts)}: they enter the Wilcoxon test and Cliff's delta (one arm reaching "
-                f"it ranks above every other difference, neither is a tie); delta, CI, t-test and d_z use the "
-                f"{reached} where both reached it",
-                row["note"] if reached >= 2 else "",
+                f"it ranks above every other difference, neither is a tie); delta, CIs, t-test, d_z and TOST use the "
+                f"{reached} where both reached it (n_reached)",
+                "a pair reached by one arm only lies outside any margin: equivalence not shown (tost_p = 1.0)"
+                if only_a + only_b
+                else "",
+                # the convention that set p and d for those pairs (none, one, no spread)
+                row["note"]
+                if reached
+                else "no pair where both reached it: delta and its CIs NaN, t-test p = 1.0, d_z = 0.0 by convention",
             ],
         )
     )
@@ -456,9 +545,14 @@ def check_pairs(results: pd.DataFrame, pairs: list[ArmPair]) -> None:
 PAIR_COLUMNS = (*GROUP, "metric", "arm_a", "arm_b", "mode_a", "mode_b", PAIR_FIELD, "a", "b", "diff")
 
 
-def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare(
+    results: pd.DataFrame, pairs: list[ArmPair] | None = None, margins: dict[str, verdicts.Margin] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(statistical_results, pairs): one statistics row per comparison and metric, and
-    the per-seed paired values behind them (for the difference plots)."""
+    the per-seed paired values behind them (for the difference plots). `margins`: the
+    equivalence margins in force (benchmark.analysis.verdicts.margins; default: the
+    schema's defaults)."""
+    margins = margins or verdicts.margins()
     rows, pair_tables = [], []
     metrics = compared_metrics(results)
     for group, pair, modes, runs in comparisons(results, pairs):
@@ -468,7 +562,8 @@ def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[
                 continue  # another dataset's target
             values, notes = pair_values(runs, metric, pair)
             statistics = censored_statistics if metric_for(metric).censored else paired_statistics
-            row = statistics(values["a"].to_numpy(), values["b"].to_numpy())
+            margin = margins[verdicts.margin_key(metric)]
+            row = statistics(values["a"].to_numpy(), values["b"].to_numpy(), margin)
             row["note"] = "; ".join(filter(None, [row["note"], *notes]))
             row["seeds"] = " ".join(str(int(s)) for s in values[PAIR_FIELD])
             rows.append({**group, "metric": metric, **arms, **modes, **row})
@@ -476,6 +571,10 @@ def compare(results: pd.DataFrame, pairs: list[ArmPair] | None = None) -> tuple[
     table = pd.DataFrame(rows, columns=list(STAT_COLUMNS))
     for p_column, holm_column in (("wilcoxon_p", "holm_p"), ("ttest_p", "holm_ttest_p")):
         table[holm_column] = _holm_within_metric(table, p_column)
+    table["verdict"] = [
+        verdicts.verdict(difference_shown=holm_t < verdicts.ALPHA, equivalence_shown=tost_p < verdicts.ALPHA)
+        for holm_t, tost_p in zip(table["holm_ttest_p"], table["tost_p"], strict=True)
+    ]
     frame = (
         pd.concat(pair_tables, ignore_index=True)[list(PAIR_COLUMNS)]
         if pair_tables

@@ -19,8 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,16 @@ from benchmark import BenchmarkError
 from benchmark.data import sources
 from benchmark.data.normalization import channel_stats
 from benchmark.data.splits import SPLIT_SEED, stratified_holdout
-from benchmark.files import atomic_write_text, umask
+from benchmark.files import (
+    atomic_write_text,
+    new_private_dir,
+    open_lock,
+    redact_url,
+    refuse_links_out,
+    remove,
+    set_mode,
+    umask,
+)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -100,6 +107,8 @@ def _locate_source(ds, data_dir: Path) -> Path:
         if path.is_file():
             sources.verify_md5(path, ds.md5)
         return path
+    if not ds.archive:
+        raise BenchmarkError(f"dataset.archive is not set for {ds.name}: name the official file, or set dataset.source")
     raw = data_dir / "raw" / ds.archive
     if raw.exists():
         sources.verify_md5(raw, ds.md5)
@@ -107,8 +116,12 @@ def _locate_source(ds, data_dir: Path) -> Path:
     hint = f"put {ds.archive} in {raw.parent}/ or set dataset.source=/path/to/{ds.archive} (see docs/running.md)"
     if not ds.url:
         raise BenchmarkError(f"{raw} not found; {hint}")
-    log.info("downloading %s to %s", ds.url, raw)
+    log.info("downloading %s to %s", redact_url(ds.url), raw)
     return sources.download(ds.url, raw, ds.md5, hint)
+
+
+# the datasets _read_raw has a reader for (the run's checks refuse any other name up front)
+READERS = ("cifar10", "cifar100", "tiny_imagenet", "digits")
 
 
 def _read_raw(ds, data_dir: Path) -> sources.RawDataset:
@@ -121,7 +134,7 @@ def _read_raw(ds, data_dir: Path) -> sources.RawDataset:
         if source.is_dir() and any(source.rglob("*.parquet")):
             return sources.read_tiny_imagenet_parquet(source, ds.image_size)
         return sources.read_tiny_imagenet_official(source, ds.image_size)
-    raise BenchmarkError(f"dataset {ds.name!r} has no reader; valid: cifar10, cifar100, tiny_imagenet, digits")
+    raise BenchmarkError(f"dataset {ds.name!r} has no reader; valid: {', '.join(READERS)}")
 
 
 def _check_raw(raw: sources.RawDataset, ds) -> None:
@@ -148,7 +161,7 @@ def _build(ds, data_dir: Path, target: Path) -> None:
     mean, std = channel_stats(train_x[train_idx])
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = new_private_dir(target)
     try:
         arrays = dict(
             train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, train_idx=train_idx, val_idx=val_idx
@@ -168,12 +181,12 @@ def _build(ds, data_dir: Path, target: Path) -> None:
             "fingerprint": data_fingerprint(arrays),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a lab's shared cache is not
-        if target.exists():  # an outdated cache (other version): replace it whole
-            shutil.rmtree(target)
+        set_mode(tmp, 0o777 & ~umask())  # a lab's shared cache is not private: only now, once it is full
+        if target.is_symlink() or target.exists():  # an outdated cache (other version): replace it whole
+            remove(target)
         os.rename(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     log.info("prepared %s from %s into %s", ds.name, raw.description, target)
 
@@ -192,7 +205,8 @@ def _lock_file(data_dir: Path, name: str):
     locks = data_dir / ".locks"
     try:
         locks.mkdir(parents=True, exist_ok=True)
-        return open(locks / f"{name}.lock", "a")
+        refuse_links_out(locks, "the cache's lock folder")
+        return open_lock(locks / f"{name}.lock", f"the lock of the {name} cache")
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return None
@@ -240,6 +254,9 @@ def prepare_dataset(ds, data_dir: str | Path) -> PreparedData:
     error naming the cache, never a run on damaged data."""
     data_dir = Path(data_dir)
     target = cache_dir(ds, data_dir)
+    # a colleague's link in a shared cache would have the build write (and an outdated
+    # cache's removal delete) elsewhere; the entry itself may be a link to a prepared cache
+    refuse_links_out(target.resolve() if target.is_symlink() else target, "the cache")
     lock = _lock_file(data_dir, ds.name)
     if lock is None:  # read-only: use what is prepared there, or say why not
         meta = _read_meta(target)

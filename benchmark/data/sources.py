@@ -6,12 +6,14 @@ is raised as a one-line :class:`BenchmarkError` that names the file and what to 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import netrc
 import os
 import pickle
 import tarfile
-import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zipfile
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import BenchmarkError
+from benchmark.files import is_safe_name, new_temporary, redact_url
 
 
 @dataclass
@@ -122,22 +125,93 @@ def verify_md5(path: Path, expected: str | None) -> None:
         )
 
 
-def download(url: str, dest: Path, md5: str | None, hint: str) -> Path:
+# The official archives' sizes in bytes: a download may not exceed its own by more than
+# DOWNLOAD_SLACK (a mirror that streams without end fills no disk); other files get DEFAULT_MAX_BYTES.
+OFFICIAL_SIZES = {
+    "cifar-10-python.tar.gz": 170_498_071,
+    "cifar-100-python.tar.gz": 169_001_437,
+    "tiny-imagenet-200.zip": 248_100_043,
+}
+DOWNLOAD_SLACK = 1.05
+DEFAULT_MAX_BYTES = 4 << 30
+# The whole download, not only each read (urllib's timeout): a mirror that trickles a
+# byte a minute never ends otherwise. 2 h is 35 kB/s for the largest official archive.
+DOWNLOAD_DEADLINE_S = float(os.environ.get("BENCHMARK_DOWNLOAD_DEADLINE", "7200"))
+READ_TIMEOUT_S = 60
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The request for `url`, with the user's ~/.netrc (or $NETRC) credentials for its host (so that
+    none has to be written into the URL, which Hydra's .hydra/ records keep); they are
+    never sent on to the host of a redirect."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(url)  # noqa: S310  http(s) only, checked by the caller
+    if parts.username is None and parts.hostname:
+        try:
+            entry = netrc.netrc(os.environ.get("NETRC")).authenticators(parts.hostname)  # curl's NETRC too
+        except (FileNotFoundError, netrc.NetrcParseError, OSError):
+            entry = None
+        if entry and entry[0] is not None:
+            token = base64.b64encode(f"{entry[0]}:{entry[2] or ''}".encode()).decode()
+            request.add_unredirected_header("Authorization", f"Basic {token}")
+    elif parts.username is not None:  # user:token@host: urllib sends no credentials from the URL itself
+        token = base64.b64encode(
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode()
+        ).decode()
+        netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))  # noqa: S310
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
+
+
+def download(
+    url: str,
+    dest: Path,
+    md5: str | None,
+    hint: str,
+    max_bytes: int | None = None,
+    deadline_s: float | None = None,
+) -> Path:
     """Fetch `url` to `dest` through a temporary name; nothing is left on failure.
 
     Only http(s) URLs are opened (never file: or another scheme urllib knows): the
-    official CIFAR mirror is https, the official Tiny-ImageNet one only http."""
+    official CIFAR mirror is https, the official Tiny-ImageNet one only http. At most
+    `max_bytes` (default: the official size of `dest`'s archive, and a margin) are read,
+    within `deadline_s` seconds in all; errors name the URL without its credentials."""
+    shown = redact_url(url)
     if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
-        raise BenchmarkError(f"cannot download {url}: not an http(s) URL; {hint}")
+        raise BenchmarkError(f"cannot download {shown}: not an http(s) URL; {hint}")
+    if max_bytes is None:
+        official = OFFICIAL_SIZES.get(dest.name)
+        max_bytes = int(official * DOWNLOAD_SLACK) if official else DEFAULT_MAX_BYTES
+    limit_s = DOWNLOAD_DEADLINE_S if deadline_s is None else deadline_s
+    deadline = time.monotonic() + limit_s
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = new_temporary(dest, suffix=".part")
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=60) as response,  # noqa: S310  http(s) only, checked above
+            urllib.request.urlopen(_request(url), timeout=min(READ_TIMEOUT_S, limit_s)) as response,  # noqa: S310
         ):
-            while block := response.read(1 << 20):
+            announced = response.headers.get("Content-Length")
+            if announced and announced.isdigit() and int(announced) > max_bytes:
+                raise BenchmarkError(
+                    f"{shown} announces {int(announced)} bytes, more than the {max_bytes} its file may have: "
+                    f"refused, nothing kept; {hint}"
+                )
+            written = 0
+            # read1: what has arrived (read(n) would wait for n bytes, past the deadline)
+            while block := response.read1(1 << 20):
+                written += len(block)
+                if written > max_bytes:
+                    raise BenchmarkError(
+                        f"{shown} sent more than the {max_bytes} bytes its file may have: refused, nothing kept; {hint}"
+                    )
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(
+                        f"downloading {shown} took longer than {limit_s:.0f} s "
+                        f"(BENCHMARK_DOWNLOAD_DEADLINE): stopped, nothing kept; {hint}"
+                    )
                 out.write(block)
         verify_md5(tmp, md5)
         os.replace(tmp, dest)
@@ -146,7 +220,9 @@ def download(url: str, dest: Path, md5: str | None, hint: str) -> Path:
         raise
     except Exception as exc:  # network errors of every kind
         tmp.unlink(missing_ok=True)
-        raise BenchmarkError(f"could not download {url} ({exc.__class__.__name__}: {_one_line(exc)}); {hint}") from exc
+        raise BenchmarkError(
+            f"could not download {shown} ({exc.__class__.__name__}: {redact_url(_one_line(exc))}); {hint}"
+        ) from exc
     return dest
 
 
@@ -223,9 +299,15 @@ def _decode_rgb(data: bytes, size: int, origin: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError  # the image decoder only for the datasets stored as images
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only: the size is known before decoding
+            if img.size != (size, size):
+                raise BenchmarkError(f"{origin}: image is {img.size[0]}x{img.size[1]}, expected {size}x{size}")
             # Grayscale images become 3 identical channels (docs/protocol.md §3).
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # refused by Pillow from the header, before decoding
+        raise BenchmarkError(
+            f"{origin}: not a {size}x{size} image ({_one_line(exc)}): refused undecoded; the dataset files are damaged"
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise BenchmarkError(
             f"{origin}: not a readable image ({_one_line(exc)}); the dataset files are damaged"
@@ -279,10 +361,21 @@ class _ZipTree:
         )
 
 
+def _check_member_name(name: str, origin: str) -> None:
+    """A name read from the dataset's own files that becomes part of a path: one safe name."""
+    if not is_safe_name(name):
+        raise BenchmarkError(
+            f"{origin} names {name!r}, which is not a plain file name ('/', '..' or control characters): "
+            "refused; the dataset files are damaged or were tampered with"
+        )
+
+
 def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
     """`tiny-imagenet-200.zip` (or its extracted folder): train/<wnid>/images, val/ as test."""
     tree = _ZipTree(source)
     wnids = sorted(tree.read("wnids.txt").decode().split())
+    for wnid in wnids:  # each becomes a path (train/<wnid>/images)
+        _check_member_name(wnid, f"{source}: wnids.txt")
     label_of = {w: i for i, w in enumerate(wnids)}
     train_x, train_y = [], []
     for wnid in wnids:
@@ -295,6 +388,7 @@ def read_tiny_imagenet_official(source: Path, size: int = 64) -> RawDataset:
         if not line.strip():
             continue
         fname, wnid = (line.split("\t") + [""])[:2]
+        _check_member_name(fname, f"{source}: val/val_annotations.txt")
         if wnid not in label_of:
             raise BenchmarkError(f"{source}: val/val_annotations.txt names {wnid!r}, which is not in wnids.txt")
         rel = f"val/images/{fname}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 
 from benchmark import BenchmarkError
 from benchmark.backends import BACKENDS
+from benchmark.files import atomic_write_text
 from benchmark.parity.arms import needs_own_process
 
 # build: the tests hand check() models built here, some deliberately broken (tests/test_aligned.py)
@@ -209,13 +211,11 @@ def markdown(rows: list[Equivalence]) -> str:
 
 
 def write_csv(rows: list[Equivalence], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-    tmp.replace(path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])))
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    atomic_write_text(path, buffer.getvalue())  # a fresh name, renamed: never through a planted link
     return path
 
 

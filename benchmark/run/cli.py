@@ -23,6 +23,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from benchmark import BenchmarkError, DamagedRunError, OtherRunError
+from benchmark.files import refuse_links_out
 from benchmark.run.loop import train_and_test, validate
 from benchmark.run.resume import check_same_run, completed_result
 from benchmark.run.rundir import RunDir
@@ -63,9 +64,12 @@ def train(cfg: DictConfig) -> dict:
             cfg.dataset.source = to_absolute_path(os.path.expanduser(cfg.dataset.source))
     rundir = RunDir(run_dir)
     try:
+        # checked before Hydra wrote, and again now: a link planted in a shared sweep
+        # since then would have the run write elsewhere
+        refuse_links_out(run_dir, "the run directory")
         with interruptible(), rundir.exclusive():  # the lock is held until the run's final status is written
             return _run(cfg, rundir, in_sweep, str(HydraConfig.get().job.override_dirname or ""))
-    except OtherRunError as exc:  # another live process has the run: leave its files alone
+    except BenchmarkError as exc:  # another live process has the run, or planted links: leave its files alone
         return _refuse(exc, in_sweep)
     except Interrupted as exc:  # before the run held its directory: nothing to record
         print(f"interrupted by {exc.name} before the run started", file=sys.stderr)

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from benchmark import BenchmarkError
 from benchmark.backends import Backend, Trainer, check_options, load_backend
 from benchmark.data import prepare_dataset
-from benchmark.files import atomic_write_text, write_json
+from benchmark.data.cache import READERS
+from benchmark.files import atomic_write_text, is_safe_name, redact_url, refuse_links_out, url_has_secrets, write_json
 from benchmark.run import host
 from benchmark.run.metrics import DIVERGED, MetricsLog, classification_scores
 from benchmark.run.resume import check_same_data, check_same_run, comparable_config
@@ -33,6 +34,56 @@ from benchmark.spec.schedule import make_schedule
 log = logging.getLogger("benchmark")
 
 
+# The config values that become a file or folder name: the run directory's (the run
+# key's fields) and the cache's and the raw archive's. Each must be one safe name.
+PATH_NAMES = (
+    "framework.name",
+    "framework.engine",
+    "dataset.name",
+    "model.name",
+    "precision.name",
+    "protocol.name",
+    "dataset.archive",
+)
+
+
+def check_names(cfg, run_dir=None) -> None:
+    """Refuse (one line) a value that would lead a path out of where runs and caches live
+    ("../..", "/", NUL, control characters), before Hydra creates any directory; and a
+    run directory that is a link or holds links pointing out of it."""
+    for key in PATH_NAMES:
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if value is not None and not is_safe_name(value):
+            raise BenchmarkError(
+                f"{key}={value!r} cannot be a file name: letters, digits and . _ + = - only (no '/', '..' or "
+                "control characters); nothing was written"
+            )
+    mode = OmegaConf.select(cfg, "hydra.mode", default=None)
+    if getattr(mode, "name", mode) == "MULTIRUN":
+        # a sweep's run lies in hydra.sweep.subdir: the run key and the other overrides (the variant)
+        subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir", default=""))
+        if ".." in subdir.split("/") or any(not c.isprintable() for c in subdir):
+            raise BenchmarkError(
+                f"the run's sub-directory {subdir!r} (named by the overrides) would hold '..' or a control "
+                "character; set such a value in a config file, not on the command line of a sweep; nothing was written"
+            )
+        if url_has_secrets(subdir):
+            raise BenchmarkError(
+                f"the run's sub-directory {redact_url(subdir)!r} (named by the overrides) would hold the "
+                "credentials of a URL: put them in ~/.netrc (docs/security.md); nothing was written"
+            )
+    if cfg.dataset.name not in READERS:
+        raise BenchmarkError(f"dataset.name={cfg.dataset.name} is unknown; valid: {', '.join(READERS)}")
+    if run_dir is not None:
+        refuse_links_out(Path(str(run_dir)), "the run directory")
+    if url_has_secrets(cfg.dataset.url):
+        log.warning(
+            "dataset.url holds credentials or a query token: the benchmark writes it as %s, but Hydra's .hydra/ "
+            "record of the run keeps what was typed; put them in ~/.netrc instead (docs/security.md)",
+            redact_url(cfg.dataset.url),
+        )
+
+
 def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     """Checks of a run's config before any work (and, from benchmark.run.cli.CheckValues and
     the resumable sweeper, before Hydra writes anything); raises BenchmarkError (one line)."""
@@ -42,6 +93,7 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
             f"unknown config key(s) {', '.join(extra)} (added with '+'); the schema in "
             "benchmark/spec/config.py lists the valid ones: fix the name or drop the override"
         )
+    check_names(cfg, run_dir)
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
     check_options(cfg, engine)  # the backend's own rules (benchmark.backends.OPTION_RULES)
@@ -69,7 +121,7 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -
     return {
         **key_of_config(cfg),
         # the overrides outside the key that this run was launched with ("" for none)
-        VARIANT_FIELD: variant,
+        VARIANT_FIELD: redact_url(variant),
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "grad_accum_steps": cfg.grad_accum_steps,
@@ -139,7 +191,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     write_json(rd.env, {**host.collect(), **backend.environment(), "device": str(trainer.device)})
     # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
     # every value as the run used it
-    atomic_write_text(rd.root / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(rd.root / "config_resolved.yaml", redact_url(OmegaConf.to_yaml(cfg, resolve=True)))
     summary = run_summary(cfg, data, train_size, schedule, trainer.mode, variant)
     write_json(rd.summary, summary)
     board = TensorBoardLog(rd.root, start_epoch)

@@ -15,12 +15,13 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, OtherRunError
+from benchmark.files import redact_url
 from benchmark.run.rundir import RunDir
 from benchmark.spec.frameworks import foreign_options
 from benchmark.spec.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
-NOT_COMPARED = ("hydra", "data_dir", "progress_updates")
+NOT_COMPARED = ("hydra", "data_dir", "progress_updates", "analysis")
 
 
 def comparable_config(cfg) -> dict:
@@ -31,6 +32,8 @@ def comparable_config(cfg) -> dict:
     foreign = foreign_options(framework["name"])
     container["framework"] = {k: v for k, v in framework.items() if k not in foreign}
     container["dataset"].pop("source", None)  # where the raw files are does not change the run
+    if container["dataset"].get("url"):  # summary.json and the reports keep no credentials
+        container["dataset"]["url"] = redact_url(container["dataset"]["url"])
     container["dataset"].pop("accuracy_targets", None)  # read by the analysis only
     return {k: v for k, v in container.items() if k not in NOT_COMPARED}
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmark import OtherRunError
-from benchmark.files import read_json, write_json
+from benchmark.files import open_lock, read_json, write_json
 
 # interrupted: SIGTERM or SIGINT stopped it (benchmark.run.cli); like failed, it resumes when launched again
 STATES = ("running", "completed", "failed", "interrupted")
@@ -119,7 +119,7 @@ class RunDir:
         server) drops the lock when its holder dies."""
         wait_s = LOCK_WAIT_SECONDS if wait_s is None else wait_s
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as fh:
+        with open_lock(self.root / LOCK_NAME, "the run's lock") as fh:
             deadline, told = time.monotonic() + wait_s, False
             while True:
                 try:

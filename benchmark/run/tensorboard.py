@@ -16,6 +16,7 @@ A kill in the middle of that leaves both files; the next opening merges them aga
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import time
 import types
@@ -91,7 +92,9 @@ class TensorBoardLog:
         old = sorted(self.run_dir.glob(EVENT_GLOB))
         kept = self._kept_events(old, epochs_done)
         # flush_secs: the writer's thread also flushes on its own; every epoch flushes anyway
-        self._writer = EventFileWriter(str(self.run_dir), flush_secs=30)
+        # the writer opens its file by name (time, host, pid): a random suffix makes the
+        # name one nobody can plant a link at beforehand in a shared run directory
+        self._writer = EventFileWriter(str(self.run_dir), flush_secs=30, filename_suffix=f".{secrets.token_hex(8)}")
         for event in kept:
             self._writer.add_event(event)
         self._writer.flush()

@@ -114,6 +114,28 @@ class LimitConfig:
 
 
 @dataclass
+class MarginsConfig:
+    """Equivalence margins of the analysis (docs/protocol.md §7, "Verdicts"): declared
+    with the sweep, before any result, so "the same" means one thing for every arm.
+    Units (benchmark.analysis.verdicts.MARGIN_UNITS): accuracy metrics in percentage
+    points, speed and time in percent of the second arm's mean."""
+
+    test_accuracy: float = 0.5  # points: the spread of one seed's test accuracy on CIFAR-scale test sets
+    test_macro_f1: float = 0.5  # points, as test accuracy
+    images_per_sec_avg: float = 5.0  # percent: below what separates two runs on one node in practice
+    epochs_to_val_acc: float = 10.0  # percent of the second arm's mean epochs to each target
+    seconds_to_val_acc: float = 10.0  # percent of the second arm's mean seconds to each target
+
+
+@dataclass
+class AnalysisConfig:
+    """Read by the analysis only (benchmark.analyze), recorded with every run of the sweep;
+    it never changes what a run computes (benchmark.run.resume leaves it out)."""
+
+    margins: MarginsConfig = field(default_factory=MarginsConfig)
+
+
+@dataclass
 class BenchmarkConfig:
     framework: FrameworkConfig = MISSING
     model: ModelConfig = MISSING
@@ -128,6 +150,7 @@ class BenchmarkConfig:
     limit: LimitConfig = field(default_factory=LimitConfig)
     data_dir: str = "data"
     progress_updates: int = 10  # progress lines per epoch on the terminal and in the log
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
@@ -220,6 +243,11 @@ RANGES = (
     Range("limit.train", 1, nullable=True, integer=True),
     Range("limit.val", 1, nullable=True, integer=True),
     Range("limit.test", 1, nullable=True, integer=True),
+    # a margin of 0 could never be met: equivalence needs room on both sides of 0
+    *(
+        Range(f"analysis.margins.{f.name}", 0, low_open=True, hint="margins are > 0 (docs/protocol.md §7)")
+        for f in dataclasses.fields(MarginsConfig)
+    ),
 )
 CHOICES = (
     Choice("framework.device", ("auto", "cpu", "cuda")),

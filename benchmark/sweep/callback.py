@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark.analysis.report import analyze
 from benchmark.analysis.runs import find_run_dirs, run_state
+from benchmark.analysis.summary import answer_text
 from benchmark.files import atomic_write_text, read_json
 from benchmark.run.rundir import RunDir
 
@@ -89,7 +90,9 @@ def write_sweep_status(sweep_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def report(sweep_dir: Path, compare: list[str] | None = None, plots: bool = True) -> list[dict]:
+def report(
+    sweep_dir: Path, compare: list[str] | None = None, plots: bool = True, declared: dict | None = None
+) -> list[dict]:
     """Write sweep_status.csv (every run of the directory, whichever sweep launched it)
     and the analysis report where available; return this launch's unfinished runs."""
     everything = sweep_runs(sweep_dir)
@@ -107,7 +110,9 @@ def report(sweep_dir: Path, compare: list[str] | None = None, plots: bool = True
         path,
     )
     if counts.get("completed"):
-        log.info("analysis report: %s", analyze(sweep_dir, plots=plots, compare=compare))
+        written = analyze(sweep_dir, plots=plots, compare=compare, declared=declared)
+        log.info("analysis report: %s", written)
+        print(answer_text(written))  # the verdicts, where a sweep's output ends
     return [row for row in rows if row["state"] != "completed"]
 
 
@@ -118,7 +123,12 @@ class SweepReport(Callback):
         self.plots = bool(plots)  # hydra.callbacks.sweep_report.plots (off in debug=smoke)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        unfinished = report(Path(config.hydra.sweep.dir), self.compare, self.plots)
+        # the margins this launch declared (analysis.margins), as the report's defaults
+        margins = config.get("analysis", {}).get("margins")
+        declared = OmegaConf.to_container(margins, resolve=True) if margins is not None else None
+        unfinished = report(
+            Path(config.hydra.sweep.dir), self.compare, self.plots, declared if isinstance(declared, dict) else None
+        )
         if unfinished:
             lines = [f"{len(unfinished)} run(s) of the sweep did not complete:"]
             lines += [f"  {r['state']:<9} {r['run']}  {r['reason']}" for r in unfinished[:20]]

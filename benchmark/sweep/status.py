@@ -75,15 +75,19 @@ def _mapping(value):
 def lock_is_held(run_dir: Path) -> bool | None:
     """Whether a live process holds the run's lock (None: cannot tell)."""
     try:
-        with open(run_dir / LOCK_NAME) as fh:  # opened for reading: nothing is written
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
+        # for reading, never through a link, never blocking on a FIFO: nothing is written or waited for
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 def _last_change(run_dir: Path) -> float | None:
@@ -97,7 +101,11 @@ def _last_change(run_dir: Path) -> float | None:
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    return read_metrics(run_dir / "metrics.csv").to_dict("records")
+    path = run_dir / "metrics.csv"
+    # only the run's own file: a planted link (to /dev/zero, to someone's file) is never read
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return []
+    return read_metrics(path).to_dict("records")
 
 
 def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float) -> RunStatus:
@@ -152,6 +160,9 @@ def sweep_run_dirs(sweep_dir: Path) -> list[Path]:
     directory found below it."""
     listed = listed_run_dirs(sweep_dir) or []
     listed += [Path(d) for d in (read_json(sweep_dir / SLURM_JOBS_FILE) or {})]
+    # the job lists are files in a (maybe shared) sweep directory: a run they name outside it is not this sweep's
+    base = os.path.realpath(sweep_dir)
+    listed = [d for d in listed if os.path.commonpath([base, os.path.realpath(d)]) == base]
     found = find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []
     unique = {os.path.realpath(d): d for d in [*listed, *found]}
     return sorted(unique.values())

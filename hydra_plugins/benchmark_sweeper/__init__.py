@@ -1,5 +1,6 @@
 """Hydra plugins of the benchmark: the resumable sweeper and its launchers."""
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,34 @@ def job_dir(sweep_config) -> Path:
 
     HydraConfig.instance().set_config(sweep_config)  # for ${hydra:...} in the directory names
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def refused_job(sweep_config, overrides: Sequence[str]):
+    """A FAILED JobReturn when the job's directory is a link or holds links pointing out
+    of it (planted in a shared sweep directory since the sweep's checks), else None:
+    checked right before Hydra's run_job writes its config and log there by name."""
+    # at discovery Hydra is still importing itself, and the benchmark loads only when a job runs
+    from hydra.core.utils import JobReturn, JobStatus
+
+    # the benchmark loads only when a job runs
+    from benchmark import BenchmarkError
+    from benchmark.files import refuse_links_out
+
+    working_dir = job_dir(sweep_config)
+    try:
+        refuse_links_out(working_dir, "the run directory")
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return JobReturn(
+            overrides=list(overrides),
+            cfg=task_config(sweep_config),
+            hydra_cfg=sweep_config,
+            working_dir=str(working_dir),
+            task_name=sweep_config.hydra.job.name,
+            status=JobStatus.FAILED,
+            _return_value=exc,
+        )
+    return None
 
 
 def task_config(sweep_config):

@@ -12,6 +12,8 @@ import os
 import sys
 import tempfile
 
+from hydra_plugins.benchmark_sweeper import refused_job
+
 
 def main(job_path: str, result_path: str) -> int:
     import cloudpickle  # Hydra's own dependency, needed only when a job is handed to a process
@@ -26,7 +28,7 @@ def main(job_path: str, result_path: str) -> int:
     Singleton.set_state(job["singletons"])
     setup_globals()
     HydraConfig.instance().set_config(job["config"])
-    ret = run_job(
+    ret = refused_job(job["config"], job["config"].hydra.overrides.task) or run_job(
         hydra_context=job["hydra_context"],
         task_function=job["task_function"],
         config=job["config"],

@@ -138,6 +138,7 @@ class ResumableSweeper(BasicSweeper):
         from benchmark import BenchmarkError
 
         # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.files import redact_url
         from benchmark.run.loop import validate
         from benchmark.spec.config import is_benchmark_config
 
@@ -148,7 +149,7 @@ class ResumableSweeper(BasicSweeper):
                 try:
                     validate(cfg, job_dir(cfg), "hydra.sweep.dir/subdir")
                 except BenchmarkError as exc:
-                    _stop(f"{exc} (in the job {' '.join(overrides) or 'with no overrides'})")
+                    _stop(f"{exc} (in the job {redact_url(' '.join(overrides)) or 'with no overrides'})")
 
     def sweep(self, arguments: list[str]) -> Any:
         """BasicSweeper.sweep, with every job checked first and failed jobs logged, not raised."""
@@ -161,7 +162,11 @@ class ResumableSweeper(BasicSweeper):
         self._check_all_jobs()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.files import atomic_write_text
+
+        # as OmegaConf.save writes it, but under a fresh name renamed over it: never through a planted link
+        atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         returns: list[Sequence[JobReturn]] = []
         initial_job_idx = 0
         while not self.is_done():

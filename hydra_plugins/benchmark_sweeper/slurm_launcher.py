@@ -15,16 +15,21 @@ launching process waits in it).
 """
 
 import logging
+import os
+import pwd
+import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, refused_job, task_config
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -52,12 +57,26 @@ class SlurmA40Conf(SlurmQueueConf):
     array_parallelism: int = 16  # runs of the sweep on the cluster at once
     # shell lines run before each job: activate the environment ($BENCHMARK_VENV, else
     # .venv of the directory the sweep was launched from, where SLURM starts the job)
+    # submitit's pickles (the job to run, its result) in a folder of the submitting user
+    # alone, inside a sweep directory that may be shared: a colleague who could replace
+    # a queued job's pickle would run their code as you (docs/security.md)
+    # (%u: this launcher's own pattern, the submitting user's name; %j: submitit's job id)
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%u/%j"
     setup: list[str] | None = field(
         default_factory=lambda: [
             'test -n "$BENCHMARK_VENV" || BENCHMARK_VENV=.venv',
             'source "$BENCHMARK_VENV/bin/activate"',
         ]
     )
+
+
+def _user() -> str:
+    """The submitting user's name (their uid where the system has none): not $USER, which
+    a job's environment may lack or share."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid{os.geteuid()}"
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="slurm_a40", node=SlurmA40Conf, provider="benchmark")
@@ -109,7 +128,65 @@ def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
     write_json(path, known)
 
 
+def private_job_folder(submitit_folder: str) -> Path:
+    """Create (0700) or check the folder of submitit's pickles: the part of `submitit_folder`
+    before its first %-pattern. Refused with one line (exit 2) where it is a link, belongs
+    to someone else or is open to others, and where its parent lets others rename it."""
+    parts = Path(submitit_folder).parts
+    first = next((i for i, part in enumerate(parts) if "%" in part), len(parts))
+    folder = Path(*parts[:first])
+    parent = folder.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        problems = []
+        for path, what in ((folder, "its folder"), (parent, "the folder above it")):
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                problems.append(f"{what} {path} is a symbolic link")
+            elif path == folder and info.st_uid != os.geteuid():
+                problems.append(f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})")
+            elif path == folder and info.st_mode & 0o077:
+                problems.append(f"{path} is open to others (mode {stat.S_IMODE(info.st_mode):o}, must be 700)")
+            elif path == parent and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                if info.st_uid == os.geteuid():  # ours: others may write in it, but not rename what is ours
+                    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                    try:
+                        os.fchmod(fd, stat.S_IMODE(info.st_mode) | stat.S_ISVTX)
+                    finally:
+                        os.close(fd)
+                else:
+                    problems.append(
+                        f"{path} is writable by others without the sticky bit (chmod +t {path} as its owner)"
+                    )
+    except OSError as exc:
+        problems = [f"cannot create {folder} ({exc.strerror})"]
+    if problems:
+        print(
+            f"error: submitit's job files would not be private to you: {'; '.join(problems)}; anyone who can "
+            "replace them runs code as you: nothing was submitted",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return folder
+
+
 class IsolatingSlurmLauncher(SlurmLauncher):
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
+        """The job on its node: its directory checked for planted links right before
+        Hydra writes there, then submitit's launcher's job."""
+        import submitit  # only on the job's node
+
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        cfg = job_config(self.hydra_context, self.config, sweep_overrides, job_num, submitit.JobEnvironment().job_id)
+        return refused_job(cfg, sweep_overrides) or super().__call__(
+            sweep_overrides, job_dir_key, job_num, job_id, singleton_state
+        )
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit  # only when jobs are submitted
 
@@ -129,6 +206,8 @@ class IsolatingSlurmLauncher(SlurmLauncher):
             _record_job_ids(Path(self.config.hydra.sweep.dir), [j.run_dir for j in isolated], jobs)
             return isolated
 
+        self.params["submitit_folder"] = str(self.params["submitit_folder"]).replace("%u", _user())
+        private_job_folder(self.params["submitit_folder"])
         # patched for this launch only (the submitit launcher calls it inside), restored below
         submitit.AutoExecutor.map_array = map_array  # type: ignore[method-assign]
         try:

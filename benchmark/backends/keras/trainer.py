@@ -49,7 +49,7 @@ from benchmark.backends.keras.models import (
     to_canonical,
 )
 from benchmark.backends.keras.optim import build_lr_schedule, make_sgd
-from benchmark.files import read_json, replace_durably, write_json, writing
+from benchmark.files import new_private_dir, read_json, remove, replace_durably, write_json, writing
 from benchmark.spec.models import create_for_protocol
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import Schedule
@@ -355,10 +355,15 @@ def save_weights(model: keras.Model, checkpoint_dir: Path, kind: str, name: str,
     """`model` into checkpoint_dir/name, then <kind>.json naming it: the file is complete
     before the json points at it, so a run killed mid-save keeps the previous one."""
     path = checkpoint_dir / name
-    tmp = checkpoint_dir / f".{kind}.tmp.weights.h5"  # Keras insists on the suffix
-    with writing(path, tmp):
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # Keras opens the file by name (and insists on the suffix): a fresh private folder
+    # holds it, so no planted name or link is ever opened
+    scratch = new_private_dir(path)
+    tmp = scratch / f"{kind}.weights.h5"
+    with writing(path, scratch):
         model.save_weights(tmp)
         replace_durably(tmp, path)
+    remove(scratch)
     write_json(checkpoint_dir / f"{kind}.json", {"checkpoint": name, "meta": meta})
 
 

@@ -20,7 +20,7 @@ from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batch
 from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
 from benchmark.backends.torch_device import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
-from benchmark.files import replace_durably, writing
+from benchmark.files import atomic_write_bytes
 from benchmark.spec.models import create_for_protocol
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import Schedule
@@ -246,16 +246,11 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
                 data_rng=self.train_batches.generator.get_state(),
             )
         path = self._path(kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         # Serialized in memory, then written by Python: torch.save's own file writer
         # reports a full disk as a bare RuntimeError, a file write as OSError(ENOSPC).
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        with writing(path, tmp):
-            with open(tmp, "wb") as fh:
-                fh.write(buffer.getbuffer())
-            replace_durably(tmp, path)
+        atomic_write_bytes(path, buffer.getbuffer())
 
     def restore(self, kind: str) -> dict | None:
         path = self._path(kind)

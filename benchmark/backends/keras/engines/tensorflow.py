@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from types import ModuleType
@@ -58,7 +57,7 @@ from benchmark.backends.keras.pipelines import tfdata  # noqa: E402
 from benchmark.backends.keras.pipelines.tfdata import input_pipeline, synchronize  # noqa: E402
 from benchmark.backends.keras.trainer import KerasTrainer, coupled_l2, cross_entropy, mean_loss  # noqa: E402
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
-from benchmark.files import read_json, write_json, writing  # noqa: E402
+from benchmark.files import read_json, refuse_links_out, remove, write_json, writing  # noqa: E402
 
 __all__ = [
     "Trainer",
@@ -280,22 +279,22 @@ class TensorFlowEngine:  # implements trainer.Engine
 
     def save_last(self, meta: dict) -> None:
         folder = self.checkpoint_dir / "last"
+        folder.mkdir(parents=True, exist_ok=True)
+        # TensorFlow writes by name, and the clean-up below empties the folder: never
+        # through a `last` that is a link, nor into a folder holding links out of it
+        refuse_links_out(folder, "the checkpoint folder")
         name = f"epoch{meta.get('epoch', 0):04d}-{time.time_ns()}"
         try:
             with writing(folder / name):
                 prefix = self._state().write(str(folder / name))
         except BaseException:  # the partial files of this save (TensorFlow names them after the prefix)
             for partial in folder.glob(name + "*"):
-                shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+                remove(partial)
             raise
         write_json(self.checkpoint_dir / "last.json", {"checkpoint": f"last/{Path(prefix).name}", "meta": meta})
         for old in folder.iterdir():  # earlier saves, and leftovers of an interrupted one
-            if old.name.startswith(name + "."):
-                continue
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
+            if not old.name.startswith(name + "."):
+                remove(old)
 
     def restore_last(self) -> dict | None:
         info = read_json(self.checkpoint_dir / "last.json")
