@@ -99,7 +99,11 @@ def test_an_inconclusive_sweep_says_how_many_seeds_and_how_to_add_them(tmp_path,
         yaml.safe_dump(
             {
                 "hydra": {
-                    "overrides": {"task": ["experiment=quickstart"]},
+                    "overrides": {
+                        # Hydra's own overrides of the launch: the launcher stays, mode and directory are set anew
+                        "hydra": ["hydra.mode=MULTIRUN", "hydra/launcher=slurm_a40", "hydra.launcher.partition=a40"],
+                        "task": ["experiment=quickstart"],
+                    },
                     "sweeper": {"params": {"framework": "keras,pytorch", "seed": "42,123,456"}},
                 }
             }
@@ -114,7 +118,8 @@ def test_an_inconclusive_sweep_says_how_many_seeds_and_how_to_add_them(tmp_path,
     assert f"about {int(row['seeds_for_difference'])} would detect a difference of 0.50 points" in md
 
     command = re.search(r"^python -m benchmark --multirun .*$", md, flags=re.M).group(0)
-    overrides = command.split()[4:]
+    launcher, overrides = command.split()[4:6], command.split()[6:]
+    assert launcher == ["hydra/launcher=slurm_a40", "hydra.launcher.partition=a40"] and "hydra.mode" not in command
     assert overrides[0] == "experiment=quickstart" and overrides[-1] == f"hydra.sweep.dir={tmp_path}"
     seeds = [int(s) for s in overrides[1].removeprefix("seed=").split(",")]
     stats = read_stats(report)
@@ -266,3 +271,41 @@ def test_a_margin_from_the_command_line_is_used_and_named(tmp_path):
     row = accuracy_row(read_stats(report))
     assert row["margin"] == pytest.approx(0.03) and row["margin_label"] == "±3 points"
     assert "test_accuracy ±3 points (--margin)" in (report / "significance_summary.md").read_text()
+
+
+def test_runs_declaring_different_margins_need_the_command_line(tmp_path, capsys):
+    """Without multirun.yaml the runs' own records declare the margins: when they disagree
+    the analysis stops (exit 2, nothing written) until --margin settles the metrics concerned."""
+    accuracy_sweep(tmp_path, (42, 123, 456), gap=0.003, spread=0.006)
+    configs = sorted(tmp_path.rglob(".hydra/config.yaml"))
+    for i, path in enumerate(configs):
+        cfg = yaml.safe_load(path.read_text())
+        cfg["analysis"] = {"margins": {"test_accuracy": 0.5 if i else 1.0, "test_macro_f1": 0.5}}
+        path.write_text(yaml.safe_dump(cfg))
+    assert analyze_main([str(tmp_path), "--no-plots"]) == 2
+    assert "declare different analysis.margins" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+    assert analyze_main([str(tmp_path), "--no-plots", "--margin", "test_accuracy=0.4"]) == 0
+    row = accuracy_row(read_stats(tmp_path / "report"))
+    assert row["margin"] == pytest.approx(0.004)
+
+
+def test_the_t_tests_holm_family_counts_comparisons_the_t_test_ran_on(tmp_path):
+    """Time to accuracy: a comparison where fewer than two pairs reached the target in both
+    arms has no t-test (p = 1.0 by convention) and does not enlarge the t-test's Holm family."""
+    import numpy as np
+
+    from benchmark.analysis.stats import _holm_within_metric
+
+    table = pd.DataFrame(
+        {
+            "metric": ["epochs_to_val_acc_0.9"] * 3,
+            "n_pairs": [5, 5, 5],
+            "n_reached": [5, 5, 1],
+            "ttest_p": [0.01, 0.04, 1.0],
+        }
+    )
+    adjusted = _holm_within_metric(table, "ttest_p", "n_reached")
+    assert adjusted.tolist() == pytest.approx([0.02, 0.04, 1.0])  # a family of 2, not 3
+    assert _holm_within_metric(table, "ttest_p", "n_pairs").tolist() == pytest.approx([0.03, 0.08, 1.0])
+    assert np.isfinite(adjusted).all()

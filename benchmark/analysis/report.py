@@ -21,7 +21,7 @@ from benchmark.analysis.api_engine import api_engine_effects, api_engine_markdow
 from benchmark.analysis.attribution import attribution, attribution_markdown
 from benchmark.analysis.divergence import divergence, divergence_markdown
 from benchmark.analysis.environment import environment_report
-from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect
+from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect, read_yaml
 from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
 from benchmark.analysis.stats import ArmPair, check_pairs, compare
 from benchmark.analysis.summary import markdown, significance_table
@@ -35,21 +35,20 @@ class AnalysisError(BenchmarkError):
     """Nothing to analyse (no such directory, no run directories in it)."""
 
 
-def declared_margins(root: Path, run_dirs) -> dict | None:
+def declared_margins(root: Path, run_dirs, overridden: frozenset[str] = frozenset()) -> dict | None:
     """The `analysis.margins` the sweep declared: its multirun.yaml (the latest launch),
     else what its runs' .hydra/config.yaml record when they agree (None: nothing recorded,
-    the defaults hold). Runs that record different margins are an AnalysisError."""
+    the defaults hold). Runs that record different margins for a metric not in
+    `overridden` (given with --margin) are an AnalysisError."""
     sources = [root / "multirun.yaml"]
     if not sources[0].is_file():
         sources = [root / str(d) / ".hydra" / "config.yaml" for d in run_dirs]
     found: dict[str, Path] = {}
     for path in sources:
-        try:
-            cfg = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        declared = ((cfg or {}).get("analysis") or {}).get("margins") if isinstance(cfg, dict) else None
+        cfg = read_yaml(path)
+        declared = (cfg.get("analysis") or {}).get("margins") if isinstance(cfg, dict) else None
         if isinstance(declared, dict):
+            declared = {k: v for k, v in declared.items() if k not in overridden}
             found.setdefault(yaml.safe_dump(declared, sort_keys=True), path)
     if len(found) > 1:
         first, second = list(found.values())[:2]
@@ -148,7 +147,8 @@ def analyze(
         except ValueError as exc:
             raise AnalysisError(str(exc)) from None
     if declared is None:
-        declared = declared_margins(root, sweep.results["run_dir"])
+        given = frozenset(text.partition("=")[0].strip() for text in margin or [])
+        declared = declared_margins(root, sweep.results["run_dir"], given)
     try:
         in_force = margins(declared, margin)
     except MarginError as exc:

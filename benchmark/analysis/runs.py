@@ -126,15 +126,25 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+MAX_YAML_BYTES = 16 << 20  # Hydra's records of a run or a sweep are kilobytes
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML record (a run's .hydra/config.yaml, a sweep's multirun.yaml) through
+    yaml.safe_load, read as read_json reads: never through a link nor from a device,
+    bounded; None where missing, unreadable or not YAML."""
+    try:
+        return yaml.safe_load(read_regular(path, MAX_YAML_BYTES).decode())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
 def _config_key(run_dir: Path) -> dict:
     """The run key from `.hydra/config.yaml`, for runs that never wrote summary.json.
 
     Read as plain YAML: the key fields are literal values in Hydra's saved config,
     and nothing else in it is needed."""
-    try:
-        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    cfg = read_yaml(run_dir / ".hydra" / "config.yaml")
     return key_of_saved_config(cfg) if isinstance(cfg, dict) else {}
 
 

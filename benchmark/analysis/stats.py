@@ -569,8 +569,10 @@ def compare(
             rows.append({**group, "metric": metric, **arms, **modes, **row})
             pair_tables.append(values.assign(**group, metric=metric, **arms, **modes, diff=values["a"] - values["b"]))
     table = pd.DataFrame(rows, columns=list(STAT_COLUMNS))
-    for p_column, holm_column in (("wilcoxon_p", "holm_p"), ("ttest_p", "holm_ttest_p")):
-        table[holm_column] = _holm_within_metric(table, p_column)
+    # each test's family: the comparisons it ran on (time to accuracy: the t-test uses the
+    # pairs where both arms reached the target, the Wilcoxon test every pair)
+    for p_column, holm_column, count in (("wilcoxon_p", "holm_p", "n_pairs"), ("ttest_p", "holm_ttest_p", "n_reached")):
+        table[holm_column] = _holm_within_metric(table, p_column, count)
     table["verdict"] = [
         verdicts.verdict(difference_shown=holm_t < verdicts.ALPHA, equivalence_shown=tost_p < verdicts.ALPHA)
         for holm_t, tost_p in zip(table["holm_ttest_p"], table["tost_p"], strict=True)
@@ -583,11 +585,11 @@ def compare(
     return table, frame
 
 
-def _holm_within_metric(table: pd.DataFrame, p_column: str) -> pd.Series:
-    """Holm within each metric over the comparisons that were tested (n_pairs ≥ 2);
+def _holm_within_metric(table: pd.DataFrame, p_column: str, count: str = "n_pairs") -> pd.Series:
+    """Holm within each metric over the comparisons that were tested (`count` ≥ 2 pairs);
     the others keep their conventional 1.0."""
     adjusted = pd.Series(1.0, index=table.index)
-    tested = table[table["n_pairs"] >= 2]
+    tested = table[table[count] >= 2]
     for _, family in tested.groupby("metric"):
         adjusted[family.index] = holm(family[p_column].to_numpy())
     return adjusted

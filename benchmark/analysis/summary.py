@@ -22,9 +22,9 @@ import shlex
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from benchmark.analysis import verdicts
+from benchmark.analysis.runs import read_yaml
 from benchmark.analysis.sanity import verdict
 from benchmark.analysis.stats import GROUP, Metric, metric_for
 from benchmark.analysis.tables import markdown_table
@@ -334,10 +334,7 @@ def _sweep_seeds(multirun: dict | None, results: pd.DataFrame) -> list[int]:
 
 
 def _read_multirun(sweep_dir: Path) -> dict | None:
-    try:
-        loaded = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
+    loaded = read_yaml(sweep_dir / "multirun.yaml")
     return loaded if isinstance(loaded, dict) else None
 
 
@@ -348,8 +345,12 @@ def extend_command(sweep_dir: Path, seeds: list[str], multirun: dict | None) -> 
     target = f"hydra.sweep.dir={shlex.quote(str(sweep_dir))}"
     if multirun is None:
         return f"python -m benchmark --multirun <the sweep's other overrides> {seed_list} {target}"
-    task = [str(o) for o in ((multirun.get("hydra") or {}).get("overrides") or {}).get("task") or []]
-    kept = [o for o in task if o.partition("=")[0].lstrip("+~") not in (PAIR_FIELD, "hydra.sweep.dir")]
+    overrides = (multirun.get("hydra") or {}).get("overrides") or {}
+    # the launch's own choices of Hydra (hydra/launcher=slurm_a40, hydra.launcher.*), so the
+    # extension runs where the sweep ran; the mode and the directory are set here
+    given = [str(o) for o in [*(overrides.get("hydra") or []), *(overrides.get("task") or [])]]
+    dropped = (PAIR_FIELD, "hydra.sweep.dir", "hydra.mode", "hydra.run.dir")
+    kept = [o for o in given if o.partition("=")[0].lstrip("+~") not in dropped]
     return " ".join(["python -m benchmark --multirun", *map(shlex.quote, kept), seed_list, target])
 
 

@@ -74,7 +74,12 @@ def check_names(cfg, run_dir=None) -> None:
             )
     if cfg.dataset.name not in READERS:
         raise BenchmarkError(f"dataset.name={cfg.dataset.name} is unknown; valid: {', '.join(READERS)}")
-    if run_dir is not None:
+    # a sweep skips a completed run before Hydra writes anything in it, so it may be a link
+    # (a sweep reusing another's runs); a single run's directory is Hydra's to write first
+    reused = (
+        getattr(mode, "name", mode) == "MULTIRUN" and run_dir is not None and _holds_completed_run(Path(str(run_dir)))
+    )
+    if run_dir is not None and not reused:
         refuse_links_out(Path(str(run_dir)), "the run directory")
     if url_has_secrets(cfg.dataset.url):
         log.warning(
@@ -82,6 +87,12 @@ def check_names(cfg, run_dir=None) -> None:
             "record of the run keeps what was typed; put them in ~/.netrc instead (docs/security.md)",
             redact_url(cfg.dataset.url),
         )
+
+
+def _holds_completed_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a completed run (its status and its test result)."""
+    rd = RunDir(run_dir)
+    return (rd.read_status() or {}).get("state") == "completed" and rd.read_test() is not None
 
 
 def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
