@@ -195,9 +195,23 @@ def links_out(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def refuse_links_out(root: Path, what: str) -> None:
+def foreign_folders(root: Path) -> list[Path]:
+    """`root` and the folders below it (no link followed) that belong to another user."""
+    me = os.geteuid()
+    found = []
+    for here, dirs, _ in os.walk(root, followlinks=False):
+        if os.lstat(here).st_uid != me:
+            found.append(Path(here))
+        dirs[:] = [d for d in dirs if not (Path(here) / d).is_symlink()]
+    return found
+
+
+def refuse_links_out(root: Path, what: str, own: bool = False) -> None:
     """Refuse (one line) a folder that is itself a link or that holds links pointing out
-    of it: a writer following one would change a file elsewhere."""
+    of it: a writer following one would change a file elsewhere. With `own`, also one
+    where a folder belongs to someone else: its owner could swap what is inside for links
+    at any time, after any check (a run's directory is its own user's; a shared cache is
+    not, and is checked without it)."""
     if root.is_symlink():
         raise BenchmarkError(
             f"{what} {root} is a symbolic link (to {os.path.realpath(root)}): refused, nothing written; "
@@ -205,6 +219,13 @@ def refuse_links_out(root: Path, what: str) -> None:
         )
     if not root.is_dir():
         return
+    foreign = foreign_folders(root) if own else []
+    if foreign:
+        owner = os.lstat(foreign[0]).st_uid
+        raise BenchmarkError(
+            f"{what} {root} holds {foreign[0]}, which belongs to uid {owner}, not to you (uid {os.geteuid()}): "
+            "refused, nothing written; launch into a directory of your own (hydra.sweep.dir=... or hydra.run.dir=...)"
+        )
     found = links_out(root)
     if found:
         shown = ", ".join(f"{p.relative_to(root)} -> {os.readlink(p)}" for p in found[:3])

@@ -24,7 +24,7 @@ import formats
 import numpy as np
 import pytest
 import tomllib
-from helpers import REPO, SMOKE_RUN, compose, run_cli, run_main
+from helpers import REPO, SMOKE_RUN, compose, copy_run, run_cli, run_main
 
 from benchmark import BenchmarkError
 from benchmark.data import prepare_dataset, sources
@@ -216,6 +216,39 @@ def test_a_run_directory_that_is_a_link_is_refused(tmp_path, data_dir):
     code, _, err = run_main(*SMOKE_RUN, f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={data_dir}")
     assert code == 2 and "is a symbolic link" in _one_line(err)
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.cli
+def test_a_run_directory_prepared_by_someone_else_is_refused(tmp_path, data_dir, other_user):
+    """A colleague pre-creates the run's folders as their own, with no link in them yet:
+    every check of links would pass, and they could swap a folder for one full of links
+    at any moment after. Their folder is refused, and nothing is written in it."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    os.chown(run / "checkpoints", other_user.pw_uid, other_user.pw_gid)
+    code, _, err = run_main(*SMOKE_RUN, f"hydra.run.dir={run}", f"data_dir={data_dir}")
+    line = _one_line(err)
+    assert code == 2 and f"belongs to uid {other_user.pw_uid}, not to you" in line and "nothing written" in line
+    assert _tree(run) == {"checkpoints": "dir"}
+
+
+def test_a_completed_run_reused_through_a_link_is_skipped(tmp_path, data_dir, trained_run):
+    """The one link a run directory may be: in a sweep, a completed run reused from
+    elsewhere (stage 2 linking stage 1's runs). The sweep skips it before Hydra writes,
+    and nothing in it or behind it changes. A single run's directory stays refused
+    (test_a_run_directory_that_is_a_link_is_refused): Hydra writes there first."""
+    source, _ = trained_run("pytorch")
+    elsewhere = tmp_path / "stage1" / "run"
+    copy_run(source, elsewhere)
+    before = _tree(elsewhere)
+    sweep = tmp_path / "sweep"
+    link = sweep / "pytorch_digits_mobilenetv2_fp32_seed42" / "debug=smoke,epochs=2,optim.warmup_epochs=1"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(elsewhere, target_is_directory=True)
+    out = run_cli("--multirun", *SMOKE_RUN, "seed=42", f"hydra.sweep.dir={sweep}", f"data_dir={data_dir}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1 already completed" in out.stdout + out.stderr
+    assert _tree(elsewhere) == before
 
 
 @pytest.mark.cli
@@ -543,6 +576,32 @@ def test_submitits_folder_is_private_to_the_submitter(tmp_path, other_user):
     assert (sweep / ".submitit").stat().st_mode & 0o1000 or not (sweep / ".submitit").stat().st_mode & 0o022
     swapped = _as(other_user, f"mv {shlex.quote(str(folder))} {shlex.quote(str(sweep / '.submitit' / 'x'))}")
     assert swapped.returncode != 0 and folder.is_dir()
+
+
+def test_the_folders_above_submitits_cannot_be_swapped(tmp_path, other_user, capsys):
+    """Renaming any folder above the job files would let a colleague put their own in its
+    place: the sweep directory (ours) gets the sticky bit, so the second user cannot move
+    .submitit away; a shared folder above it that is not ours and not sticky is refused."""
+    from hydra_plugins.benchmark_sweeper.slurm_launcher import private_job_folder
+
+    os.chmod(tmp_path, 0o755)  # noqa: S103  the second user must reach the sweep
+    sweep = tmp_path / "sweep"
+    sweep.mkdir(mode=0o777)
+    os.chmod(sweep, 0o777)  # noqa: S103  a shared sweep directory, on purpose
+    private_job_folder(f"{sweep}/.submitit/me/%j")
+    assert sweep.stat().st_mode & 0o1000  # sticky: others create in it, never rename what is ours
+    moved = _as(other_user, f"mv {shlex.quote(str(sweep / '.submitit'))} {shlex.quote(str(sweep / 'x'))}")
+    assert moved.returncode != 0 and (sweep / ".submitit" / "me").is_dir()
+
+    shared = tmp_path / "lab"
+    shared.mkdir()
+    os.chown(shared, other_user.pw_uid, other_user.pw_gid)
+    os.chmod(shared, 0o777)  # noqa: S103  a colleague's group-writable folder without the sticky bit
+    with pytest.raises(SystemExit) as stop:
+        private_job_folder(f"{shared}/sweep/.submitit/me/%j")
+    assert stop.value.code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{shared} is writable by others without the sticky bit" in line and "nothing was submitted" in line
 
 
 def test_submitits_folder_of_someone_else_is_refused(tmp_path, other_user, capsys):

@@ -182,6 +182,126 @@ def test_a_job_killed_without_reporting_fails_alone(slurm, tmp_path, data_dir):
     assert (sweep / "report" / "results.csv").is_file()  # the end-of-sweep report still ran
 
 
+# ------------------------------------------------------------------ detached sweeps (hydra.launcher.wait=false)
+
+DETACHED = ("hydra.launcher.wait=false",)
+# the array is submitted held: no job can start before the test releases it, so the launching
+# process has certainly exited first, and a launch again meets its jobs still pending
+HELD = ("+hydra.launcher.additional_parameters={hold:true}",)
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
+
+
+def launches(sweep):
+    """The job lists of the sweep's launches, oldest first."""
+    return [read_json(path) for path in sorted((sweep / ".sweeps").glob("*.json"))]
+
+
+def queue():
+    """{job id: state} of every job SLURM still holds, one line per array task."""
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True, timeout=30, check=True)
+    return dict(line.split() for line in out.stdout.splitlines())
+
+
+def wait_until_ended(job_id, timeout=SWEEP_TIMEOUT):
+    """SLURM's final state of a job (sacct), waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State", "-j", job_id], capture_output=True, text=True)
+        state = (out.stdout.split() or [""])[0]
+        if state in ENDED:
+            return state
+        time.sleep(1)
+    raise AssertionError(f"SLURM job {job_id} did not end within {timeout} s: {queue()}")
+
+
+def status_text(sweep):
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark.status", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_a_detached_sweep_is_reported_by_its_report_job_and_never_submitted_twice(slurm, tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    args = ("seed=1,2,3", "debug=smoke", *DETACHED, *HELD)
+    started = time.monotonic()
+    out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert time.monotonic() - started < 60  # submitted and gone, nothing waited for
+    [launch] = launches(sweep)
+    array, report = launch["slurm_array"], launch["report_job"]
+    assert f"job array {array}, and the report job {report}" in out.stdout
+    assert f"python -m benchmark.status {sweep}" in out.stdout and f"scancel {array}" in out.stdout
+    jobs = read_json(sweep / "slurm_jobs.json")
+    assert sorted(jobs.values()) == [f"{array}_{i}" for i in range(3)]
+    held = queue()
+    assert {job: held.get(job) for job in [*jobs.values(), report]} == dict.fromkeys(
+        [*jobs.values(), report], "PENDING"
+    )
+    assert not list(sweep.glob("*/*/status.json"))  # the launching process has exited: no run has started
+
+    # launched again while its jobs are pending: nothing is submitted, no second report job
+    again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "3 run(s) already queued or running on SLURM: not submitted again" in again.stdout
+    assert "nothing submitted" in again.stdout
+    assert queue() == held and read_json(sweep / "slurm_jobs.json") == jobs
+    assert [launch.get("report_job") for launch in launches(sweep)] == [report, None]
+
+    queued = status_text(sweep)
+    assert queued.count(" PENDING ") == 3 and "(3 job(s) queued)" in queued, queued
+    assert f"report job {report} (sweep_status.csv and report/, after job array {array} ends): PENDING" in queued
+
+    subprocess.run(["scontrol", "release", array], check=True, timeout=30)
+    assert wait_until_ended(report) == "COMPLETED"
+    assert (sweep / "sweep_status.csv").read_text().count(",completed,") == 3
+    assert (sweep / "report" / "results.csv").is_file()  # the analysis, written on the cluster
+    done = status_text(sweep)
+    assert f"after job array {array} ends): COMPLETED" in done and "3 runs: 3 completed" in done, done
+
+    # a completed run whose status.json is cut and whose metrics.csv is broken: damaged, and why
+    run_dir = sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / "debug=smoke"
+    (run_dir / "status.json").write_text((run_dir / "status.json").read_text()[:40])
+    (run_dir / "metrics.csv").write_text("garbage\n")
+    damaged = next(line for line in status_text(sweep).splitlines() if "_seed1/" in line)
+    assert damaged.split()[1] == "damaged" and "status.json is damaged" in damaged and "metrics.csv" in damaged
+
+
+def test_a_killed_detached_job_is_reported_and_resumes_when_launched_again(slurm, tmp_path, data_dir):
+    """SIGKILL to a detached sweep's job (an out-of-memory kill, a lost node): no launching
+    process watches it, so its report job marks it failed and lists it; launched again,
+    only that run is submitted and resumes from its checkpoint."""
+    sweep = tmp_path / "sweep"
+    args = ("seed=1", "debug=smoke", "epochs=3", "optim.warmup_epochs=1", "limit.train=256", *DETACHED)
+    run_dir = (
+        sweep / "pytorch_digits_mobilenetv2_fp32_seed1" / "debug=smoke,epochs=3,limit.train=256,optim.warmup_epochs=1"
+    )
+    out = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    deadline = time.time() + 300
+    while time.time() < deadline and not (
+        (run_dir / "run.log").exists() and "epoch 2/3  step" in (run_dir / "run.log").read_text()
+    ):
+        time.sleep(0.1)
+    [job] = read_json(sweep / "slurm_jobs.json").values()  # one run: a job, not an array
+    os.kill(read_json(run_dir / "status.json")["pid"], signal.SIGKILL)
+
+    assert wait_until_ended(launches(sweep)[0]["report_job"]) == "COMPLETED"
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "failed" and f"SLURM job {job} ended (FAILED) without reporting" in status["reason"]
+    assert ",failed,," in (sweep / "sweep_status.csv").read_text()
+    listed = status_text(sweep)
+    assert "failed" in listed and f"SLURM job {job} ended (FAILED)" in listed, listed
+
+    again = subprocess.run(sweep_cmd(sweep, data_dir, *args), cwd=REPO, capture_output=True, text=True, env=sweep_env())
+    assert again.returncode == 0 and "submitted 1 run(s)" in again.stdout, (again.stdout + again.stderr)[-3000:]
+    assert wait_until_ended(launches(sweep)[-1]["report_job"]) == "COMPLETED"
+    assert "resuming after epoch 1" in (run_dir / "run.log").read_text()
+    assert read_json(run_dir / "status.json")["state"] == "completed"
+    assert (sweep / "sweep_status.csv").read_text().count(",completed,") == 1
+
+
 # ------------------------------------------------------------------ Hydra's own launcher suites
 
 # The site's settings of this machine's cluster (partition, no GPU), as a user passes them

@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict:
     try:
         # checked before Hydra wrote, and again now: a link planted in a shared sweep
         # since then would have the run write elsewhere
-        refuse_links_out(run_dir, "the run directory")
+        refuse_links_out(run_dir, "the run directory", own=True)
         with interruptible(), rundir.exclusive():  # the lock is held until the run's final status is written
             return _run(cfg, rundir, in_sweep, str(HydraConfig.get().job.override_dirname or ""))
     except BenchmarkError as exc:  # another live process has the run, or planted links: leave its files alone

@@ -80,7 +80,7 @@ def check_names(cfg, run_dir=None) -> None:
         getattr(mode, "name", mode) == "MULTIRUN" and run_dir is not None and _holds_completed_run(Path(str(run_dir)))
     )
     if run_dir is not None and not reused:
-        refuse_links_out(Path(str(run_dir)), "the run directory")
+        refuse_links_out(Path(str(run_dir)), "the run directory", own=True)
     if url_has_secrets(cfg.dataset.url):
         log.warning(
             "dataset.url holds credentials or a query token: the benchmark writes it as %s, but Hydra's .hydra/ "

@@ -2,7 +2,8 @@
 
 Runs in the launching process after the sweep (also after a SLURM sweep), reads only
 the run directories, and exits non-zero when any run of the sweep is not completed,
-after printing one line per such run.
+after printing one line per such run. A detached SLURM launch (`hydra.launcher.wait=false`)
+skips it: its report job runs it on the cluster once the runs have ended.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ log = logging.getLogger("benchmark.sweep")
 # written by the resumable sweeper; a sweep is judged by its own list only.
 JOBS_DIR = ".sweeps"
 LEGACY_JOBS_FILE = "sweep_jobs.json"  # the single list of sweeps launched before
-# the job list of the sweep launched by this process (set by the resumable sweeper)
+# the job list of the sweep launched by this process (set by the resumable sweeper), and
+# "detached" where its runs were submitted without waiting for them (set by slurm_a40)
 THIS_LAUNCH: dict = {}
 
 
@@ -123,6 +125,8 @@ class SweepReport(Callback):
         self.plots = bool(plots)  # hydra.callbacks.sweep_report.plots (off in debug=smoke)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if THIS_LAUNCH.get("detached"):  # the runs have not run yet: the report job on the cluster calls this
+            return
         # the margins this launch declared (analysis.margins), as the report's defaults
         margins = config.get("analysis", {}).get("margins")
         declared = OmegaConf.to_container(margins, resolve=True) if margins is not None else None

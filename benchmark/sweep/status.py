@@ -4,14 +4,18 @@ One line per run (its directory, which is its key): state, epochs done, best val
 accuracy so far, images/s, elapsed time of its current (or last) launch and an ETA;
 on SLURM also the job id and the scheduler's state of it (from `squeue`, or `sacct`
 once the job has left the queue; absent where neither command is available). Then
-the totals per state and an ETA for the sweep. `--watch` redraws it every N seconds.
+the totals per state and an ETA for the sweep (runs whose job is still queued counted),
+and the report job of each detached launch (`hydra.launcher.wait=false`) with its
+state. `--watch` redraws it every N seconds.
 
 It only reads: run files are never written, and the liveness of a run is probed
 through the lock its process holds (benchmark.run.rundir.RunDir.exclusive), which a
 shared lock taken for an instant does not disturb. A run whose status.json says
 `running` is shown `stalled` when no process holds its lock (it was killed, or its
 node died) or when none of its files changed for `--stalled-after` seconds (a hung
-process); launching the sweep again resumes it.
+process); launching the sweep again resumes it. A run whose files are damaged (a JSON
+file cut or not an object, metrics.csv with unreadable rows) is shown `damaged`, with
+what is wrong in its note.
 """
 
 from __future__ import annotations
@@ -29,18 +33,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmark.analysis.runs import find_run_dirs, read_metrics, run_state
+from benchmark.analysis.runs import find_run_dirs, read_metrics_checked, run_state
 from benchmark.files import read_json
 from benchmark.run.rundir import LOCK_NAME, RunDir
-from benchmark.sweep.callback import listed_run_dirs
+from benchmark.sweep.callback import JOBS_DIR, listed_run_dirs
 
 SLURM_JOBS_FILE = "slurm_jobs.json"  # run directory -> SLURM job id, written by the slurm_a40 launcher
 NOT_STARTED = "not started"
 STALLED = "stalled"
+DAMAGED = "damaged"
 # default for --stalled-after: an epoch of the real datasets on a slow node takes minutes,
 # and the log gets a progress line every few dozen steps
 STALLED_AFTER_SECONDS = 900.0
-ORDER = ("running", STALLED, "interrupted", NOT_STARTED, "failed", "incomplete", "completed")
+ORDER = ("running", STALLED, "interrupted", NOT_STARTED, "failed", DAMAGED, "incomplete", "completed")
 
 
 @dataclass
@@ -100,12 +105,14 @@ def _last_change(run_dir: Path) -> float | None:
     return max(times) if times else None
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.csv"
-    # only the run's own file: a planted link (to /dev/zero, to someone's file) is never read
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        return []
-    return read_metrics(path).to_dict("records")
+def _damage(rd: RunDir) -> list[str]:
+    """What is wrong with the run's JSON files: each, where present, a JSON object (read
+    as read_json reads it: never through a link, never more than a JSON file's size)."""
+    return [
+        f"{path.name} is damaged (not a readable JSON object)"
+        for path in (rd.status, rd.summary, rd.test, rd.env)
+        if (path.exists() or path.is_symlink()) and read_json(path) is None
+    ]
 
 
 def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float) -> RunStatus:
@@ -113,12 +120,15 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
     status, test, summary = (_mapping(read()) for read in (rd.read_status, rd.read_test, rd.read_summary))
     summary = summary or {}
     relative = os.path.relpath(run_dir, sweep_dir)
-    if status is None and test is None:
+    # only the run's own file: a planted link (to /dev/zero, to someone's file) is read as damaged, never followed
+    metrics, metrics_damage = read_metrics_checked(run_dir / "metrics.csv")
+    damage = _damage(rd) + ([metrics_damage] if metrics_damage else [])
+    if status is None and test is None and not damage:
         return RunStatus(relative, NOT_STARTED)
     state = run_state(status, test)
     status = status or {}
     progress = status.get("progress") or {}
-    rows = _metrics(run_dir)
+    rows = metrics.to_dict("records")
     accuracies = [r["val_accuracy"] for r in rows if r["val_accuracy"] == r["val_accuracy"]]
     row = RunStatus(
         relative,
@@ -135,7 +145,9 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
     started, updated = _timestamp(status.get("started_at")), _timestamp(status.get("updated_at"))
     last = _last_change(run_dir)
     row.quiet_seconds = now - last if last is not None else None
-    if state == "running":
+    if damage and state != "running":  # a running run rewrites its files: damage shows in its note only
+        row.state, row.note = DAMAGED, "; ".join(damage)[:300]
+    elif state == "running":
         row.elapsed_seconds = now - started if started else None
         held = lock_is_held(run_dir)
         if held is False:
@@ -144,6 +156,7 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
             row.state, row.note = STALLED, f"no output for {_duration(row.quiet_seconds)}"
         elif row.epochs and row.seconds_per_epoch:
             row.eta_seconds = max(0.0, (row.epochs - row.epoch) * row.seconds_per_epoch)
+        row.note = row.note or "; ".join(damage)[:300]
     else:
         row.elapsed_seconds = updated - started if started and updated else None
         if state == "completed":
@@ -176,7 +189,7 @@ def scheduler_states(job_ids: list[str]) -> dict[str, str]:
         return states
     ids = ",".join(sorted(set(job_ids)))
     if shutil.which("squeue"):
-        for line in _lines(["squeue", "-h", "-j", ids, "-o", "%i %T"]):
+        for line in _lines(["squeue", "-h", "-r", "-j", ids, "-o", "%i %T"]):
             job, _, state = line.partition(" ")
             states[job] = state.strip()
     missing = sorted(set(job_ids) - set(states))
@@ -197,13 +210,37 @@ def _lines(cmd: list[str]) -> list[str]:
     return out.stdout.splitlines() if out.returncode == 0 else []
 
 
+@dataclass
+class ReportJob:
+    """The report job of one detached launch: it runs once the launch's job array has ended."""
+
+    job_id: str
+    array: str
+    state: str = ""
+
+
+def report_jobs(sweep_dir: Path) -> list[ReportJob]:
+    """The report job of every detached launch into the sweep directory, oldest first, with
+    SLURM's state of it."""
+    jobs = []
+    for path in sorted((sweep_dir / JOBS_DIR).glob("*.json")):
+        launch = read_json(path) or {}
+        if launch.get("report_job"):
+            jobs.append(ReportJob(str(launch["report_job"]), str(launch.get("slurm_array", ""))))
+    states = scheduler_states([j.job_id for j in jobs])
+    for job in jobs:
+        job.state = states.get(job.job_id, "")
+    return jobs
+
+
 def collect(sweep_dir: Path, stalled_after: float = STALLED_AFTER_SECONDS) -> list[RunStatus]:
     now = time.time()
     rows = [run_status(d, sweep_dir, stalled_after, now) for d in sweep_run_dirs(sweep_dir)]
     submitted = read_json(sweep_dir / SLURM_JOBS_FILE) or {}
     by_dir = {os.path.realpath(d): str(job) for d, job in submitted.items()}
     for row in rows:
-        row.job_id = row.job_id or by_dir.get(os.path.realpath(sweep_dir / row.run), "")
+        # the job submitted last for the run (a failed run's new job, still queued) before the one it last ran in
+        row.job_id = by_dir.get(os.path.realpath(sweep_dir / row.run)) or row.job_id
     states = scheduler_states([r.job_id for r in rows if r.job_id])
     for row in rows:
         row.scheduler_state = states.get(row.job_id, "")
@@ -212,12 +249,13 @@ def collect(sweep_dir: Path, stalled_after: float = STALLED_AFTER_SECONDS) -> li
 
 def sweep_eta(rows: list[RunStatus]) -> float | None:
     """Seconds until the sweep ends, roughly: the work left (running runs' remaining
-    epochs, and for each run not started the median run length seen so far) shared by
-    as many runs as run at once now (at least one); None before any epoch has a time.
-    Stalled and failed runs are left out: they end only when launched again."""
+    epochs, and for each run waiting to start the median run length seen so far) shared
+    by as many runs as run at once now (at least one); None before any epoch has a time.
+    A run waits when it has not started or its job is queued (a failed run submitted
+    again); other stalled and failed runs are left out: they end only when launched again."""
     per_epoch = [r.seconds_per_epoch for r in rows if r.seconds_per_epoch]
     running = [r for r in rows if r.state == "running"]
-    waiting = [r for r in rows if r.state == NOT_STARTED]
+    waiting = [r for r in rows if r.state != "running" and (r.state == NOT_STARTED or r.scheduler_state in WAITING)]
     if not running and not waiting:
         return 0.0
     if not per_epoch or not in_progress(rows):
@@ -232,6 +270,7 @@ def sweep_eta(rows: list[RunStatus]) -> float | None:
 
 # SLURM states of a job that will still run (squeue's long names)
 QUEUED = {"PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
+WAITING = QUEUED - {"RUNNING"}  # queued, not started yet
 
 
 def in_progress(rows: list[RunStatus]) -> bool:
@@ -247,8 +286,9 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
-    """The table, the totals and the sweep's ETA."""
+def render(sweep_dir: Path, rows: list[RunStatus], reports: list[ReportJob] | None = None) -> str:
+    """The table, the report jobs, the totals and the sweep's ETA."""
+    reports = reports or []
     slurm = any(r.job_id for r in rows)
     header = (
         ["run", "state", "epoch", "best_val", "img/s", "elapsed", "eta"]
@@ -279,12 +319,20 @@ def render(sweep_dir: Path, rows: list[RunStatus]) -> str:
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1
     total = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: ORDER.index(s) if s in ORDER else 99))
+    for job in reports:
+        lines.append(
+            f"report job {job.job_id} (sweep_status.csv and report/, after job array {job.array or '?'} ends): "
+            f"{job.state or 'state unknown'}"
+        )
     unfinished = any(r.state != "completed" for r in rows)
+    queued = sum(r.scheduler_state in WAITING for r in rows)
     eta = (
-        f"sweep ETA {_duration(sweep_eta(rows))}"
+        f"sweep ETA {_duration(sweep_eta(rows))}" + (f" ({queued} job(s) queued)" if queued else "")
         if in_progress(rows) or not unfinished
         else "nothing in progress: launch the sweep again to continue it"
     )
+    if not in_progress(rows) and any(job.state in QUEUED for job in reports):
+        eta += "; the report job has yet to run"
     lines.append(f"{len(rows)} runs: {total or 'none found'}; {eta}")
     return "\n".join(lines)
 
@@ -319,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         while True:
-            text = render(args.sweep_dir, collect(args.sweep_dir, args.stalled_after))
+            text = render(args.sweep_dir, collect(args.sweep_dir, args.stalled_after), report_jobs(args.sweep_dir))
             if args.watch is None:
                 print(text)
                 return 0

@@ -177,6 +177,13 @@ class ResumableSweeper(BasicSweeper):
                     log.error("job %s failed: %s", " ".join(r.overrides or ()), r._return_value)
             initial_job_idx += len(batch)
             returns.append(results)
+        # a launcher that submits without waiting (slurm_a40 with wait=false) sends every
+        # batch's runs as one job array, with a report job after it
+        submit = getattr(getattr(self.launcher, "inner", None), "submit_detached", None)
+        if submit is not None:
+            from benchmark.sweep import callback as sweep_report  # the benchmark loads only when used
+
+            submit(sweep_report.THIS_LAUNCH["jobs_file"])
         return returns
 
     def record_jobs(self, run_dirs: list[str]) -> None:

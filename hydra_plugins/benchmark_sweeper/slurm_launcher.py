@@ -12,8 +12,17 @@ waiting for the rest, as the local launcher does (process_launcher.py).
 The plugin exposes no hook between submitting and collecting, so the executor's
 ``map_array`` is wrapped for the duration of one ``launch`` call (single-threaded: the
 launching process waits in it).
+
+With ``hydra.launcher.wait=false`` nothing waits: ``launch`` only notes the runs to
+train (a run whose recorded job SLURM still queues or runs is not submitted again),
+then the resumable sweeper calls ``submit_detached`` once, which submits them as one
+job array and a small report job depending on the array ending in any state
+(``afterany``). The report job marks the runs whose job ended without a final status
+and runs the sweep's end-of-multirun callbacks on the cluster: sweep_status.csv and
+the analysis report, as a waiting launch writes them. The launching process exits at once.
 """
 
+import fcntl
 import logging
 import os
 import pwd
@@ -26,12 +35,24 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, setup_globals
-from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf
 
 from hydra_plugins.benchmark_sweeper import job_config, job_dir, refused_job, task_config
 
 log = logging.getLogger("benchmark.sweep")
+
+
+@dataclass
+class ReportJobConf:
+    """The detached sweep's report job (hydra.launcher.report_job.*): it only reads run
+    directories and writes the report, so CPU only, no GPU."""
+
+    partition: str | None = None  # None: the runs' partition
+    cpus_per_task: int = 1
+    mem_gb: int = 8
+    timeout_min: int = 60
 
 
 @dataclass
@@ -68,6 +89,10 @@ class SlurmA40Conf(SlurmQueueConf):
             'source "$BENCHMARK_VENV/bin/activate"',
         ]
     )
+    # false: submit the runs as one job array plus a report job that runs when they end,
+    # print the job ids and exit (log out; `python -m benchmark.status` shows progress)
+    wait: bool = True
+    report_job: ReportJobConf = field(default_factory=ReportJobConf)
 
 
 def _user() -> str:
@@ -131,7 +156,11 @@ def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
 def private_job_folder(submitit_folder: str) -> Path:
     """Create (0700) or check the folder of submitit's pickles: the part of `submitit_folder`
     before its first %-pattern. Refused with one line (exit 2) where it is a link, belongs
-    to someone else or is open to others, and where its parent lets others rename it."""
+    to someone else or is open to others, and where a folder above it lets others rename
+    what lies in it: whoever can rename an ancestor can put a folder of their own in its
+    place. The two folders the launch itself creates (.submitit and the sweep directory)
+    get the sticky bit when they are yours and open to others; any other such folder
+    above is refused (the user decides: chmod +t, or a private hydra.launcher.submitit_folder)."""
     parts = Path(submitit_folder).parts
     first = next((i for i, part in enumerate(parts) if "%" in part), len(parts))
     folder = Path(*parts[:first])
@@ -143,16 +172,19 @@ def private_job_folder(submitit_folder: str) -> Path:
         except FileExistsError:
             pass
         problems = []
-        for path, what in ((folder, "its folder"), (parent, "the folder above it")):
+        resolved = parent.resolve()  # links above the sweep (e.g. /work -> /mnt/work) are the site's layout
+        above = [(path, "a folder above it") for path in resolved.parents]
+        for path, what in ((folder, "its folder"), (parent, "the folder above it"), *above):
             info = os.lstat(path)
+            ours_to_fix = path in (parent, parent.parent) or path in (resolved, resolved.parent)
             if stat.S_ISLNK(info.st_mode):
                 problems.append(f"{what} {path} is a symbolic link")
             elif path == folder and info.st_uid != os.geteuid():
                 problems.append(f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})")
             elif path == folder and info.st_mode & 0o077:
                 problems.append(f"{path} is open to others (mode {stat.S_IMODE(info.st_mode):o}, must be 700)")
-            elif path == parent and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-                if info.st_uid == os.geteuid():  # ours: others may write in it, but not rename what is ours
+            elif path != folder and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                if info.st_uid == os.geteuid() and ours_to_fix:  # others may write in it, not rename what is ours
                     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
                     try:
                         os.fchmod(fd, stat.S_IMODE(info.st_mode) | stat.S_ISVTX)
@@ -160,7 +192,8 @@ def private_job_folder(submitit_folder: str) -> Path:
                         os.close(fd)
                 else:
                     problems.append(
-                        f"{path} is writable by others without the sticky bit (chmod +t {path} as its owner)"
+                        f"{path} is writable by others without the sticky bit (chmod +t {path} as its owner, "
+                        "or set hydra.launcher.submitit_folder to a folder of yours that only you can write above)"
                     )
     except OSError as exc:
         problems = [f"cannot create {folder} ({exc.strerror})"]
@@ -174,7 +207,59 @@ def private_job_folder(submitit_folder: str) -> Path:
     return folder
 
 
+def run_report_job(config, jobs_file: str, array_jobs: dict[str, str]) -> int:
+    """The report job, on the cluster once the launch's job array has ended: a run whose
+    job ended without a final status (killed, node lost, cancelled before its signal
+    handler ran) is marked failed, then the sweep's end-of-multirun callbacks run as in
+    a waiting launch (sweep_status.csv, the analysis report). Its result: the exit
+    status the waiting launch would have had (1: a run did not complete)."""
+    # at discovery Hydra is still importing itself; used only when the report job runs
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    # Hydra imports every plugin module at discovery: the benchmark loads only when used
+    from benchmark.run.rundir import RunDir
+    from benchmark.sweep import callback as sweep_report
+    from benchmark.sweep.status import lock_is_held, scheduler_states
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    states = scheduler_states(list(array_jobs.values()))
+    for run_dir, job in array_jobs.items():
+        rd = RunDir(run_dir)
+        state = (rd.read_status() or {}).get("state")
+        never_reported = not rd.status.exists() and not rd.test.exists() and rd.root.joinpath(".hydra").is_dir()
+        # a live holder of the lock is another launch's job on the same run: its own report job judges it
+        if (state == "running" or never_reported) and lock_is_held(rd.root) is not True:
+            # the run's own job and process stay named in it, not this report job's
+            named = {"slurm_job_id": job, **({"slurm_array_task": job} if "_" in job else {})}
+            kept = ("hostname", "pid", "slurm_job_id", "slurm_array_task")
+            named.update((k, v) for k, v in (rd.read_status() or {}).items() if k in kept)
+            rd.set_status(
+                "failed",
+                reason=f"SLURM job {job} ended ({states.get(job) or 'state unknown'}) without reporting",
+                **named,
+            )
+            log.error("SLURM job %s (%s) ended without reporting: marked failed", job, run_dir)
+    setup_globals()
+    HydraConfig.instance().set_config(config)
+    sweep_report.THIS_LAUNCH["jobs_file"] = Path(jobs_file)
+    try:
+        for callback in (config.hydra.callbacks or {}).values():
+            instantiate(callback).on_multirun_end(config=config)
+    except SystemExit as exc:  # "a run did not complete": listed in the report, the report job itself succeeded
+        return int(exc.code or 0)
+    return 0
+
+
 class IsolatingSlurmLauncher(SlurmLauncher):
+    def __init__(self, wait: bool = True, report_job=None, **params) -> None:
+        super().__init__(**params)
+        # this launcher's own settings, not submitit executor parameters
+        self.wait = bool(wait)
+        report = OmegaConf.to_container(report_job) if OmegaConf.is_config(report_job) else report_job
+        self.report_params: dict = report if isinstance(report, dict) else {}
+        self.noted: list[tuple[list[str], int, str]] = []  # detached: (overrides, job number, run directory)
+
     def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
         """The job on its node: its directory checked for planted links right before
         Hydra writes there, then submitit's launcher's job."""
@@ -190,6 +275,10 @@ class IsolatingSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit  # only when jobs are submitted
 
+        self.params["submitit_folder"] = str(self.params["submitit_folder"]).replace("%u", _user())
+        private_job_folder(self.params["submitit_folder"])
+        if not self.wait:
+            return self._note(job_overrides, initial_job_idx)
         submit = submitit.AutoExecutor.map_array
 
         def map_array(executor, fn, *iterables):
@@ -206,11 +295,113 @@ class IsolatingSlurmLauncher(SlurmLauncher):
             _record_job_ids(Path(self.config.hydra.sweep.dir), [j.run_dir for j in isolated], jobs)
             return isolated
 
-        self.params["submitit_folder"] = str(self.params["submitit_folder"]).replace("%u", _user())
-        private_job_folder(self.params["submitit_folder"])
         # patched for this launch only (the submitit launcher calls it inside), restored below
         submitit.AutoExecutor.map_array = map_array  # type: ignore[method-assign]
         try:
             return super().launch(job_overrides, initial_job_idx)
         finally:
             submitit.AutoExecutor.map_array = submit  # type: ignore[method-assign]
+
+    def _note(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Detached: note the runs for the one array `submit_detached` sends."""
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.sweep import callback as sweep_report
+
+        if "jobs_file" not in sweep_report.THIS_LAUNCH:  # set up by the resumable sweeper, which submits at its end
+            print("error: hydra.launcher.wait=false needs hydra/sweeper=resumable; nothing submitted", file=sys.stderr)
+            raise SystemExit(2)
+        returns = []
+        for i, overrides in enumerate(job_overrides):
+            cfg = job_config(self.hydra_context, self.config, overrides, initial_job_idx + i)
+            self.noted.append((list(overrides), initial_job_idx + i, os.path.realpath(job_dir(cfg))))
+            returns.append(
+                JobReturn(
+                    overrides=list(overrides),
+                    cfg=task_config(cfg),
+                    hydra_cfg=cfg,
+                    working_dir=self.noted[-1][2],
+                    task_name=cfg.hydra.job.name,
+                    status=JobStatus.UNKNOWN,  # submitted, not run: the report job judges it
+                )
+            )
+        return returns
+
+    def _executor(self, **overrides):
+        """A submitit executor with this launcher's parameters, as hydra-submitit-launcher builds it."""
+        import submitit  # only when jobs are submitted
+
+        params = dict(self.params)
+        executor = submitit.AutoExecutor(
+            folder=params.pop("submitit_folder"), cluster="slurm", slurm_max_num_timeout=params.pop("max_num_timeout")
+        )
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in {**params, **overrides}.items()})
+        return executor
+
+    def submit_detached(self, jobs_file: Path) -> None:
+        """Detached: the noted runs as one job array, then the report job after it, but not
+        a run whose recorded job SLURM still queues or runs (the sweep launched again while
+        it waits); their ids in slurm_jobs.json and this launch's job list; what next, printed."""
+        # Hydra imports every plugin module at discovery: the benchmark loads only when used
+        from benchmark.files import open_lock, read_json, write_json
+        from benchmark.sweep import callback as sweep_report
+        from benchmark.sweep.status import QUEUED, SLURM_JOBS_FILE, scheduler_states
+
+        if self.wait or not self.noted:
+            return  # nothing to submit: the end-of-sweep report is written here, now
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        # two launches at once: the second sees the jobs the first submitted, and submits none of them again
+        with open_lock(sweep_dir / ".slurm_jobs.lock", "the lock of the sweep's SLURM jobs") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            recorded = {os.path.realpath(d): str(j) for d, j in (read_json(sweep_dir / SLURM_JOBS_FILE) or {}).items()}
+            states = scheduler_states([recorded[d] for _, _, d in self.noted if d in recorded])
+            in_flight = [(d, recorded[d]) for _, _, d in self.noted if states.get(recorded.get(d, "")) in QUEUED]
+            for run_dir, job in in_flight:
+                log.info("%s: its SLURM job %s is %s: not submitted again", run_dir, job, states[job])
+            queued = [(o, idx) for o, idx, d in self.noted if states.get(recorded.get(d, "")) not in QUEUED]
+            sweep_report.THIS_LAUNCH["detached"] = True
+            lines = [f"{len(in_flight)} run(s) already queued or running on SLURM: not submitted again"]
+            lines = lines if in_flight else []
+            if not queued:
+                print("\n".join([*lines, "nothing submitted: their own report job writes the report when they end"]))
+                return
+            # the arguments of hydra-submitit-launcher's job, as its launch passes them
+            jobs = self._executor().map_array(
+                self,
+                [o for o, _ in queued],
+                ["hydra.sweep.dir"] * len(queued),
+                [idx for _, idx in queued],
+                [f"job_id_for_{idx}" for _, idx in queued],
+                [Singleton.get_state()] * len(queued),
+            )
+            # the job's config as the job will see it: submitit's launcher sets its id in the job
+            run_dirs = [
+                job_dir(job_config(self.hydra_context, self.config, o, idx, job.job_id))
+                for (o, idx), job in zip(queued, jobs, strict=True)
+            ]
+            _record_job_ids(sweep_dir, run_dirs, jobs)
+        array = str(jobs[0].job_id).partition("_")[0]
+        report = self.report_params
+        report_executor = self._executor(
+            name=f"{self.config.hydra.job.name}-report",
+            partition=report.get("partition") or self.params.get("partition"),
+            cpus_per_task=report.get("cpus_per_task", 1),
+            mem_gb=report.get("mem_gb", 8),
+            timeout_min=report.get("timeout_min", 60),
+            # none of the runs' GPU requests, nor their extra sbatch options (a GPU type, a hold)
+            **dict.fromkeys(("gpus_per_node", "gpus_per_task", "cpus_per_gpu", "mem_per_gpu", "mem_per_cpu", "gres")),
+            constraint=None,
+            additional_parameters={"dependency": f"afterany:{array}"},
+        )
+        array_jobs = {str(Path(d).resolve()): str(j.job_id) for d, j in zip(run_dirs, jobs, strict=True)}
+        report_job = report_executor.submit(run_report_job, self.config, str(jobs_file), array_jobs)
+        write_json(jobs_file, {**(read_json(jobs_file) or {}), "slurm_array": array, "report_job": report_job.job_id})
+        lines += [
+            f"submitted {len(jobs)} run(s) as SLURM job array {array}, and the report job {report_job.job_id} "
+            "that runs when the array has ended (in any state)",
+            f"  job ids: {sweep_dir / SLURM_JOBS_FILE}, {jobs_file}",
+            f"  watch:   python -m benchmark.status {sweep_dir} --watch",
+            f"  cancel:  scancel {array}   (the report job still lists the runs; launch the sweep again to resume)",
+            f"  report:  {sweep_dir}/sweep_status.csv and report/, written by job {report_job.job_id}",
+        ]
+        print("\n".join(lines))
