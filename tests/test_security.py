@@ -6,6 +6,7 @@ file holding -1) and checks the one-line answer and that nothing outside was tou
 from __future__ import annotations
 
 import http.server
+import logging
 import os
 import pickle
 import pwd
@@ -578,7 +579,7 @@ def test_submitits_folder_is_private_to_the_submitter(tmp_path, other_user):
     assert swapped.returncode != 0 and folder.is_dir()
 
 
-def test_the_folders_above_submitits_cannot_be_swapped(tmp_path, other_user, capsys):
+def test_the_folders_above_submitits_cannot_be_swapped(tmp_path, other_user, capsys, caplog):
     """Renaming any folder above the job files would let a colleague put their own in its
     place: the sweep directory (ours) gets the sticky bit, so the second user cannot move
     .submitit away; a shared folder above it that is not ours and not sticky is refused."""
@@ -596,12 +597,20 @@ def test_the_folders_above_submitits_cannot_be_swapped(tmp_path, other_user, cap
     shared = tmp_path / "lab"
     shared.mkdir()
     os.chown(shared, other_user.pw_uid, other_user.pw_gid)
-    os.chmod(shared, 0o777)  # noqa: S103  a colleague's group-writable folder without the sticky bit
+    os.chmod(shared, 0o777)  # noqa: S103  a colleague's folder anyone may write in, without the sticky bit
+    (shared / "sweep").mkdir()
+    os.chmod(shared / "sweep", 0o777)  # noqa: S103  ours and open: it would get the sticky bit if accepted
     with pytest.raises(SystemExit) as stop:
         private_job_folder(f"{shared}/sweep/.submitit/me/%j")
     assert stop.value.code == 2
     line = _one_line(capsys.readouterr().err)
-    assert f"{shared} is writable by others without the sticky bit" in line and "nothing was submitted" in line
+    assert f"{shared} is writable by anyone without the sticky bit" in line and "nothing was submitted" in line
+    assert not (shared / "sweep").stat().st_mode & 0o1000  # refused before anything was changed
+    # writable by its group only (every checkout under umask 002): a warning, not a refusal
+    os.chmod(shared, 0o775)  # noqa: S103  group-writable on purpose
+    with caplog.at_level(logging.WARNING):
+        assert private_job_folder(f"{shared}/sweep/.submitit/me/%j") == shared / "sweep" / ".submitit" / "me"
+    assert f"{shared}: writable by its group without the sticky bit" in caplog.text
 
 
 def test_submitits_folder_of_someone_else_is_refused(tmp_path, other_user, capsys):

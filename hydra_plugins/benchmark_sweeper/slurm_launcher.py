@@ -155,12 +155,14 @@ def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
 
 def private_job_folder(submitit_folder: str) -> Path:
     """Create (0700) or check the folder of submitit's pickles: the part of `submitit_folder`
-    before its first %-pattern. Refused with one line (exit 2) where it is a link, belongs
-    to someone else or is open to others, and where a folder above it lets others rename
-    what lies in it: whoever can rename an ancestor can put a folder of their own in its
-    place. The two folders the launch itself creates (.submitit and the sweep directory)
-    get the sticky bit when they are yours and open to others; any other such folder
-    above is refused (the user decides: chmod +t, or a private hydra.launcher.submitit_folder)."""
+    before its first %-pattern. Whoever can rename a folder above it can put a folder of
+    their own in its place, so: the folders the launch creates (.submitit and the sweep
+    directory) get the sticky bit where they are yours and others may write in them; any
+    of the three that is a link, the job folder that belongs to someone else or is open to
+    others, and a folder above that anyone may write in without the sticky bit, are
+    refused with one line (exit 2), before anything is changed. A folder above writable
+    by its group only draws a warning: under umask 002 every checkout is, and the group
+    is often the user's own (docs/security.md)."""
     parts = Path(submitit_folder).parts
     first = next((i for i, part in enumerate(parts) if "%" in part), len(parts))
     folder = Path(*parts[:first])
@@ -171,30 +173,44 @@ def private_job_folder(submitit_folder: str) -> Path:
             folder.mkdir(mode=0o700)
         except FileExistsError:
             pass
-        problems = []
+        problems, sticky, group_writable = [], [], []
         resolved = parent.resolve()  # links above the sweep (e.g. /work -> /mnt/work) are the site's layout
-        above = [(path, "a folder above it") for path in resolved.parents]
-        for path, what in ((folder, "its folder"), (parent, "the folder above it"), *above):
+        launch_made = (parent, parent.parent)
+        above = [(path, "a folder above it") for path in resolved.parent.parents]
+        for path, what in ((folder, "its folder"), *((p, "the folder above it") for p in launch_made), *above):
             info = os.lstat(path)
-            ours_to_fix = path in (parent, parent.parent) or path in (resolved, resolved.parent)
+            open_to_others = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
             if stat.S_ISLNK(info.st_mode):
                 problems.append(f"{what} {path} is a symbolic link")
             elif path == folder and info.st_uid != os.geteuid():
                 problems.append(f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})")
             elif path == folder and info.st_mode & 0o077:
                 problems.append(f"{path} is open to others (mode {stat.S_IMODE(info.st_mode):o}, must be 700)")
-            elif path != folder and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-                if info.st_uid == os.geteuid() and ours_to_fix:  # others may write in it, not rename what is ours
-                    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                    try:
-                        os.fchmod(fd, stat.S_IMODE(info.st_mode) | stat.S_ISVTX)
-                    finally:
-                        os.close(fd)
+            elif path in launch_made and open_to_others:
+                if info.st_uid == os.geteuid():  # others may create in it, never rename what is ours
+                    sticky.append((path, stat.S_IMODE(info.st_mode) | stat.S_ISVTX))
                 else:
+                    problems.append(f"{path} is writable by others without the sticky bit (chmod +t {path})")
+            elif path not in launch_made and path != folder and open_to_others:
+                if info.st_mode & 0o002:
                     problems.append(
-                        f"{path} is writable by others without the sticky bit (chmod +t {path} as its owner, "
-                        "or set hydra.launcher.submitit_folder to a folder of yours that only you can write above)"
+                        f"{path} is writable by anyone without the sticky bit (chmod +t {path} as its owner, "
+                        "or set hydra.launcher.submitit_folder below a folder only you can write)"
                     )
+                else:
+                    group_writable.append(path)
+        for path, mode in sticky if not problems else ():
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+        if group_writable and not problems:
+            log.warning(
+                "%s: writable by its group without the sticky bit; a member of the group could rename the sweep "
+                "and swap the job files that run as you (chmod +t it, or docs/security.md)",
+                group_writable[0],
+            )
     except OSError as exc:
         problems = [f"cannot create {folder} ({exc.strerror})"]
     if problems:
@@ -205,6 +221,10 @@ def private_job_folder(submitit_folder: str) -> Path:
         )
         raise SystemExit(2)
     return folder
+
+
+# sbatch options of a site's accounting that the report job keeps from the runs' additional_parameters
+SITE_OPTIONS = ("account", "qos", "reservation", "clusters", "wckey")
 
 
 def run_report_job(config, jobs_file: str, array_jobs: dict[str, str]) -> int:
@@ -220,7 +240,7 @@ def run_report_job(config, jobs_file: str, array_jobs: dict[str, str]) -> int:
     # Hydra imports every plugin module at discovery: the benchmark loads only when used
     from benchmark.run.rundir import RunDir
     from benchmark.sweep import callback as sweep_report
-    from benchmark.sweep.status import lock_is_held, scheduler_states
+    from benchmark.sweep.status import QUEUED, lock_is_held, scheduler_states
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     states = scheduler_states(list(array_jobs.values()))
@@ -229,6 +249,8 @@ def run_report_job(config, jobs_file: str, array_jobs: dict[str, str]) -> int:
         state = (rd.read_status() or {}).get("state")
         never_reported = not rd.status.exists() and not rd.test.exists() and rd.root.joinpath(".hydra").is_dir()
         # a live holder of the lock is another launch's job on the same run: its own report job judges it
+        if states.get(job) in QUEUED:  # requeued (preempted, timed out): it will report itself
+            continue
         if (state == "running" or never_reported) and lock_is_held(rd.root) is not True:
             # the run's own job and process stay named in it, not this report job's
             named = {"slurm_job_id": job, **({"slurm_array_task": job} if "_" in job else {})}
@@ -381,6 +403,13 @@ class IsolatingSlurmLauncher(SlurmLauncher):
             ]
             _record_job_ids(sweep_dir, run_dirs, jobs)
         array = str(jobs[0].job_id).partition("_")[0]
+        jobs_file = Path(jobs_file).resolve()  # the report job may start elsewhere than here
+        write_json(jobs_file, {**(read_json(jobs_file) or {}), "slurm_array": array})
+        # the report waits for this array and for the runs of the sweep still in flight from
+        # an earlier launch, so that it reports them finished rather than missing
+        after = ":".join([array, *(job for _, job in in_flight)])
+        # the site's own accounting options stay; the runs' other extras (a GPU type, a hold) do not
+        site = {k: v for k, v in (self.params.get("additional_parameters") or {}).items() if k in SITE_OPTIONS}
         report = self.report_params
         report_executor = self._executor(
             name=f"{self.config.hydra.job.name}-report",
@@ -391,10 +420,19 @@ class IsolatingSlurmLauncher(SlurmLauncher):
             # none of the runs' GPU requests, nor their extra sbatch options (a GPU type, a hold)
             **dict.fromkeys(("gpus_per_node", "gpus_per_task", "cpus_per_gpu", "mem_per_gpu", "mem_per_cpu", "gres")),
             constraint=None,
-            additional_parameters={"dependency": f"afterany:{array}"},
+            additional_parameters={**site, "dependency": f"afterany:{after}"},
         )
         array_jobs = {str(Path(d).resolve()): str(j.job_id) for d, j in zip(run_dirs, jobs, strict=True)}
-        report_job = report_executor.submit(run_report_job, self.config, str(jobs_file), array_jobs)
+        try:
+            report_job = report_executor.submit(run_report_job, self.config, str(jobs_file), array_jobs)
+        except Exception as exc:  # submitit: sbatch refused it (a partition or QOS for GPU jobs only, ...)
+            print(
+                f"error: the runs were submitted as SLURM job array {array}, but the report job was refused "
+                f"({' '.join(str(exc).split())[:300]}); set hydra.launcher.report_job.partition=..., or run "
+                f"python -m benchmark.analyze {sweep_dir} once they have ended",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
         write_json(jobs_file, {**(read_json(jobs_file) or {}), "slurm_array": array, "report_job": report_job.job_id})
         lines += [
             f"submitted {len(jobs)} run(s) as SLURM job array {array}, and the report job {report_job.job_id} "
