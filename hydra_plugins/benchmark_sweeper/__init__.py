@@ -32,7 +32,7 @@ def refused_job(sweep_config, overrides: Sequence[str]):
     of it (planted in a shared sweep directory since the sweep's checks), else None:
     checked right before Hydra's run_job writes its config and log there by name."""
     # at discovery Hydra is still importing itself, and the benchmark loads only when a job runs
-    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.core.utils import JobStatus
 
     # the benchmark loads only when a job runs
     from benchmark import BenchmarkError
@@ -43,16 +43,23 @@ def refused_job(sweep_config, overrides: Sequence[str]):
         refuse_links_out(working_dir, "the run directory")
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return JobReturn(
-            overrides=list(overrides),
-            cfg=task_config(sweep_config),
-            hydra_cfg=sweep_config,
-            working_dir=str(working_dir),
-            task_name=sweep_config.hydra.job.name,
-            status=JobStatus.FAILED,
-            _return_value=exc,
-        )
+        return job_return(sweep_config, overrides, working_dir, JobStatus.FAILED, exc)
     return None
+
+
+def job_return(sweep_config, overrides: Sequence[str], working_dir, status, value):
+    """Hydra's JobReturn of a job the launcher answers itself (skipped, refused, lost)."""
+    from hydra.core.utils import JobReturn  # at discovery Hydra is still importing itself
+
+    return JobReturn(
+        overrides=list(overrides),
+        cfg=task_config(sweep_config),
+        hydra_cfg=sweep_config,
+        working_dir=str(working_dir),
+        task_name=sweep_config.hydra.job.name,
+        status=status,
+        _return_value=value,
+    )
 
 
 def task_config(sweep_config):

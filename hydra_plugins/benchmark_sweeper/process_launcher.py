@@ -32,7 +32,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, job_return
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,7 @@ def died(sweep_config, overrides: Sequence[str], how: str) -> JobReturn:
     rd = RunDir(working_dir)
     if rd.status.is_file():  # a benchmark run: its status.json must not stay "running"
         rd.fail_unreported(reason)
-    return JobReturn(
-        overrides=list(overrides),
-        cfg=task_config(sweep_config),
-        hydra_cfg=sweep_config,
-        working_dir=str(working_dir),
-        task_name=sweep_config.hydra.job.name,
-        status=JobStatus.FAILED,
-        _return_value=RuntimeError(f"{working_dir}: {reason}"),
-    )
+    return job_return(sweep_config, overrides, working_dir, JobStatus.FAILED, RuntimeError(f"{working_dir}: {reason}"))
 
 
 def _run_child(cmd: list[str]) -> int:

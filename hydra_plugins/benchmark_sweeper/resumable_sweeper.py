@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 
-from hydra_plugins.benchmark_sweeper import job_config, job_dir, task_config
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, job_return, task_config
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -76,19 +76,7 @@ class _SkipCompleted(Launcher):
                 done = completed_result(run_dir, task_config(cfg))
             except BenchmarkError as exc:  # nothing launched yet: stop the whole sweep here
                 _stop(str(exc))
-            results.append(
-                None
-                if done is None
-                else JobReturn(
-                    overrides=list(overrides),
-                    cfg=task_config(cfg),
-                    hydra_cfg=cfg,
-                    working_dir=str(run_dir),
-                    task_name=cfg.hydra.job.name,
-                    status=JobStatus.COMPLETED,
-                    _return_value=done,
-                )
-            )
+            results.append(None if done is None else job_return(cfg, overrides, run_dir, JobStatus.COMPLETED, done))
         self.sweeper.record_jobs(run_dirs)
         pending = [i for i, r in enumerate(results) if r is None]
         log.info(

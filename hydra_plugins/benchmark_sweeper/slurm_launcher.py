@@ -39,7 +39,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from hydra_plugins.benchmark_sweeper import job_config, job_dir, refused_job, task_config
+from hydra_plugins.benchmark_sweeper import job_config, job_dir, job_return, refused_job, task_config
 
 log = logging.getLogger("benchmark.sweep")
 
@@ -126,18 +126,7 @@ class _IsolatedJob:
             if rd.status.is_file() or rd.root.joinpath(".hydra").is_dir():  # a run that started: say so in it
                 rd.fail_unreported(reason)
             log.error("SLURM job %s (%s) ended without reporting", self.job.job_id, self.run_dir)
-            cfg = self.sweep_config
-            return [
-                JobReturn(
-                    overrides=self.overrides,
-                    cfg=task_config(cfg),
-                    hydra_cfg=cfg,
-                    working_dir=str(self.run_dir),
-                    task_name=cfg.hydra.job.name,
-                    status=JobStatus.FAILED,
-                    _return_value=RuntimeError(reason),
-                )
-            ]
+            return [job_return(self.sweep_config, self.overrides, self.run_dir, JobStatus.FAILED, RuntimeError(reason))]
 
 
 def _record_job_ids(sweep_dir: Path, run_dirs: Sequence[Path], jobs) -> None:
