@@ -154,6 +154,7 @@ def make_run(
     data_fingerprint: str | None = None,
     protocol: str | None = None,
     engine: str | None = None,
+    execution: str | None = None,
 ) -> Path:
     """Write one run directory `root/<name>` and return it.
 
@@ -161,7 +162,8 @@ def make_run(
     `epochs_done` epochs (default: half) without test.json. `test_accuracy`,
     `test_macro_f1` and `epoch_seconds` override the generated values; `env`
     overrides env.json fields. `engine` (Keras: jax, torch) is recorded, and named in the
-    directory, only when given (runs made before engines existed have none).
+    directory, only when given (runs made before engines existed have none); so is
+    `execution` (framework.execution: compile, xla, ...), after the engine.
     """
     key = (framework, dataset, model, precision, seed)
     epochs = epochs or EPOCHS[dataset]
@@ -184,6 +186,9 @@ def make_run(
     )
     if engine:
         default_name = default_name.replace(f"{framework}_", f"{framework}_{engine}_", 1)
+    if execution:
+        arm = f"{framework}_{engine}_" if engine else f"{framework}_"
+        default_name = default_name.replace(arm, f"{arm}{execution}_", 1)
     run_dir = Path(root) / (name or default_name)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     steps = TRAIN_IMAGES[dataset] // BATCH
@@ -195,6 +200,7 @@ def make_run(
                     "device": "auto",
                     "deterministic": True,
                     **({"engine": engine} if engine else {}),
+                    **({"execution": execution} if execution else {}),
                 },
                 "model": {"name": model},
                 "dataset": {
@@ -241,6 +247,7 @@ def make_run(
             "accelerator_peak_bytes": 5 << 30,
             **({"protocol": protocol} if protocol else {}),
             **({"engine": engine} if engine else {}),
+            **({"execution": execution} if execution else {}),
         },
     )
     host = f"node{int(_rng('host', *key).integers(1, 9)):02d}"

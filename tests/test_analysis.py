@@ -624,3 +624,49 @@ def test_runs_of_different_execution_modes_are_never_pooled(tmp_path):
         "cifar10 / resnet50 / fp32: pytorch − keras [eager vs tf.function]",
         "cifar10 / resnet50 / fp32: pytorch − keras [torch.compile vs tf.function]",
     ]
+
+
+def test_execution_modes_chosen_by_the_run_key_are_arms_compared_pairwise(tmp_path):
+    """framework.execution=compile runs lie beside the eager ones (their own run-key
+    directory, no variant) and are the arm pytorch/compile: every two arms are compared,
+    and pytorch/compile − pytorch is the execution effect."""
+    make_sweep(tmp_path, seeds=[42, 123, 456], epochs=4)
+    for i, seed in enumerate((42, 123, 456)):
+        make_run(
+            tmp_path,
+            "pytorch",
+            "cifar10",
+            "resnet50",
+            "fp32",
+            seed,
+            epochs=4,
+            test_accuracy=0.99 + 0.001 * i,
+            execution="compile",
+            execution_mode="torch.compile+channels_last",
+        )
+    assert (tmp_path / "pytorch_compile_cifar10_resnet50_fp32_seed42").is_dir()
+    analyze(tmp_path, plots=False)
+    results, stats = read_report(tmp_path)
+    assert results["variant"].isna().all()  # an arm, not a variant of the eager runs
+    arms = dict(zip(results["run_dir"], zip(results["framework"], results["execution"], strict=True), strict=True))
+    assert arms["pytorch_compile_cifar10_resnet50_fp32_seed42"] == ("pytorch", "compile")
+    assert arms["pytorch_cifar10_resnet50_fp32_seed42"] == ("pytorch", "eager")  # recorded before the field
+    assert arms["keras_cifar10_resnet50_fp32_seed42"] == ("keras", "graph")
+    accuracy = stats[stats["metric"] == "test_accuracy"]
+    assert set(zip(accuracy["arm_a"], accuracy["arm_b"], strict=True)) == {
+        ("pytorch", "keras"),
+        ("pytorch/compile", "keras"),
+        ("pytorch/compile", "pytorch"),
+    }
+    row = accuracy[(accuracy["arm_a"] == "pytorch/compile") & (accuracy["arm_b"] == "pytorch")].iloc[0]
+    assert (row["mode_a"], row["mode_b"], row["n_pairs"]) == ("torch.compile+channels_last", "eager", 3)
+    assert row["mean_a"] == pytest.approx(0.991)
+    effects = pd.read_csv(tmp_path / "report" / "api_engine.csv")
+    effects = effects[effects["metric"] == "test_accuracy"].set_index(["arm_a", "arm_b"])["effect"].to_dict()
+    assert effects == {
+        ("pytorch", "keras"): "api+engine",
+        ("pytorch/compile", "keras"): "api+engine",
+        ("pytorch/compile", "pytorch"): "execution",
+    }
+    summary = (tmp_path / "report" / "significance_summary.md").read_text()
+    assert "Execution effect (the same pytorch code on torch, compile vs eager) on test accuracy" in summary

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("benchmark.data",),  # official sources -> cache -> splits, the shared stream
     ("benchmark.backends",),  # each framework behind the contracts
     ("benchmark.run",),  # one run: command line, epoch loop, run directory
-    ("benchmark.analysis", "benchmark.parity", "benchmark.perf"),  # read runs, audit or time the backends
+    ("benchmark.analysis", "benchmark.parity", "benchmark.perf", "benchmark.preflight"),  # read runs, audit, time
     ("benchmark.sweep",),  # many runs: end-of-sweep report, status
     ("benchmark.__main__", "benchmark.analyze", "benchmark.status", "hydra_plugins"),  # entry points, plugins
 )

@@ -63,6 +63,8 @@ ALIGNED = (
     "input_normalization",
     "batchnorm",
     "accumulation",
+    "float32_matmul",
+    "determinism",
 )
 MODEL, IMAGES, VAL, BATCH_SIZE = "mobilenetv2", 8, 8, 8  # one step per epoch: compiling costs the most
 TINY = (f"model={MODEL}", "dataset=digits", f"limit.train={IMAGES}", f"limit.val={VAL}", f"batch_size={BATCH_SIZE}")
@@ -78,6 +80,7 @@ def exercise(option: str, data_dir: str, checkpoints: str) -> dict:
     data = prepare_dataset(cfg.dataset, cfg.data_dir)
     schedule = make_schedule(cfg, IMAGES)
     out: dict = {
+        "engine": cfg.framework.engine,
         "schedule": schedule,
         "optim": (float(cfg.optim.momentum), bool(cfg.optim.nesterov)),
         "module_is": {
@@ -120,6 +123,7 @@ def exercise(option: str, data_dir: str, checkpoints: str) -> dict:
     out["restored"] = {kind: trainer.restore(kind) for kind in ("best", "last")}  # last: the live weights
     out["predict_restored"] = trainer.predict(val_x, val_y)
     out["peak_memory"] = trainer.peak_memory()
+    out["settings_in_force"] = json.loads(json.dumps(trainer.settings_in_force()))  # env.json holds it
 
     # Introspection
     out["facts"] = trainer.protocol_facts()
@@ -240,6 +244,21 @@ def test_trainer_members(answers):
         peak = a["peak_memory"]
         assert set(peak) >= {"accelerator_peak_bytes"}, option
         assert peak["accelerator_peak_bytes"] is None or peak["accelerator_peak_bytes"] >= 0, option
+        # the float32 policy and determinism as the framework reports them (the default: ieee, on)
+        settings = a["settings_in_force"]
+        policy, determinism = settings["float32_policy"], settings["determinism"]
+        assert policy["requested"] == "ieee" and policy["device"] == a["device"] == "cpu", option
+        assert policy["in_effect"].startswith("not applicable") and policy["switches"], option
+        assert determinism["requested"] is True and determinism["switches"], option
+        enforcing = {  # the switch that makes each engine refuse a non-deterministic kernel
+            "torch": "torch.are_deterministic_algorithms_enabled",
+            "tensorflow": "tf.config.experimental.enable_op_determinism",
+            "jax": "XLA_FLAGS --xla_gpu_deterministic_ops",
+        }[a["engine"]]
+        assert determinism["switches"][enforcing] is True, (option, determinism)
+        assert determinism["switches"].get("torch.is_deterministic_algorithms_warn_only_enabled") in (None, False)
+        threads = a["environment"]["cpu_threads"]
+        assert 1 <= threads["allowed"] <= threads["affinity"] <= threads["cpu_count"], option
 
 
 def test_yardstick_members(answers):

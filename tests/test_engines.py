@@ -64,7 +64,11 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
             ("framework=keras", "framework.engine=mxnet"),
             "framework.engine=mxnet is not an engine of framework=keras; valid: tensorflow, jax, torch",
         ),
-        (("framework=keras_torch", "framework.jit_compile=true"), "framework.jit_compile=true is TensorFlow's XLA"),
+        (
+            ("framework=keras_torch", "framework.execution=xla"),
+            "framework.execution=xla is not an execution mode of framework=keras on framework.engine=torch; "
+            "valid: eager",
+        ),
     ):
         run_dir = tmp_path / "run"
         code, _, stderr = run_main(*args, f"hydra.run.dir={run_dir}")
@@ -80,6 +84,62 @@ def test_engine_errors_are_one_line_before_anything_is_written(tmp_path, monkeyp
         r"installed here",
     ):
         check_engine("keras", "mxnet")
+
+
+def test_execution_errors_are_one_line_before_anything_is_written(tmp_path):
+    """framework.execution: a mode the framework lacks on its engine, or CUDA graphs on
+    framework.device=cpu, is refused by the run's validation, naming the valid modes."""
+    for args, expected in (
+        (
+            ("framework=pytorch", "framework.execution=xla"),
+            "framework.execution=xla is not an execution mode of framework=pytorch on framework.engine=torch; "
+            "valid: eager, compile, compile-max-autotune, compile-reduce-overhead",
+        ),
+        (
+            ("framework=keras", "framework.execution=compile"),
+            "framework.execution=compile is not an execution mode of framework=keras on "
+            "framework.engine=tensorflow; valid: graph, xla",
+        ),
+        (
+            ("framework=keras_jax", "framework.execution=graph"),
+            "framework.execution=graph is not an execution mode of framework=keras on framework.engine=jax; valid: jit",
+        ),
+        (
+            ("framework=pytorch", "framework.execution=compile-reduce-overhead", "framework.device=cpu"),
+            "framework.execution=compile-reduce-overhead uses CUDA graphs and needs a CUDA device, not cpu",
+        ),
+    ):
+        run_dir = tmp_path / "run"
+        code, _, stderr = run_main(*args, f"hydra.run.dir={run_dir}")
+        assert code == 2, stderr
+        assert stderr.strip().splitlines() == [f"error: {stderr.strip().removeprefix('error: ')}"]
+        assert expected in stderr
+        assert not run_dir.exists()
+
+
+@pytest.mark.cli
+def test_an_unknown_execution_mode_exits_2_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("framework=keras_torch", "framework.execution=compile", f"hydra.run.dir={run_dir}", timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: framework.execution=compile is not an execution mode of framework=keras on framework.engine=torch; "
+        "valid: eager"
+    ]
+    assert not run_dir.exists()
+
+
+def test_cuda_graphs_are_refused_when_the_resolved_device_is_not_cuda(tmp_path):
+    """framework.device=auto is resolved when the trainer is built: compile-reduce-overhead
+    on a machine without CUDA is a one-line error there, before a model is built."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: reduce-overhead is valid here")
+    from benchmark.backends.pytorch.train import Trainer
+
+    cfg = compose("framework=pytorch", "framework.execution=compile-reduce-overhead")
+    with pytest.raises(BenchmarkError, match=r"^framework.execution=compile-reduce-overhead uses CUDA graphs.*not cpu"):
+        Trainer(cfg, None, None, tmp_path)
 
 
 @pytest.mark.cli

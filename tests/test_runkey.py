@@ -52,7 +52,20 @@ def read_csv(path):
 def test_directory_names_come_from_the_key_and_keep_todays_layout():
     cfg = compose("framework=keras", "model=resnet50", "dataset=cifar100", "precision=amp", "seed=7")
     key = key_of_config(cfg)
-    assert tuple(key) == KEY == ("framework", "engine", "dataset", "model", "precision", "protocol", "seed")
+    assert (
+        tuple(key)
+        == KEY
+        == (
+            "framework",
+            "engine",
+            "execution",
+            "dataset",
+            "model",
+            "precision",
+            "protocol",
+            "seed",
+        )
+    )
     assert dirname(key) == run_name("keras", "cifar100", "resnet50", "amp", 7) == "keras_cifar100_resnet50_amp_seed7"
     full = compose("framework=keras", "seed=7", "epochs=3", "hydra.sweep.dir=/s", return_hydra=True)
     assert full.hydra.sweep.subdir == "keras_digits_mobilenetv2_fp32_seed7/epochs=3"  # the variant below its key
@@ -85,6 +98,90 @@ def test_a_new_key_field_at_its_legacy_value_keeps_old_names_and_runs(tmp_path):
         "pytorch_digits_mobilenetv2_fp32_aligned_seed42",
     ):
         resume.check_same_run(run, compose("framework=pytorch", "protocol=aligned"))
+
+
+def test_the_execution_mode_is_an_arm_left_out_of_names_at_its_engines_default():
+    """framework.execution joins the key after the engine: null and the engine's default
+    are one run, named as before; another mode is its own directory and arm."""
+    from benchmark.spec.frameworks import EXECUTIONS, default_execution
+    from benchmark.spec.runkey import arm_name, key_of_record
+
+    assert EXECUTIONS == {
+        "pytorch": {"torch": ("eager", "compile", "compile-max-autotune", "compile-reduce-overhead")},
+        "keras": {"tensorflow": ("graph", "xla"), "jax": ("jit",), "torch": ("eager",)},
+    }
+    assert [default_execution(e) for e in ("torch", "tensorflow", "jax", "mxnet")] == ["eager", "graph", "jit", None]
+    cases = {
+        ("framework=pytorch",): ("pytorch_digits_mobilenetv2_fp32_seed42", "pytorch", "eager"),
+        ("framework=pytorch", "framework.execution=eager"): (
+            "pytorch_digits_mobilenetv2_fp32_seed42",
+            "pytorch",
+            "eager",
+        ),
+        ("framework=pytorch", "framework.execution=compile"): (
+            "pytorch_compile_digits_mobilenetv2_fp32_seed42",
+            "pytorch/compile",
+            "compile",
+        ),
+        ("framework=pytorch", "framework.execution=compile-max-autotune"): (
+            "pytorch_compile-max-autotune_digits_mobilenetv2_fp32_seed42",
+            "pytorch/compile-max-autotune",
+            "compile-max-autotune",
+        ),
+        ("framework=keras",): ("keras_digits_mobilenetv2_fp32_seed42", "keras", "graph"),
+        ("framework=keras", "framework.execution=xla"): (
+            "keras_xla_digits_mobilenetv2_fp32_seed42",
+            "keras/xla",
+            "xla",
+        ),
+        ("framework=keras_jax",): ("keras_jax_digits_mobilenetv2_fp32_seed42", "keras/jax", "jit"),
+        ("framework=keras_torch",): ("keras_torch_digits_mobilenetv2_fp32_seed42", "keras/torch", "eager"),
+    }
+    for overrides, (name, arm, execution) in cases.items():
+        key = key_of_config(compose(*overrides))
+        assert (dirname(key), arm_name(key), key["execution"]) == (name, arm, execution), overrides
+    # a run recorded before the field existed ran in its engine's default mode
+    old = {"framework": "keras", "dataset": "digits", "model": "mobilenetv2", "precision": "fp32", "seed": 42}
+    assert key_of_record(old)["execution"] == "graph"
+    assert key_of_record({**old, "engine": "jax"})["execution"] == "jit"
+    assert key_of_record({**old, "framework": "pytorch"})["execution"] == "eager"
+    # an execution mode is an arm, never a variant: Hydra leaves its override out of the sub-directory
+    full = compose(
+        "framework=pytorch", "framework.execution=compile", "seed=7", "hydra.sweep.dir=/s", return_hydra=True
+    )
+    assert full.hydra.sweep.subdir.rstrip("/") == "pytorch_compile_digits_mobilenetv2_fp32_seed7"
+
+
+def test_runs_recorded_with_the_retired_compile_switches_are_found_or_refused(tmp_path):
+    """summary.json of runs before framework.execution holds framework.compile /
+    framework.jit_compile: at false they are today's default mode, skipped as before; a
+    run recorded with true is refused in one line naming framework.execution."""
+    import benchmark.run.resume as resume
+    from benchmark import OtherRunError
+
+    for framework in ("pytorch", "keras"):
+        run = tmp_path / framework
+        shutil.copytree(FIXTURE_V0 / f"{framework}_digits_mobilenetv2_fp32_seed42", run)
+        retired = {"pytorch": "compile", "keras": "jit_compile"}[framework]
+        assert json.loads((run / "summary.json").read_text())["config"]["framework"][retired] is False
+        assert resume.completed_result(run, compose(f"framework={framework}"))["test_accuracy"] > 0.9
+        assert resume.completed_result(
+            run,
+            compose(
+                f"framework={framework}", "framework.execution=" + ("eager" if framework == "pytorch" else "graph")
+            ),
+        )
+        with pytest.raises(OtherRunError, match="not " + framework + "_(compile|xla)_digits"):
+            execution = {"pytorch": "compile", "keras": "xla"}[framework]
+            resume.check_same_run(run, compose(f"framework={framework}", f"framework.execution={execution}"))
+        summary = json.loads((run / "summary.json").read_text())
+        summary["config"]["framework"][retired] = True
+        (run / "summary.json").write_text(json.dumps(summary))
+        with pytest.raises(
+            OtherRunError, match=f"framework.{retired}=true, an option replaced by framework.execution"
+        ) as err:
+            resume.check_same_run(run, compose(f"framework={framework}"))
+        assert "\n" not in str(err.value)
 
 
 def test_the_analysis_reads_the_key_and_names_no_framework():
@@ -136,7 +233,15 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
         "keras": "tensorflow",
         "pytorch": "torch",
     }
-    new_columns = ["variant", "engine", "protocol", "modified_at", "note", *ordered_tta(results.columns)]  # added later
+    new_columns = [
+        "variant",
+        "engine",
+        "execution",
+        "protocol",
+        "modified_at",
+        "note",
+        *ordered_tta(results.columns),
+    ]  # added later
     pd.testing.assert_frame_equal(results.drop(columns=new_columns), old_results)
     # the old columns were named by framework (delta = PyTorch − Keras); the default pair is the same
     new = read_csv(report / "statistical_results.csv")

@@ -104,6 +104,22 @@ def test_gradient_accumulation_and_contiguous_layout(tmp_path, data_dir):
     assert summary["execution_mode"] == "eager"
 
 
+@pytest.mark.slow
+@pytest.mark.cli
+def test_a_torch_compile_run_is_its_own_arm_and_its_first_epoch_pays_the_compile(tmp_path, data_dir):
+    """framework.execution=compile: torch.compile compiles at the first training step,
+    inside the first epoch's timer, so the compile time shows as the first epoch's
+    overhead (and in time to accuracy), apart from the steady-state epochs (about a minute on a CPU)."""
+    small_run(tmp_path / "compiled", data_dir, "framework.execution=compile")
+    summary = read_json(tmp_path / "compiled" / "summary.json")
+    assert (summary["execution"], summary["execution_mode"]) == ("compile", "torch.compile+channels_last")
+    assert summary["config"]["framework"]["execution"] == "compile"
+    first, second = (float(r["epoch_time_seconds"]) for r in read_metrics(tmp_path / "compiled"))
+    assert summary["first_epoch_overhead_seconds"] == pytest.approx(first - second)
+    assert first > 5 * second  # compiling takes seconds, 4 compiled steps a fraction of one
+    assert read_json(tmp_path / "compiled" / "test.json")["test_accuracy"] >= 0
+
+
 @pytest.mark.cli
 def test_pytorch_run_imports_no_tensorflow(data_dir):
     code = f"""

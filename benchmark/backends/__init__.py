@@ -15,7 +15,9 @@ TensorFlow, and a Keras run on the JAX engine never imports TensorFlow either.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
 from typing import cast
 
 from benchmark import BenchmarkError
@@ -27,6 +29,8 @@ __all__ = [
     "MODULES",
     "OPTION_RULES",
     "check_options",
+    "determinism_errors",
+    "nondeterministic_op",
     "Backend",
     "BackendModule",
     "EpochStats",
@@ -50,8 +54,10 @@ MODULES: dict[str, dict[str, str]] = {
 
 
 # framework -> its framework-free module of option rules (check_options(cfg, engine)), run by
-# validation before anything is written: it must not import the framework or an engine
-OPTION_RULES = {"keras": "benchmark.backends.keras.options"}
+# validation before anything is written: it must not import the framework or an engine.
+# None today: the execution modes each engine has, the one rule that was here (Keras' XLA
+# switch on the torch engine), are checked with the engine (benchmark.spec.frameworks.EXECUTIONS).
+OPTION_RULES: dict[str, str] = {}
 
 
 def check_options(cfg, engine: str) -> None:
@@ -84,3 +90,40 @@ def load_backend(name: str, engine: str | None = None) -> BackendModule:
             f"framework={name}: {module_name} does not implement benchmark.backends.contract.BackendModule"
         )
     return cast(BackendModule, module)
+
+
+# How each framework says that an operation has no deterministic kernel (PyTorch's
+# use_deterministic_algorithms and TensorFlow's enable_op_determinism raise these)
+_NONDETERMINISTIC = (
+    re.compile(r"(\S+) does not have a deterministic implementation"),  # torch
+    re.compile(r"[Dd]eterminism is not yet supported (?:in|for) (?:the )?(?:GPU implementation of )?([^.\n]+)"),  # TF
+    re.compile(r"[Nn]o deterministic GPU implementation (?:of|for|is available for) ([^.\n]+)"),  # TF, older wording
+)
+
+
+def nondeterministic_op(exc: BaseException) -> str | None:
+    """The operation `exc` says has no deterministic kernel, or None for any other error."""
+    text = str(exc)
+    for pattern in _NONDETERMINISTIC:
+        found = pattern.search(text)
+        if found:
+            return found.group(1).strip().strip("'\"`")
+    return None
+
+
+@contextlib.contextmanager
+def determinism_errors():
+    """Turn a framework's "no deterministic kernel" error into one line naming the operation."""
+    try:
+        yield
+    except BenchmarkError:
+        raise
+    except Exception as exc:
+        op = nondeterministic_op(exc)
+        if op is None:
+            raise
+        raise BenchmarkError(
+            f"framework.deterministic=true: {op} has no deterministic kernel on this device, so the run stopped "
+            "rather than silently not be deterministic; run with framework.deterministic=false (recorded as such) "
+            "or use a model without it"
+        ) from exc

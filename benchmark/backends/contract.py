@@ -62,6 +62,10 @@ class ProtocolFacts:
     initializers: str  # per layer family
     accumulation: str  # "micro-batch 32 x 1 step"
     data_stream: str  # where the shuffle order, crops and flips come from
+    # float32 arithmetic on the device (precision.matmul; docs/protocol.md §8): "ieee: TF32 off ..."
+    float32_matmul: str
+    # framework.deterministic as enforced: "enforced: ..." | "off: ..."
+    determinism: str
 
     def items(self) -> list[tuple[str, str]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -127,6 +131,11 @@ class Trainer(Protocol):
 
     def peak_memory(self) -> dict:
         """{"accelerator_peak_bytes": int | None}"""
+
+    def settings_in_force(self) -> dict:
+        """{"float32_policy": float32_record(...), "determinism": determinism_record(...)}:
+        what the framework reports back of precision.matmul and framework.deterministic
+        once the trainer has applied them (env.json)."""
 
 
 @runtime_checkable
@@ -333,6 +342,53 @@ LOSS_FACT = "softmax cross-entropy on logits, mean over the batch, label smoothi
 LR_STEPPING_FACT = "per optimizer step (benchmark.spec.schedule.Schedule)"
 
 
+# precision.matmul (benchmark.spec.config.FLOAT32_POLICIES): what float32 matmuls and
+# convolutions compute on an accelerator with TF32 units (Ampere and later)
+FLOAT32_MEANING = {
+    "ieee": "TF32 off: float32 matmuls and convolutions in full float32",
+    "tf32": "TF32 on: float32 matmuls and convolutions with 10-bit mantissa inputs",
+}
+
+
+def float32_fact(policy: str, device: str, tf32_on: dict[str, bool | None]) -> str:
+    """The float32 arithmetic a trainer runs, in the same words for every framework.
+    `tf32_on`: what the framework reports back per kind of kernel ("matmul", "conv"; None
+    where it has no such switch). On a CPU there are no TF32 units: not applicable."""
+    if device != "cuda":
+        return f"{policy} requested; not applicable on {device} (no TF32 units): float32 matmuls and convolutions"
+    wanted = policy == "tf32"
+    wrong = sorted(kind for kind, on in tf32_on.items() if on is not None and on != wanted)
+    if wrong:
+        state = "on" if not wanted else "off"
+        return f"{policy} requested, but the framework reports TF32 {state} for {', '.join(wrong)}"
+    return f"{policy}: {FLOAT32_MEANING[policy]}"
+
+
+def float32_record(policy: str, device: str, switches: dict) -> dict:
+    """env.json's ``float32_policy``: what the run asked for, whether it applies on this
+    device, and the framework's own switches as it reports them back."""
+    return {
+        "requested": policy,
+        "device": device,
+        "in_effect": policy if device == "cuda" else f"not applicable (no TF32 units on the {device})",
+        "switches": switches,
+    }
+
+
+def determinism_record(deterministic: bool, switches: dict, replaced: list[str]) -> dict:
+    """env.json's ``determinism``: asked for, the framework's switches as it reports them,
+    and the operations the model replaced by deterministic equivalents."""
+    return {"requested": bool(deterministic), "switches": switches, "replaced": replaced}
+
+
+def determinism_fact(deterministic: bool) -> str:
+    """framework.deterministic in the same words for every framework (the switches each
+    sets are in env.json: determinism)."""
+    if deterministic:
+        return "enforced: deterministic kernels only; an operation without one stops the run"
+    return "off: the framework's fastest kernels (autotuned, possibly non-deterministic)"
+
+
 def protocol_facts(
     *,
     momentum: float,
@@ -351,6 +407,8 @@ def protocol_facts(
     data_stream: str,
     micro_batch: int,
     accum_steps: int,
+    float32_matmul: str,
+    deterministic: bool,
 ) -> ProtocolFacts:
     """A trainer's ProtocolFacts from its own objects, worded by the helpers above; `model`
     is its registry entry (the dropout and drop path in effect for the rates its model was
@@ -370,4 +428,6 @@ def protocol_facts(
         initializers=SHARED_INIT_FACT if shared_init else model.initializers,
         accumulation=f"micro-batch {micro_batch} x {accum_steps} steps",
         data_stream=data_stream,
+        float32_matmul=float32_matmul,
+        determinism=determinism_fact(deterministic),
     )

@@ -78,6 +78,9 @@ IMPACT = {
     "falls more slowly",
     "initializers": "different starting weight scales change the early training dynamics",
     "batchnorm": "the moving statistics follow the weights at different speeds: evaluation differs, mostly early",
+    "float32_matmul": "on a GPU with TF32 units one arm rounds float32 matmul and convolution inputs to a 10-bit "
+    "mantissa: its accuracy and speed are not those of the other's float32 (precision.matmul)",
+    "determinism": "one arm may pick non-deterministic kernels: the same seed need not give the same numbers there",
 }
 
 

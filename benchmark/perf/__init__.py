@@ -209,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds of each side (odd: a true median)")
     parser.add_argument("--out", default="perf.csv")
     parser.add_argument(
-        "--override", action="append", default=[], help="extra config override, e.g. framework.compile=true"
+        "--override",
+        action="append",
+        default=[],
+        help="extra config override, e.g. framework.execution=compile (a mode every backend measured has)",
     )
     parser.add_argument(
         "--protocols",

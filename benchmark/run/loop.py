@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError
-from benchmark.backends import Backend, Trainer, check_options, load_backend
+from benchmark.backends import Backend, Trainer, check_options, determinism_errors, load_backend
 from benchmark.data import prepare_dataset
 from benchmark.data.cache import READERS
 from benchmark.files import atomic_write_text, is_safe_name, redact_url, refuse_links_out, url_has_secrets, write_json
@@ -26,7 +26,7 @@ from benchmark.run.resume import check_same_data, check_same_run, comparable_con
 from benchmark.run.rundir import RunDir
 from benchmark.run.tensorboard import TensorBoardLog
 from benchmark.spec.config import check_values, keys_outside_schema
-from benchmark.spec.frameworks import check_engine
+from benchmark.spec.frameworks import check_engine, check_execution
 from benchmark.spec.protocol import SETTINGS, Knobs
 from benchmark.spec.runkey import MODE_FIELD, VARIANT_FIELD, key_of_config
 from benchmark.spec.schedule import make_schedule
@@ -39,6 +39,7 @@ log = logging.getLogger("benchmark")
 PATH_NAMES = (
     "framework.name",
     "framework.engine",
+    "framework.execution",
     "dataset.name",
     "model.name",
     "precision.name",
@@ -107,6 +108,8 @@ def validate(cfg, run_dir=None, run_dir_key: str = "hydra.run.dir") -> None:
     check_names(cfg, run_dir)
     check_values(cfg, run_dir, run_dir_key)  # every numeric option against its range (benchmark.spec.config.RANGES)
     engine = check_engine(cfg.framework.name, cfg.framework.engine)  # known, and installed here
+    # a mode the framework has on that engine (CUDA graphs not on framework.device=cpu)
+    check_execution(cfg.framework.name, engine, cfg.framework.execution, cfg.framework.device)
     check_options(cfg, engine)  # the backend's own rules (benchmark.backends.OPTION_RULES)
     if cfg.protocol.name not in SETTINGS:
         raise BenchmarkError(
@@ -199,7 +202,11 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     metrics = MetricsLog(rd.metrics)  # a damaged history is refused here, before anything is written
     metrics.truncate(start_epoch)
     rd.set_status("running")
-    write_json(rd.env, {**host.collect(), **backend.environment(), "device": str(trainer.device)})
+    # the float32 policy and determinism as the framework reports them back (docs/protocol.md §8, §9)
+    write_json(
+        rd.env,
+        {**host.collect(), **backend.environment(), "device": str(trainer.device), **trainer.settings_in_force()},
+    )
     # .hydra/config.yaml keeps interpolations (${dataset.epochs}, ${oc.env:...}); this is
     # every value as the run used it
     atomic_write_text(rd.root / "config_resolved.yaml", redact_url(OmegaConf.to_yaml(cfg, resolve=True)))
@@ -233,8 +240,9 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         def progress(step: int, steps: int, loss: float, label=label) -> None:
             log.info("%s  step %d/%d  train_loss %.4f", label, step, steps, loss)
 
-        stats = trainer.train_epoch(epoch, progress)
-        val_loss, val_pred = trainer.predict(val_x, val_y)
+        with determinism_errors():  # an op without a deterministic kernel: one line naming it
+            stats = trainer.train_epoch(epoch, progress)
+            val_loss, val_pred = trainer.predict(val_x, val_y)
         # The train loss is taken before each update, so weights broken by the epoch's
         # last step show first in the val loss.
         for name, value in (("train_loss", stats.loss), ("val_loss", val_loss)):
@@ -285,7 +293,8 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
     if trainer.restore("best") is None:
         raise BenchmarkError(f"no best checkpoint in {rd.checkpoints}; delete the run directory and start again")
     test_x, test_y = data.split("test", cfg.limit.test)
-    test_loss, test_pred = trainer.predict(test_x, test_y)
+    with determinism_errors():
+        test_loss, test_pred = trainer.predict(test_x, test_y)
     test_acc, test_f1 = classification_scores(test_y, test_pred, data.num_classes)
     result = {
         "test_accuracy": test_acc,

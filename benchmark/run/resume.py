@@ -15,9 +15,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark import BenchmarkError, OtherRunError
-from benchmark.files import redact_url
+from benchmark.files import read_json, redact_url
 from benchmark.run.rundir import RunDir
-from benchmark.spec.frameworks import foreign_options
+from benchmark.spec.frameworks import RETIRED_OPTIONS, foreign_options
 from benchmark.spec.runkey import RUN_KEY, dirname, key_of_config, key_of_record
 
 # Settings that do not change what a run computes (and dataset.source, below).
@@ -31,6 +31,8 @@ def comparable_config(cfg) -> dict:
     framework = container["framework"]
     foreign = foreign_options(framework["name"])
     container["framework"] = {k: v for k, v in framework.items() if k not in foreign}
+    # null and the engine's default mode are one run (the run key's value)
+    container["framework"]["execution"] = key_of_config(cfg)["execution"]
     container["dataset"].pop("source", None)  # where the raw files are does not change the run
     if container["dataset"].get("url"):  # summary.json and the reports keep no credentials
         container["dataset"]["url"] = redact_url(container["dataset"]["url"])
@@ -70,6 +72,44 @@ def _without_legacy_settings(old: dict, new: dict, key: dict) -> dict:
     return new
 
 
+def _without_retired_options(run_dir: Path, old: dict) -> dict:
+    """`old` (a summary's config) without the framework options since retired
+    (benchmark.spec.frameworks.RETIRED_OPTIONS) at the value every run recorded: such a
+    run ran in its engine's default execution mode. Another value is refused in one line."""
+    framework = old.get("framework")
+    if not isinstance(framework, dict) or not set(framework) & set(RETIRED_OPTIONS):
+        return old
+    for option, (default, execution) in RETIRED_OPTIONS.items():
+        if option in framework and framework[option] != default:
+            raise OtherRunError(
+                f"{run_dir} holds a run recorded with framework.{option}={str(framework[option]).lower()}, "
+                f"an option replaced by framework.execution (framework.execution={execution}, a run-key field "
+                "with its own directory): it cannot be resumed or skipped as a run of today's config; "
+                "launch into another directory or delete it"
+            )
+    kept = {k: v for k, v in framework.items() if k not in RETIRED_OPTIONS}
+    return {**old, "framework": kept}
+
+
+# Settings added to the schema after runs were recorded: (key, the value such a run had in
+# effect on a CPU). The float32 policy did not exist: each framework ran its default,
+# which on a CPU is true float32 (no TF32 units); on a GPU it was not one value, so a
+# GPU run recorded without it is not taken for a run of today's config.
+ADDED_SETTINGS = (("precision", "matmul", "ieee"),)
+
+
+def _with_added_settings(run_dir: Path, old: dict) -> dict:
+    """`old` (a summary's config) with the settings added since, where its run's device
+    (env.json) makes their value certain."""
+    missing = [(n, k, v) for n, k, v in ADDED_SETTINGS if isinstance(old.get(n), dict) and k not in old[n]]
+    if not missing or (read_json(RunDir(run_dir).env) or {}).get("device") != "cpu":
+        return old
+    old = copy.deepcopy(old)
+    for node, key, value in missing:
+        old[node][key] = value
+    return old
+
+
 def check_same_run(run_dir: Path, cfg) -> None:
     """Refuse to continue or skip a run started with other settings."""
     summary = RunDir(run_dir).read_summary()
@@ -83,7 +123,8 @@ def check_same_run(run_dir: Path, cfg) -> None:
         )
     if "config" not in summary:
         return
-    diffs = _differences(summary["config"], _without_legacy_settings(summary["config"], comparable_config(cfg), wanted))
+    old = _with_added_settings(run_dir, _without_retired_options(run_dir, summary["config"]))
+    diffs = _differences(old, _without_legacy_settings(old, comparable_config(cfg), wanted))
     if diffs:
         shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
         raise OtherRunError(

@@ -28,11 +28,13 @@ class FrameworkConfig:
     engine: str | None = None  # null: the framework's default engine
     device: str = "auto"  # auto (accelerator when present) | cpu | cuda
     deterministic: bool = True  # deterministic kernels and seeded data order
-    # Graph/compile modes (docs/performance.md). Each applies to one backend only
-    # (benchmark.spec.frameworks.OPTIONS) and is recorded in the run's summary.json as
-    # `execution_mode`.
-    jit_compile: bool = False  # Keras: XLA-compile the tf.function train/eval steps
-    compile: bool = False  # PyTorch: torch.compile the model
+    # How the engine runs the steps (docs/performance.md), a run-key field (each mode is
+    # its own arm); the valid modes per framework and engine, the first the default, are
+    # benchmark.spec.frameworks.EXECUTIONS: PyTorch eager | compile (torch.compile) |
+    # compile-max-autotune | compile-reduce-overhead (CUDA graphs, GPU only); Keras on
+    # TensorFlow graph (tf.function) | xla (tf.function jit_compile=True); on JAX jit; on
+    # torch eager. The run records what it ran as `execution_mode` in summary.json.
+    execution: str | None = None  # null: the engine's default mode
     channels_last: bool = True  # PyTorch: NHWC memory format for model and inputs
 
 
@@ -69,6 +71,10 @@ class DatasetConfig:
     accuracy_targets: list[float] = field(default_factory=list)
 
 
+# precision.matmul's values (benchmark.backends.contract.FLOAT32_MEANING words them)
+FLOAT32_POLICIES = ("ieee", "tf32")
+
+
 @dataclass
 class PrecisionConfig:
     name: str = MISSING  # fp32 | amp
@@ -76,6 +82,12 @@ class PrecisionConfig:
     # Reduced-precision dtype on an accelerator. On CPU, PyTorch autocast uses
     # bfloat16 instead (float16 matmuls are not what CPU AMP is built for).
     dtype: str = "float16"
+    # The float32 arithmetic policy of every framework (docs/protocol.md §8): `ieee` keeps
+    # float32 matmuls and convolutions in true float32 (TF32 off everywhere), `tf32` lets
+    # Ampere-and-later GPUs use TF32 in all of them. Left to themselves the frameworks
+    # disagree (TensorFlow and JAX use TF32, PyTorch only for cuDNN convolutions), so an
+    # "fp32" comparison would compare different arithmetic. On a CPU: not applicable.
+    matmul: str = "ieee"
 
 
 @dataclass
@@ -253,6 +265,7 @@ CHOICES = (
     Choice("framework.device", ("auto", "cpu", "cuda")),
     Choice("model.name", tuple(list_models())),  # a conf/model file or model.name=... naming no ModelSpec
     Choice("precision.dtype", ("float16", "bfloat16")),
+    Choice("precision.matmul", FLOAT32_POLICIES),
 )
 
 

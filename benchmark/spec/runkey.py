@@ -8,8 +8,8 @@ pairing, the plots and the sanity checks (benchmark.analysis).
 
 Each field has a role (docs/protocol.md §10):
 
-- ``arm``: what compared runs differ in (the framework; its execution mode, recorded
-  by the run, joins it in the analysis);
+- ``arm``: what compared runs differ in (the framework, its engine and its execution
+  mode; the mode the run recorded, ``execution_mode``, joins it in the analysis);
 - ``group``: runs are only ever compared within one value (dataset, model, precision);
 - ``pair``: the field that pairs runs across arms (the seed).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from benchmark.spec.frameworks import ENGINES, default_engine
+from benchmark.spec.frameworks import ENGINES, EXECUTIONS, default_engine
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,19 @@ def _default_engines() -> dict:
     return {framework: default_engine(framework) for framework in ENGINES}
 
 
+def _default_executions() -> dict:
+    return {engine: modes[0] for engines in EXECUTIONS.values() for engine, modes in engines.items()}
+
+
 RUN_KEY: tuple[KeyField, ...] = (
     KeyField("framework", "framework.name", "arm"),
     # what a framework computes on (Keras 3: TensorFlow, JAX or PyTorch); runs made
     # before engines existed ran on each framework's default (benchmark.spec.frameworks)
     KeyField("engine", "framework.engine", "arm", legacy=_default_engines(), legacy_by="framework"),
+    # how the engine runs the steps (eager, torch.compile, tf.function, XLA, jax.jit:
+    # benchmark.spec.frameworks.EXECUTIONS); runs made before the field existed ran in
+    # their engine's default mode, which stays out of directory and arm names
+    KeyField("execution", "framework.execution", "arm", legacy=_default_executions(), legacy_by="engine"),
     KeyField("dataset", "dataset.name", "group"),
     KeyField("model", "model.name", "group"),
     KeyField("precision", "precision.name", "group"),
@@ -83,8 +91,8 @@ REQUIRED_KEY: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.legacy_by is 
 ARM_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "arm")
 GROUP_FIELDS: tuple[str, ...] = tuple(f.name for f in RUN_KEY if f.role == "group")
 PAIR_FIELD: str = next(f.name for f in RUN_KEY if f.role == "pair")
-# Recorded by every run, not chosen by the config: the graph/compile mode a framework
-# ran in. Runs of different modes are different arms, never pooled.
+# Recorded by every run: the graph/compile mode a framework ran in, as the trainer
+# names it (chosen by the execution field). Runs of different modes are never pooled.
 MODE_FIELD = "execution_mode"
 # Overrides of settings outside the key (epochs=3, batch_size=...) make a run a variant
 # of its key, in a sub-directory named by those overrides; variants never pair with the

@@ -7,7 +7,7 @@ contract's answers) runs on every engine; each engine module (``engines/tensorfl
 what Keras leaves to the engine: the training step, in the idiom of Keras' own
 "training loop from scratch" guides, device set-up, the ``last`` checkpoint and the
 input pipeline it reads (``pipelines/tfdata.py``, or ``pipelines/numpy.py`` for JAX and
-torch, without TensorFlow). options.py holds the backend's framework-free option rules.
+torch, without TensorFlow).
 
 Keras binds its engine when it is first imported, once per process, from
 ``KERAS_BACKEND``: ``use_engine`` sets it before that import, whatever the shell has,

@@ -115,6 +115,16 @@ class Engine(Protocol):
     def peak_memory_bytes(self) -> int:
         """Peak accelerator memory (called on a GPU only)."""
 
+    def float32_state(self) -> dict[str, bool | None]:
+        """Whether the engine reports TF32 on, per kind of kernel (contract.float32_fact);
+        the engine applied precision.matmul when it was built."""
+
+    def float32_switches(self) -> dict:
+        """The engine's float32 switches as it reports them (env.json: float32_policy)."""
+
+    def determinism_switches(self) -> dict:
+        """The engine's determinism switches as it reports them (env.json: determinism)."""
+
     def bare_loop(self, model, optimizer, x, y) -> Callable[[int], None]:
         """The least training step the engine can take, as contract.Yardstick.bare_loop runs it."""
 
@@ -307,7 +317,20 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
             data_stream=self.train_batches.data_stream,
             micro_batch=self.micro_batch,
             accum_steps=self.accum_steps,
+            float32_matmul=contract.float32_fact(self.cfg.precision.matmul, self.device, self.engine.float32_state()),
+            deterministic=bool(self.cfg.framework.deterministic),
         )
+
+    def settings_in_force(self) -> dict:
+        return {
+            "float32_policy": contract.float32_record(
+                self.cfg.precision.matmul, self.device, self.engine.float32_switches()
+            ),
+            # Keras' GlobalAveragePooling2D is a mean already: nothing to replace
+            "determinism": contract.determinism_record(
+                self.cfg.framework.deterministic, self.engine.determinism_switches(), []
+            ),
+        }
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.model)

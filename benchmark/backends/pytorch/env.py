@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from benchmark.backends.torch_device import cpu_kernels
+from benchmark.backends.torch_device import cpu_kernels, cpu_threads
 
 
 def environment() -> dict:
@@ -18,5 +18,6 @@ def environment() -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "gpu_name": torch.cuda.get_device_name(0) if cuda else "cpu",
         "torch_threads": torch.get_num_threads(),
+        "cpu_threads": cpu_threads(),
         **cpu_kernels(),
     }

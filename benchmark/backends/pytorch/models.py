@@ -49,6 +49,40 @@ def register_model(name: str, **fields) -> Callable:
     return REGISTRY.register(Entry, name, "build", **fields)
 
 
+class GlobalAvgPool(nn.Module):
+    """Global average pooling as a mean over H and W, in place of torchvision's adaptive
+    average pooling to 1x1: the same numbers (bit for bit on a CPU:
+    tests/test_gpu_readiness.py), but adaptive pooling's CUDA backward has no
+    deterministic kernel (pytorch issues 108341 and 149130), so a run with
+    framework.deterministic=true would stop at it. Every PyTorch model uses this one,
+    deterministic or not, so the network does not change with the flag."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+# What GlobalAvgPool replaces, in env.json's words (determinism.replaced)
+REPLACED = ["adaptive average pooling to 1x1 -> GlobalAvgPool (mean over H, W): no deterministic CUDA backward"]
+
+
+class MobileNetV2(tvm.MobileNetV2):
+    """torchvision's MobileNetV2 with its functional adaptive pooling as GlobalAvgPool."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.avgpool = GlobalAvgPool()
+
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def mobilenet_v2(*, weights=None, **kwargs) -> MobileNetV2:
+    """tvm.mobilenet_v2's builder (untrained weights only) for the class above."""
+    if weights is not None:
+        raise ValueError("mobilenetv2: the benchmark trains from scratch (weights=None)")
+    return MobileNetV2(**kwargs)
+
+
 RESNET_INIT = "conv: kaiming normal fan_out; BatchNorm: ones/zeros; fc: uniform +-1/sqrt(fan_in) (nn default)"
 
 
@@ -66,12 +100,13 @@ def _resnet(zoo, num_classes: int, stem: Stem, dropout: float, drop_path: float)
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if not stem.keep_maxpool:
         model.maxpool = nn.Identity()
+    model.avgpool = GlobalAvgPool()
     return model
 
 
 @register_model(
     "mobilenetv2",
-    zoo=tvm.mobilenet_v2,
+    zoo=mobilenet_v2,
     # stem, blocks 1-17, the last 1x1 conv
     blocks=lambda m: list(m.features),
     head=lambda m: m.classifier[-1],
@@ -102,6 +137,7 @@ def _convnext_tiny(zoo, num_classes: int, stem: Stem, dropout: float, drop_path:
     assert conv.bias is not None  # noqa: S101  narrows Conv2d.bias's Optional: made with bias=True
     nn.init.zeros_(conv.bias)
     model.features[0][0] = conv
+    model.avgpool = GlobalAvgPool()
     return model
 
 

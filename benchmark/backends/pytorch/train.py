@@ -19,8 +19,17 @@ from benchmark.backends.pytorch import models
 from benchmark.backends.pytorch.data import Normalizer, TrainBatches, eval_batches
 from benchmark.backends.pytorch.models import block_shapes, create_model, entry, layer_table, parameter_counts
 from benchmark.backends.pytorch.schedule import build_scheduler
-from benchmark.backends.torch_device import resolve_device, seed_everything, synchronize  # noqa: F401  (re-exported)
+from benchmark.backends.torch_device import (  # noqa: F401  (synchronize re-exported)
+    apply_float32_policy,
+    determinism_switches,
+    float32_state,
+    float32_switches,
+    resolve_device,
+    seed_everything,
+    synchronize,
+)
 from benchmark.files import atomic_write_bytes
+from benchmark.spec.frameworks import check_execution, check_execution_device
 from benchmark.spec.models import create_for_protocol
 from benchmark.spec.protocol import Knobs
 from benchmark.spec.schedule import Schedule
@@ -30,16 +39,34 @@ log = logging.getLogger(__name__)
 OWN_STREAM_FACT = "own: torch.Generator seeded with the run's seed (order, then per batch crops and flips)"
 
 
-def _compiled(module: nn.Module) -> nn.Module:
-    """torch.compile of a module: an OptimizedModule, itself an nn.Module (which
-    torch.compile's annotation, a Callable, does not say)."""
-    return cast(nn.Module, torch.compile(module))
+# framework.execution (benchmark.spec.frameworks.EXECUTIONS) -> torch.compile's mode (None:
+# eager, no compile; "default": torch.compile's default) and the name the run records
+COMPILE_MODES: dict[str, tuple[str | None, str]] = {
+    "eager": (None, "eager"),
+    "compile": ("default", "torch.compile"),
+    "compile-max-autotune": ("max-autotune", "torch.compile(max-autotune)"),
+    "compile-reduce-overhead": ("reduce-overhead", "torch.compile(reduce-overhead)"),
+}
+
+
+def _compiled(module: nn.Module, execution: str) -> nn.Module:
+    """`module` as `execution` runs it: itself (eager), or torch.compile of it in the
+    mode the execution names, an OptimizedModule, itself an nn.Module (which
+    torch.compile's annotation, a Callable, does not say). torch.compile compiles at the
+    first call, so the first training step (inside the epoch's timer) pays for it."""
+    mode = COMPILE_MODES[execution][0]
+    if mode is None:
+        return module
+    return cast(nn.Module, torch.compile(module, mode=mode))
 
 
 class Trainer:  # implements benchmark.backends.contract.BackendTrainer
     def __init__(self, cfg, data, schedule: Schedule, checkpoint_dir: Path):
         self.cfg, self.schedule, self.checkpoint_dir = cfg, schedule, Path(checkpoint_dir)
         self.device = resolve_device(cfg.framework.device)
+        self.execution = check_execution(cfg.framework.name, "torch", cfg.framework.execution)
+        check_execution_device(self.execution, self.device.type)  # CUDA graphs need CUDA
+        apply_float32_policy(cfg.precision.matmul)  # before the first kernel
         seed_everything(cfg.seed, cfg.framework.deterministic)
 
         self.num_classes = data.num_classes
@@ -51,10 +78,8 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         self.model_options = self.knobs.model_options(cfg.model.name)
         module = create_for_protocol(models, cfg.model.name, data.num_classes, data.image_size, self.knobs, cfg.seed)
         self.module = module.to(self.device, memory_format=memory_format)
-        self.model = _compiled(self.module) if cfg.framework.compile else self.module
-        self.mode = ("torch.compile" if cfg.framework.compile else "eager") + (
-            "+channels_last" if channels_last else ""
-        )
+        self.model = _compiled(self.module, self.execution)
+        self.mode = COMPILE_MODES[self.execution][1] + ("+channels_last" if channels_last else "")
         self.criterion = nn.CrossEntropyLoss()
         # weight_decay here is PyTorch's coupled L2 (added to the gradient, through momentum)
         self.optimizer = torch.optim.SGD(
@@ -167,7 +192,17 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
             data_stream=contract.SHARED_STREAM_FACT if self.knobs.data else OWN_STREAM_FACT,
             micro_batch=self.micro_batch,
             accum_steps=self.accum_steps,
+            float32_matmul=contract.float32_fact(self.cfg.precision.matmul, self.device.type, float32_state()),
+            deterministic=bool(self.cfg.framework.deterministic),
         )
+
+    def settings_in_force(self) -> dict:
+        return {
+            "float32_policy": contract.float32_record(self.cfg.precision.matmul, self.device.type, float32_switches()),
+            "determinism": contract.determinism_record(
+                self.cfg.framework.deterministic, determinism_switches(), models.REPLACED
+            ),
+        }
 
     def layers(self) -> list[contract.LayerInfo]:
         return layer_table(self.module)
@@ -204,7 +239,7 @@ class Trainer:  # implements benchmark.backends.contract.BackendTrainer
         """The least a PyTorch training step can be: forward, loss, backward, SGD step."""
         model = create_model(self.cfg.model.name, self.num_classes, self.image_size, **self.model_options)
         model = model.to(self.device).to(memory_format=self.normalize.memory_format)
-        model = _compiled(model) if self.cfg.framework.compile else model
+        model = _compiled(model, self.execution)
         group = self.optimizer.param_groups[0]
         opt = torch.optim.SGD(
             model.parameters(),

@@ -13,6 +13,7 @@ slot inside the step.
 from __future__ import annotations
 
 import os
+import re
 from types import ModuleType
 
 from benchmark.backends.keras import use_engine
@@ -21,6 +22,23 @@ use_engine("jax")  # before keras is imported, whatever KERAS_BACKEND the shell 
 # Like TensorFlow's memory growth (engines/tensorflow.py): JAX would otherwise reserve 75%
 # of the GPU when it first uses it, which hides the real footprint from the memory comparison.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+from benchmark.backends import cpus  # noqa: E402
+
+
+def _limit_xla_threads() -> None:
+    """XLA sizes its CPU thread pool from the affinity mask; where the allowance is smaller
+    (SLURM_CPUS_PER_TASK, OMP_NUM_THREADS: benchmark.backends.cpus) its flags say so,
+    before the CPU backend starts. A pool the user set in XLA_FLAGS is kept."""
+    count, _ = cpus.allowed()
+    flags = os.environ.get("XLA_FLAGS", "")
+    if count < cpus.affinity() and "intra_op_parallelism_threads" not in flags:
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={count}".strip()
+        )
+
+
+_limit_xla_threads()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -54,6 +72,10 @@ __all__ = [
 ]
 
 
+# precision.matmul -> jax_default_matmul_precision
+JAX_PRECISION = {"ieee": "highest", "tf32": "tensorfloat32"}
+
+
 def _gpus() -> list:
     try:
         return jax.devices("gpu")
@@ -61,12 +83,23 @@ def _gpus() -> list:
         return []
 
 
+def xla_deterministic_ops() -> bool | None:
+    """--xla_gpu_deterministic_ops as XLA_FLAGS sets it (the last one wins), None where unset."""
+    found = re.findall(r"--xla_gpu_deterministic_ops(?:=(\w+))?", os.environ.get("XLA_FLAGS", ""))
+    return None if not found else found[-1].lower() in ("", "true", "1")
+
+
 def select_device(name: str, deterministic: bool):
     """(framework.device resolved to 'cpu' or 'cuda', the jax device)."""
     if deterministic:
         # XLA's GPU kernels are deterministic only on request (read when the GPU backend starts)
         flags = os.environ.get("XLA_FLAGS", "")
-        if "--xla_gpu_deterministic_ops" not in flags:
+        if xla_deterministic_ops() is False:
+            raise BenchmarkError(
+                "framework.deterministic=true, but XLA_FLAGS in the environment turns "
+                "--xla_gpu_deterministic_ops off: drop it from XLA_FLAGS or run with framework.deterministic=false"
+            )
+        if xla_deterministic_ops() is None:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
     gpus = _gpus()
     if name == "cuda" and not gpus:
@@ -106,6 +139,7 @@ def environment() -> dict:
         "cuda": None if not gpus else str(getattr(gpus[0].client, "platform_version", "unknown")),
         "gpu_name": gpus[0].device_kind if gpus else "cpu",
         "gpu_count": len(gpus),
+        "cpu_threads": cpus.record(jax_xla_flags=os.environ.get("XLA_FLAGS", "")),
     }
 
 
@@ -143,8 +177,22 @@ class JaxEngine:  # implements trainer.Engine
     eval_sum_dtype: type[np.floating] = np.float64
 
     def __init__(self, cfg):
+        # precision.matmul, before anything is traced: JAX's default precision of float32 dots
+        # and convolutions ("highest": full float32; "tensorfloat32": TF32 on a GPU that has it)
+        jax.config.update("jax_default_matmul_precision", JAX_PRECISION[cfg.precision.matmul])
         self.device, self.jax_device = select_device(cfg.framework.device, bool(cfg.framework.deterministic))
         self.to_device = _move(self.jax_device)
+
+    def float32_state(self) -> dict[str, bool | None]:
+        # anything short of full float32 lets the GPU use TF32 (or less) for float32 operands
+        on = jax.config.jax_default_matmul_precision not in ("highest", "float32")
+        return {"matmul": on, "conv": on}
+
+    def float32_switches(self) -> dict:
+        return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+
+    def determinism_switches(self) -> dict:
+        return {"XLA_FLAGS --xla_gpu_deterministic_ops": xla_deterministic_ops()}
 
     def learning_rate(self, schedule, lr_schedule):
         return float(schedule.base_lr)  # a slot of the optimizer's state, set by every step

@@ -27,8 +27,10 @@ use_engine("tensorflow")  # before keras is imported, whatever KERAS_BACKEND the
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter stays out of the logs
 
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import config as tf_config  # noqa: E402  (is_/disable_op_determinism)
 
 from benchmark import BenchmarkError  # noqa: E402
+from benchmark.backends import cpus  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ def enable_memory_growth() -> None:
 
 
 enable_memory_growth()  # before keras or a model can touch the GPU
+
+# Thread pools sized from the CPUs this process may use (benchmark.backends.cpus): they
+# can only be set before TensorFlow's runtime starts, which the first operation does.
+try:
+    tf.config.threading.set_intra_op_parallelism_threads(cpus.allowed()[0])
+    tf.config.threading.set_inter_op_parallelism_threads(cpus.allowed()[0])
+except RuntimeError:  # started already (a process that ran TensorFlow before): env.json records the pools
+    pass
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -112,6 +122,11 @@ def environment() -> dict:
         "gpu_count": len(gpus),
         # TensorFlow's x86 builds use oneDNN kernels unless this is "0" (different rounding)
         "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        # 0: TensorFlow's own default, every CPU of the machine
+        "cpu_threads": cpus.record(
+            tf_intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
+            tf_inter_op=tf.config.threading.get_inter_op_parallelism_threads(),
+        ),
     }
 
 
@@ -134,10 +149,32 @@ class TensorFlowEngine:  # implements trainer.Engine
     def __init__(self, cfg):
         self.device = select_device(cfg.framework.device)
         keras.utils.set_random_seed(cfg.seed)  # Python, NumPy, TensorFlow and Keras' own seed generator
+        # an op without a deterministic kernel raises (benchmark.backends.determinism_errors words it)
         if cfg.framework.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.jit = bool(cfg.framework.jit_compile)
+        else:
+            tf_config.disable_op_determinism()  # a process-wide switch: an earlier run may have set it
+        # precision.matmul, before the first kernel: TensorFlow's one TF32 switch covers
+        # float32 matmuls and convolutions (it is on by default)
+        tf.config.experimental.enable_tensor_float_32_execution(cfg.precision.matmul == "tf32")
+        self.jit = cfg.framework.execution == "xla"  # else graph (benchmark.spec.frameworks.EXECUTIONS)
         self.mode = "tf.function+xla" if self.jit else "tf.function"
+
+    def float32_state(self) -> dict[str, bool | None]:
+        on = tf.config.experimental.tensor_float_32_execution_enabled()
+        return {"matmul": on, "conv": on}
+
+    def float32_switches(self) -> dict:
+        return {
+            "tf.config.experimental.tensor_float_32_execution_enabled": (
+                tf.config.experimental.tensor_float_32_execution_enabled()
+            ),
+            # oneDNN's CPU kernels may compute float32 in bfloat16 when this asks for it
+            "ONEDNN_DEFAULT_FPMATH_MODE": os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE"),
+        }
+
+    def determinism_switches(self) -> dict:
+        return {"tf.config.experimental.enable_op_determinism": tf_config.is_op_determinism_enabled()}
 
     def learning_rate(self, schedule, lr_schedule):
         # optimizer steps taken so far (skipped ones included); drives the LR

@@ -33,7 +33,16 @@ from benchmark.backends.keras.trainer import (  # noqa: E402
     step_lr,
 )
 from benchmark.backends.keras.trainer import equivalence_probe as keras_probe  # noqa: E402
-from benchmark.backends.torch_device import cpu_kernels, resolve_device, seed_everything  # noqa: E402
+from benchmark.backends.torch_device import (  # noqa: E402
+    apply_float32_policy,
+    cpu_kernels,
+    cpu_threads,
+    determinism_switches,
+    float32_state,
+    float32_switches,
+    resolve_device,
+    seed_everything,
+)
 from benchmark.backends.torch_device import synchronize as synchronize_device  # noqa: E402
 
 __all__ = [
@@ -77,6 +86,7 @@ def environment() -> dict:
         "gpu_name": torch.cuda.get_device_name(0) if cuda else "cpu",
         "gpu_count": torch.cuda.device_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_threads": cpu_threads(),
         **cpu_kernels(),
     }
 
@@ -107,9 +117,15 @@ class TorchEngine:  # implements trainer.Engine
                 f"framework.device={cfg.framework.device}: Keras' torch engine chose {self.torch_device.type} when it "
                 f"was imported; set KERAS_TORCH_DEVICE={wanted.type} in the environment to choose it"
             )
+        apply_float32_policy(cfg.precision.matmul)  # before the first kernel
         seed_everything(cfg.seed, cfg.framework.deterministic)
         self.device = self.torch_device.type
         self.to_device = _move(self.torch_device)
+
+    # torch's own switches, as for native PyTorch (benchmark.backends.torch_device)
+    float32_state = staticmethod(float32_state)
+    float32_switches = staticmethod(float32_switches)
+    determinism_switches = staticmethod(determinism_switches)
 
     def learning_rate(self, schedule, lr_schedule):
         return float(schedule.base_lr)  # a variable of the optimizer, set before every step
