@@ -52,10 +52,11 @@ def register_model(name: str, **fields) -> Callable:
 class GlobalAvgPool(nn.Module):
     """Global average pooling as a mean over H and W, in place of torchvision's adaptive
     average pooling to 1x1: the same numbers (bit for bit on a CPU:
-    tests/test_gpu_readiness.py), but adaptive pooling's CUDA backward has no
-    deterministic kernel (pytorch issues 108341 and 149130), so a run with
-    framework.deterministic=true would stop at it. Every PyTorch model uses this one,
-    deterministic or not, so the network does not change with the flag."""
+    tests/test_gpu_readiness.py). Adaptive pooling's CUDA backward has no deterministic
+    kernel (pytorch issues 108341 and 149130); torch today dispatches pooling to 1x1 to a
+    mean before that kernel is reached, and this class makes the mean a property of the
+    model rather than of a dispatch detail. Every PyTorch model uses it, deterministic or
+    not, so the network does not change with the flag."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3), keepdim=True)
