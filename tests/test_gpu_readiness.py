@@ -80,6 +80,7 @@ def test_the_profile_check_finds_adaptive_pooling_to_more_than_one_pixel():
     assert cuda_nondeterministic_ops(_step(tvm.resnet18(num_classes=10))) == []
 
 
+@pytest.mark.engines
 def test_a_keras_on_torch_model_runs_no_op_without_a_deterministic_cuda_kernel():
     """Keras on the torch engine (its own process: Keras binds one engine per process)."""
     script = (
@@ -187,6 +188,7 @@ print("ANSWER " + json.dumps({
 """
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("option", ["keras", "keras_jax", "keras_torch"])
 def test_each_keras_engine_applies_the_policy_and_sizes_its_threads_from_the_affinity_mask(option):
     """In a process pinned to one CPU (taskset), each engine reports TF32 on under
