@@ -21,6 +21,7 @@ from benchmark.analysis.api_engine import api_engine_effects, api_engine_markdow
 from benchmark.analysis.attribution import attribution, attribution_markdown
 from benchmark.analysis.divergence import divergence, divergence_markdown
 from benchmark.analysis.environment import environment_report
+from benchmark.analysis.epoch_cost import epoch_cost, epoch_cost_markdown
 from benchmark.analysis.runs import REPORT_DIRNAME, Sweep, collect, read_yaml
 from benchmark.analysis.sanity import failed_checks, sanity_checks, sanity_markdown, verdict
 from benchmark.analysis.stats import ArmPair, check_pairs, compare
@@ -73,6 +74,7 @@ def write_report(
     drift = divergence(sweep.curves[sweep.curves["state"] == "completed"])
     attributed = attribution(stats, pairs)
     api_engine = api_engine_effects(stats, sweep.results)
+    cost = epoch_cost(sweep.curves, sweep.results)
     sanity = sanity_checks(sweep.results, sweep.curves, pairs, sweep.root)
     title = sweep.root.resolve().name
     sweep.results.to_csv(out / "results.csv", index=False)
@@ -81,6 +83,7 @@ def write_report(
     drift.to_csv(out / "divergence.csv", index=False)
     attributed.to_csv(out / "attribution.csv", index=False)
     api_engine.to_csv(out / "api_engine.csv", index=False)
+    cost.to_csv(out / "epoch_cost.csv", index=False)
     (out / "significance_summary.md").write_text(
         markdown(
             table,
@@ -88,7 +91,12 @@ def write_report(
             sweep.results,
             sanity,
             title,
-            extra=[api_engine_markdown(api_engine), attribution_markdown(attributed), divergence_markdown(drift)],
+            extra=[
+                api_engine_markdown(api_engine),
+                attribution_markdown(attributed),
+                divergence_markdown(drift),
+                epoch_cost_markdown(cost),
+            ],
             sweep_dir=sweep.root,
             margins=margins_in_force,
         )

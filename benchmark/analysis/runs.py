@@ -24,7 +24,7 @@ import yaml
 
 from benchmark.analysis.time_to_accuracy import ordered, run_targets, time_to_accuracy
 from benchmark.files import read_json, read_regular
-from benchmark.run.metrics import METRICS_COLUMNS
+from benchmark.run.metrics import CORE_COLUMNS, METRICS_COLUMNS
 from benchmark.run.rundir import STATES
 from benchmark.spec.runkey import (
     KEY,
@@ -49,6 +49,8 @@ RESULTS_COLUMNS = (
     "time_per_epoch_avg_late",
     "images_per_sec_avg",
     "images_per_sec_avg_late",
+    # an epoch's wall time over its training time (metrics.csv's timing; NaN for runs before it)
+    "epoch_wall_over_train",
     "state",
     "epochs_done",
     "run_dir",
@@ -75,6 +77,7 @@ EPOCH_COLUMNS = (
     "time_per_epoch_avg_late",
     "images_per_sec_avg",
     "images_per_sec_avg_late",
+    "epoch_wall_over_train",
 )
 # The state of a run that has no status.json and no test.json (or claims to be
 # completed without a test result): it cannot enter the statistics.
@@ -182,7 +185,7 @@ def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
     except OSError as exc:  # a link, a device or FIFO, too large: read as nothing (docs/security.md)
         return empty, f"metrics.csv unreadable ({exc.strerror or exc})"
     header = next(csv.reader(lines[:1]), [])
-    if not set(METRICS_COLUMNS) <= set(header):
+    if not set(CORE_COLUMNS) <= set(header):
         return empty, "metrics.csv is not in the metrics.csv format (no header row of its columns): no epochs read"
     rows, damaged = [], []
     for number, fields in enumerate(csv.reader(lines[1:]), start=2):
@@ -191,8 +194,13 @@ def read_metrics_checked(path: Path) -> tuple[pd.DataFrame, str]:
         try:
             if len(fields) != len(header):
                 raise ValueError
+            # the timing columns are newer (absent in older runs) and blank in an epoch cut short
             rows.append(
-                {name: float(value) for name, value in zip(header, fields, strict=True) if name in METRICS_COLUMNS}
+                {
+                    name: float(value) if value or name in CORE_COLUMNS else np.nan
+                    for name, value in zip(header, fields, strict=True)
+                    if name in METRICS_COLUMNS
+                }
             )
         except ValueError:
             damaged.append(number)
@@ -246,7 +254,18 @@ def epoch_summary(metrics: pd.DataFrame, images_per_epoch: float | None) -> dict
         "time_per_epoch_avg_late": seconds.iloc[-late:].mean(),
         "images_per_sec_avg": rates.mean(),
         "images_per_sec_avg_late": rates.iloc[-late:].mean(),
+        "epoch_wall_over_train": wall_over_train(metrics),
     }
+
+
+def wall_over_train(metrics: pd.DataFrame) -> float:
+    """Σ epoch wall time / Σ training time over the epochs that recorded both (NaN where
+    none did): 1.0 means nothing but training; 1.25, a fifth of the wall time outside the steps."""
+    if "epoch_wall_seconds" not in metrics:
+        return np.nan
+    timed = metrics.dropna(subset=["epoch_wall_seconds"])
+    train = timed["epoch_time_seconds"].sum()
+    return float(timed["epoch_wall_seconds"].sum() / train) if len(timed) and train > 0 else np.nan
 
 
 def modified_at(run_dir: Path) -> str:

@@ -156,18 +156,43 @@ def run_summary(cfg, data, train_size: int, schedule, mode: str, variant: str) -
     }
 
 
+def _column(rows: list[dict], name: str) -> list[float]:
+    return [float(r[name]) for r in rows if r.get(name) not in (None, "")]
+
+
 def performance_summary(rows: list[dict], startup_seconds: float, trainer: Trainer) -> dict:
     """Timing and memory facts of a finished run (docs/performance.md).
 
     The first epoch pays for graph tracing, compilation and autotuning; reporting that
-    overhead on its own keeps it out of the steady-state figures.
+    overhead on its own keeps it out of the steady-state figures. The totals add up the
+    epochs' TIMING_COLUMNS (epochs of earlier launches included; None where no epoch
+    recorded them), and `other_seconds_total` is what the epochs' wall time holds
+    beyond training, evaluation, checkpoints and logging.
     """
-    times = [float(r["epoch_time_seconds"]) for r in rows]
+    times = _column(rows, "epoch_time_seconds")
     overhead = times[0] - statistics.median(times[1:]) if len(times) > 1 else None
+    timed = [r for r in rows if r.get("epoch_wall_seconds") not in (None, "")]
+    totals = {
+        f"{name[: -len('_seconds')]}_seconds_total": sum(_column(timed, name)) if timed else None
+        for name in ("epoch_wall_seconds", "eval_seconds", "checkpoint_seconds", "logging_seconds")
+    }
+    train_total = sum(_column(timed, "epoch_time_seconds")) if timed else None
+    other = (
+        totals["epoch_wall_seconds_total"]
+        - train_total
+        - totals["eval_seconds_total"]
+        - totals["checkpoint_seconds_total"]
+        - totals["logging_seconds_total"]
+        if timed
+        else None
+    )
     return {
         "startup_seconds": startup_seconds,  # process start -> first training step (last launch)
         "first_epoch_seconds": times[0] if times else None,
         "first_epoch_overhead_seconds": overhead,
+        "train_seconds_total": train_total,
+        **totals,
+        "other_seconds_total": other,
         "peak_host_rss_bytes": host.peak_host_rss_bytes(),
         **trainer.peak_memory(),
     }
@@ -240,8 +265,14 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         def progress(step: int, steps: int, loss: float, label=label) -> None:
             log.info("%s  step %d/%d  train_loss %.4f", label, step, steps, loss)
 
+        # Every second of the epoch is accounted for (metrics.csv TIMING_COLUMNS): training
+        # (the trainer's own clock, the steps), evaluation, checkpoints, and the writes
+        # of metrics, TensorBoard and status; what is left of the wall time is the
+        # trainer's work outside its clock (setting up the epoch's batches).
+        started = time.perf_counter()
         with determinism_errors():  # an op without a deterministic kernel: one line naming it
             stats = trainer.train_epoch(epoch, progress)
+            trained = time.perf_counter()
             val_loss, val_pred = trainer.predict(val_x, val_y)
         # The train loss is taken before each update, so weights broken by the epoch's
         # last step show first in the val loss.
@@ -249,6 +280,7 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
             if not math.isfinite(value):
                 raise BenchmarkError(f"{DIVERGED}: {name} is {value} in epoch {epoch + 1}")
         val_acc, val_f1 = classification_scores(val_y, val_pred, data.num_classes)
+        evaluated = time.perf_counter()
         row = {
             "epoch": epoch + 1,
             "train_loss": stats.loss,
@@ -259,12 +291,39 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
             "epoch_time_seconds": stats.seconds,
             "learning_rate": schedule.epoch_lr(epoch),
         }
+        # the row before the checkpoints: a checkpoint never holds an epoch the history lacks
         metrics.append(row)
         images_per_sec = stats.images / stats.seconds if stats.seconds > 0 else float("nan")
         board.add_epoch(row, images_per_sec)
+        logged = time.perf_counter()
+        if val_acc > best["val_accuracy"]:
+            best = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "epoch": epoch + 1}
+            trainer.save("best", {"epoch": epoch + 1, "best": best})
+        trainer.save("last", {"epoch": epoch + 1, "best": best, "learning_rate": row["learning_rate"]})
+        saved = time.perf_counter()
+        rd.set_progress(
+            epoch=epoch + 1,
+            epochs=cfg.epochs,
+            best_val_accuracy=best["val_accuracy"],
+            images_per_sec=images_per_sec,
+            resumed_from_epoch=start_epoch,
+            # wall time per epoch of this launch, validation and checkpoints included
+            seconds_per_epoch=(time.time() - loop_start) / (epoch + 1 - start_epoch),
+            train_share=stats.seconds / (saved - started) if saved > started else None,
+        )
+        ended = time.perf_counter()
+        timing = {
+            "epoch_wall_seconds": ended - started,
+            "eval_seconds": evaluated - trained,
+            "checkpoint_seconds": saved - logged,
+            "logging_seconds": (logged - evaluated) + (ended - saved),
+        }
+        # (these two writes and the log line fall after the epoch's clock: a few milliseconds)
+        metrics.complete_last(**timing)
+        board.add_timing(epoch + 1, timing)
         log.info(
             "%s  train_loss %.4f  train_acc %.4f  val_loss %.4f  val_acc %.4f  val_f1 %.4f  lr %.5f  "
-            "%.1fs (%.0f img/s)",
+            "%.1fs (%.0f img/s); epoch %.1fs: eval %.2fs, checkpoints %.2fs, logging %.2fs",
             label,
             stats.loss,
             stats.accuracy,
@@ -274,28 +333,21 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
             row["learning_rate"],
             stats.seconds,
             images_per_sec,
-        )
-        if val_acc > best["val_accuracy"]:
-            best = {"val_accuracy": val_acc, "val_macro_f1": val_f1, "epoch": epoch + 1}
-            trainer.save("best", {"epoch": epoch + 1, "best": best})
-        trainer.save("last", {"epoch": epoch + 1, "best": best, "learning_rate": row["learning_rate"]})
-        rd.set_progress(
-            epoch=epoch + 1,
-            epochs=cfg.epochs,
-            best_val_accuracy=best["val_accuracy"],
-            images_per_sec=images_per_sec,
-            resumed_from_epoch=start_epoch,
-            # wall time per epoch of this launch, validation and checkpoints included
-            seconds_per_epoch=(time.time() - loop_start) / (epoch + 1 - start_epoch),
+            timing["epoch_wall_seconds"],
+            timing["eval_seconds"],
+            timing["checkpoint_seconds"],
+            timing["logging_seconds"],
         )
     board.close()
 
     if trainer.restore("best") is None:
         raise BenchmarkError(f"no best checkpoint in {rd.checkpoints}; delete the run directory and start again")
     test_x, test_y = data.split("test", cfg.limit.test)
+    testing = time.perf_counter()
     with determinism_errors():
         test_loss, test_pred = trainer.predict(test_x, test_y)
     test_acc, test_f1 = classification_scores(test_y, test_pred, data.num_classes)
+    test_seconds = time.perf_counter() - testing
     result = {
         "test_accuracy": test_acc,
         "test_macro_f1": test_f1,
@@ -306,7 +358,16 @@ def train_and_test(cfg, run_dir: Path, variant: str = "") -> dict:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(rd.test, result)
-    write_json(rd.summary, {**summary, **performance_summary(metrics.rows, startup_seconds, trainer)})
+    write_json(
+        rd.summary,
+        {
+            **summary,
+            **performance_summary(metrics.rows, startup_seconds, trainer),
+            "test_seconds": test_seconds,
+            # this launch: process start -> test result (a resumed run's earlier launches are not in it)
+            "launch_wall_seconds": time.time() - host.process_start_time(),
+        },
+    )
     log.info(
         "test (best epoch %d): test_accuracy %.4f  test_macro_f1 %.4f  -> %s",
         best["epoch"],

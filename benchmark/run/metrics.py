@@ -16,7 +16,8 @@ from benchmark.files import atomic_write_text
 # (engine), which the sanity checks of the analysis look for.
 DIVERGED = "training diverged"
 
-METRICS_COLUMNS = (
+# Every metrics.csv has these (epoch_time_seconds: training only, the steps' time).
+CORE_COLUMNS = (
     "epoch",
     "train_loss",
     "train_accuracy",
@@ -26,6 +27,12 @@ METRICS_COLUMNS = (
     "epoch_time_seconds",
     "learning_rate",
 )
+# Where each epoch's wall time went (docs/performance.md "Where an epoch's time goes"):
+# the whole epoch, the validation pass with its scoring, the checkpoint writes, and the
+# metrics, TensorBoard, log and status writes. Runs written before these columns existed
+# have none; a row whose epoch was cut before they were known has them blank.
+TIMING_COLUMNS = ("epoch_wall_seconds", "eval_seconds", "checkpoint_seconds", "logging_seconds")
+METRICS_COLUMNS = CORE_COLUMNS + TIMING_COLUMNS
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -40,7 +47,8 @@ class MetricsLog:
 
     def __init__(self, path: Path):
         """The history so far; a file that is not a whole metrics.csv is refused
-        (DamagedRunError), never silently rewritten without its rows."""
+        (DamagedRunError), never silently rewritten without its rows. A history written
+        before TIMING_COLUMNS existed is continued with those columns blank for its epochs."""
         self.path = path
         self.rows: list[dict] = []
         if not path.exists():
@@ -49,19 +57,20 @@ class MetricsLog:
             with open(path, newline="") as fh:
                 reader = csv.DictReader(fh)
                 rows = [dict(r) for r in reader]
-            if tuple(reader.fieldnames or ()) != METRICS_COLUMNS:
+            if tuple(reader.fieldnames or ()) not in (METRICS_COLUMNS, CORE_COLUMNS):
                 raise ValueError(f"its header is not {','.join(METRICS_COLUMNS)}")
             for number, row in enumerate(rows, start=2):
                 if None in row or any(v is None for v in row.values()):
                     raise ValueError(f"line {number} has {len(row) - (None in row)} fields")
-                for value in row.values():
-                    float(value)
+                for name, value in row.items():
+                    if value or name in CORE_COLUMNS:  # timing may be blank: not known
+                        float(value)
         except (OSError, ValueError, csv.Error, UnicodeDecodeError) as exc:
             raise DamagedRunError(
                 f"{path} is damaged ({exc}); nothing was changed: restore it, or delete the run "
                 "directory to redo the run"
             ) from None
-        self.rows = rows
+        self.rows = [{name: row.get(name, "") for name in METRICS_COLUMNS} for row in rows]
 
     def truncate(self, epochs_done: int) -> None:
         """Keep the rows of the first `epochs_done` epochs (a resumed run redoes the rest);
@@ -78,9 +87,22 @@ class MetricsLog:
         self.rows = kept
 
     def append(self, row: dict) -> None:
-        if tuple(row) != METRICS_COLUMNS:
+        """One epoch's row: CORE_COLUMNS, and the TIMING_COLUMNS where known (blank otherwise)."""
+        if not set(CORE_COLUMNS) <= set(row) <= set(METRICS_COLUMNS):
             raise ValueError(f"metrics row has columns {tuple(row)}, expected {METRICS_COLUMNS}")
-        self.rows.append(row)
+        self.rows.append({name: row.get(name, "") for name in METRICS_COLUMNS})
+        self._write()
+
+    def complete_last(self, **timing: float) -> None:
+        """Fill the last row's TIMING_COLUMNS once the epoch is over (its checkpoints
+        are written after its row, so that the history never lacks an epoch a
+        checkpoint holds)."""
+        if set(timing) != set(TIMING_COLUMNS):
+            raise ValueError(f"timing has {sorted(timing)}, expected {sorted(TIMING_COLUMNS)}")
+        self.rows[-1].update(timing)
+        self._write()
+
+    def _write(self) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
         writer.writeheader()

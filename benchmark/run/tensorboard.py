@@ -39,6 +39,13 @@ TAGS = {
     "images_per_sec": "speed/images_per_sec",
     "epoch_time_seconds": "speed/epoch_seconds",
 }
+# metrics.csv's TIMING_COLUMNS -> tag: where each epoch's wall time went, written once the epoch is over
+TIMING_TAGS = {
+    "epoch_wall_seconds": "time/epoch_wall_seconds",
+    "eval_seconds": "time/eval_seconds",
+    "checkpoint_seconds": "time/checkpoint_seconds",
+    "logging_seconds": "time/logging_seconds",
+}
 
 
 def _without_tensorflow() -> None:
@@ -126,6 +133,19 @@ class TensorBoardLog:
             ]
         )
         self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(row["epoch"]), summary=summary))
+        self._writer.flush()
+
+    def add_timing(self, epoch: int, timing: dict) -> None:
+        """The TIMING_TAGS scalars of one epoch, then flush."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # after _without_tensorflow(), as above
+
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=tag, simple_value=float(timing[column]))
+                for column, tag in TIMING_TAGS.items()
+            ]
+        )
+        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(epoch), summary=summary))
         self._writer.flush()
 
     def close(self) -> None:

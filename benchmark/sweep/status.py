@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from benchmark.analysis.runs import find_run_dirs, read_metrics_checked, run_state
+from benchmark.analysis.runs import find_run_dirs, read_metrics_checked, run_state, wall_over_train
 from benchmark.files import read_json
 from benchmark.run.rundir import LOCK_NAME, RunDir
 from benchmark.sweep.callback import JOBS_DIR, listed_run_dirs
@@ -59,6 +59,7 @@ class RunStatus:
     elapsed_seconds: float | None = None
     eta_seconds: float | None = None
     seconds_per_epoch: float | None = None
+    train_share: float | None = None  # of the epochs' wall time, the training steps' (metrics.csv timing)
     job_id: str = ""
     scheduler_state: str = ""
     note: str = ""
@@ -140,6 +141,8 @@ def run_status(run_dir: Path, sweep_dir: Path, stalled_after: float, now: float)
         seconds_per_epoch=progress.get("seconds_per_epoch"),
         job_id=str(status.get("slurm_array_task") or status.get("slurm_job_id") or ""),
     )
+    ratio = wall_over_train(metrics)
+    row.train_share = 1 / ratio if ratio == ratio and ratio > 0 else None  # NaN: no epoch recorded its timing
     if row.images_per_sec is None and rows and summary.get("images_per_epoch") and rows[-1]["epoch_time_seconds"] > 0:
         row.images_per_sec = summary["images_per_epoch"] / rows[-1]["epoch_time_seconds"]
     started, updated = _timestamp(status.get("started_at")), _timestamp(status.get("updated_at"))
@@ -291,7 +294,7 @@ def render(sweep_dir: Path, rows: list[RunStatus], reports: list[ReportJob] | No
     reports = reports or []
     slurm = any(r.job_id for r in rows)
     header = (
-        ["run", "state", "epoch", "best_val", "img/s", "elapsed", "eta"]
+        ["run", "state", "epoch", "best_val", "img/s", "train%", "elapsed", "eta"]
         + (["job", "slurm"] if slurm else [])
         + ["note"]
     )
@@ -303,6 +306,7 @@ def render(sweep_dir: Path, rows: list[RunStatus], reports: list[ReportJob] | No
             f"{r.epoch}/{r.epochs}" if r.epochs else (str(r.epoch) if r.epoch else "-"),
             f"{r.best_val_accuracy:.4f}" if r.best_val_accuracy is not None else "-",
             f"{r.images_per_sec:.0f}" if r.images_per_sec else "-",
+            f"{100 * r.train_share:.0f}%" if r.train_share is not None else "-",
             _duration(r.elapsed_seconds),
             _duration(r.eta_seconds),
         ]
