@@ -19,7 +19,10 @@ through perf's view of the backend contract only (benchmark.backends.contract:
   ratio_min / ratio_max show how much the rounds disagreed (rounds of 60 steps,
   about 9 s on a CPU: shorter ones scattered by several percent on a shared machine);
 - startup_seconds, first_epoch_overhead_seconds, steady_ips: from a real run
-  (`python -m benchmark` on digits, 3 epochs) as recorded in its summary.json.
+  (`python -m benchmark` on digits, 3 epochs) as recorded in its summary.json, and
+  from its epochs' timing (metrics.csv) epoch_wall_over_train, the epochs' wall time
+  over their training time, and outside_training_share, the part of the wall time
+  spent outside the training steps (validation, checkpoints, logging).
 
 Timings are printed and written as CSV (--out), never asserted.
 """
@@ -69,6 +72,8 @@ COLUMNS = (
     "startup_seconds",
     "first_epoch_overhead_seconds",
     "steady_ips",
+    "epoch_wall_over_train",
+    "outside_training_share",
 )
 PIPELINE_SHAPES = ((32, 4, 45_000), (64, 8, 20_000))  # image size, crop padding, images
 
@@ -188,10 +193,14 @@ def measure_real_run(backend: str, model: str, batch: int, precision: str, extra
             raise BenchmarkError(f"the {backend} run wrote no readable summary.json")
         with open(Path(tmp) / "run" / "metrics.csv", newline="") as fh:
             late = [float(r["epoch_time_seconds"]) for r in csv.DictReader(fh)][1:]
+    wall, train = summary.get("epoch_wall_seconds_total"), summary.get("train_seconds_total")
     return {
         "startup_seconds": summary["startup_seconds"],
         "first_epoch_overhead_seconds": summary["first_epoch_overhead_seconds"],
         "steady_ips": summary["images_per_epoch"] / statistics.median(late),
+        # what a user waits for per second of training (validation, checkpoints, logging included)
+        "epoch_wall_over_train": wall / train if wall and train else None,
+        "outside_training_share": 1 - train / wall if wall and train else None,
     }
 
 
