@@ -240,6 +240,7 @@ def test_todays_layout_is_analysed_as_before(tmp_path):
         "protocol",
         "modified_at",
         "note",
+        "epoch_wall_over_train",
         *ordered_tta(results.columns),
     ]  # added later
     pd.testing.assert_frame_equal(results.drop(columns=new_columns), old_results)
