@@ -100,3 +100,21 @@ def test_runs_written_before_the_timing_columns_still_load_and_resume(tmp_path):
     again = MetricsLog(old)  # the mixed history reads back
     assert [r["epoch_wall_seconds"] for r in again.rows] == ["", "0.5"]
     assert read_metrics_checked(old)[0]["epoch_wall_seconds"].isna().tolist() == [True, False]
+
+
+def test_keras_weights_files_reuse_kerass_skip_sets(tmp_path):
+    """The work-around of Keras' skip-set cache (benchmark.backends.keras.trainer) fills the
+    key Keras reads, and a weights file written with it loads back the same weights."""
+    import numpy as np
+
+    from benchmark.backends.keras.engines import tensorflow as engine  # the pytest process's Keras engine
+    from benchmark.backends.keras.trainer import load_weights, save_weights
+
+    model = engine.create_model("mobilenetv2", 10, 32)
+    save_weights(model, tmp_path, "best", "best.weights.h5", {"epoch": 1})
+    from keras.src.backend.common import global_state
+
+    assert global_state.get_global_attribute("saving_attr_skiplist_Layer") is not None
+    other = engine.create_model("mobilenetv2", 10, 32, init="glorot_uniform")
+    assert load_weights(other, tmp_path, "best") == {"epoch": 1}
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights(), strict=True))

@@ -170,7 +170,7 @@ CUDA_NONDETERMINISTIC_OPS = frozenset(
 def cuda_nondeterministic_ops(step) -> list[str]:
     """The CUDA_NONDETERMINISTIC_OPS that calling `step()` (a training step) runs, found
     with torch's profiler on whatever device the step uses."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile  # the profiler only where a check asks for it
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()

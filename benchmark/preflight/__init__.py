@@ -120,6 +120,17 @@ def _shape(cfg) -> tuple:
     )
 
 
+def _shape_label(shape: tuple) -> str:
+    model, size, batch, accum, precision, dtype, protocol = shape
+    return (
+        f"{model} {size}px batch {batch}"
+        + (f"/{accum}" if accum > 1 else "")
+        + f" {precision}"
+        + (f" {dtype}" if dtype else "")
+        + ("" if protocol == "native" else f" {protocol}")
+    )
+
+
 class Plan:
     """The sweep as Hydra would run it: every job's overrides, config and run directory."""
 
@@ -149,7 +160,8 @@ class Plan:
         except Exception as exc:  # hydra's OverrideParseException and friends
             raise BadInput(f"bad sweep: {_one_line(exc)}") from None
         sweep_dir = OmegaConf.select(self.base, "hydra.sweep.dir", throw_on_resolution_failure=False)
-        unresolved = str(self.base.hydra.sweep._get_node("dir")._value())
+        sweep = OmegaConf.to_container(self.base.hydra.sweep, resolve=False)
+        unresolved = str(sweep.get("dir") if isinstance(sweep, dict) else sweep_dir)  # "multirun/${now:...}"
         self.fixed_sweep_dir = Path(str(sweep_dir)) if "${now:" not in unresolved else None
         self.runs: list[dict] = []
         for idx, job in enumerate(self.jobs):
@@ -214,6 +226,21 @@ def _run_seconds(cfg, measured: dict) -> tuple[float, dict]:
     return seconds, {"epochs": epochs, "train_images": images, "train_images_source": source, "val_images": n_val}
 
 
+def _float32_cell(record) -> str:
+    """The float32 policy in a table cell: what is in effect ("ieee", "tf32"), or n/a on a CPU."""
+    if not isinstance(record, dict):
+        return str(record) if record else "-"
+    effect = str(record.get("in_effect", "?"))
+    return f"{record.get('requested')} (n/a)" if effect.startswith("not applicable") else effect
+
+
+def _determinism_cell(record) -> str:
+    if not isinstance(record, dict):
+        return str(record) if record else "-"
+    replaced = record.get("replaced") or []
+    return ("on" if record.get("requested") else "off") + (f", {len(replaced)} op(s) replaced" if replaced else "")
+
+
 def _check_cell(check: dict | None) -> str:
     if not check:
         return "-"
@@ -223,7 +250,7 @@ def _check_cell(check: dict | None) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         """One line, not argparse's usage block: what is wrong, and where to look."""
         print(f"error: {message} (see python -m benchmark.preflight --help)", file=sys.stderr)
         raise SystemExit(2)
@@ -253,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         "or of its first only (runs of other shapes are then not estimated)",
     )
     parser.add_argument("--out", default=None, help="where preflight.json goes (default: the sweep directory)")
+    parser.add_argument(
+        "-m", "--multirun", action="store_true", help="accepted, as in python -m benchmark: a sweep is always planned"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one framework option in this process
     try:
         args = parser.parse_intermixed_args(argv)
@@ -282,6 +312,7 @@ def _preflight(args) -> int:
         unknown = [o for o in options if o not in framework_options()]
         if unknown:
             raise BadInput(f"--frameworks: {unknown[0]!r} is unknown; valid: all, {', '.join(framework_options())}")
+        needed = [*needed, *options]  # named one by one: each must be there
     out_path = Path(args.out) if args.out else None
     if out_path is None and plan.fixed_sweep_dir is not None:
         try:
@@ -300,7 +331,9 @@ def _preflight(args) -> int:
             base = [*runs[0]["overrides"]]
             missing = runs[0]["missing"]
         else:  # not in the sweep (--frameworks all): the sweep's first job on this option
-            base = [*(plan.runs[0]["overrides"] if plan.runs else []), f"framework={option}"]
+            first = plan.runs[0]["overrides"] if plan.runs else []
+            base = [o for o in first if o.lstrip("+~").split("=")[0].split(".")[0] != "framework"]
+            base.append(f"framework={option}")
             cfg = _compose([*plan.hydra_overrides, *base])
             missing = _missing_engine(cfg)
         if missing:
@@ -317,6 +350,8 @@ def _preflight(args) -> int:
         result = _child(option, base, shape_list, args.steps)
         result["installed"] = True
         results[option] = result
+        for key, shape in zip(keys, result.get("shapes", []), strict=False):
+            shape["shape"] = _shape_label(key)
         measured[option] = {k: m for k, m in zip(keys, result.get("shapes", []), strict=False) if m.get("ok")}
         if result.get("error"):
             problems.append(f"{option}: {result['error']}")
@@ -353,25 +388,22 @@ def _estimate(plan: Plan, results: dict, measured: dict, measure: str) -> dict:
     runs, total, counts = [], 0.0, {"runs": len(plan.runs), "completed": 0, "estimated": 0, "not_estimated": 0}
     for run in plan.runs:
         row: dict = {"run_dir": run["run_dir"], "option": run["option"], "completed": run["completed"]}
-        if run["completed"]:
-            counts["completed"] += 1
-            runs.append(row)
-            continue
+        counts["completed"] += run["completed"]
         cfg = run["cfg"]
         shape = measured.get(run["option"], {}).get(_shape(cfg))
         if shape is None:
-            counts["not_estimated"] += 1
             row["seconds"] = None
             row["why"] = (
                 "engine not installed"
                 if run["missing"]
                 else "not measured" + (" (--measure first)" if measure == "first" else "")
             )
-        else:
+        else:  # a completed run's time is shown too, but left out of the total
             seconds, how = _run_seconds(cfg, shape)
             row.update(seconds=seconds, **how)
-            counts["estimated"] += 1
-            total += seconds
+        if not run["completed"]:
+            counts["estimated" if shape is not None else "not_estimated"] += 1
+            total += row["seconds"] or 0.0
         runs.append(row)
     return {"unit": unit, "hours": total / 3600, **counts, "runs_detail": runs}
 
@@ -408,8 +440,8 @@ def _report(plan: Plan, options: list[str], results: dict, estimate: dict) -> li
                 str(res.get("device", "?")),
                 str(res.get("mode", "?")),
                 *(_check_cell(res.get("checks", {}).get(name)) for name in CHECKS),
-                str(env.get("float32_policy") or "-"),
-                str(env.get("determinism") or "-"),
+                _float32_cell(env.get("float32_policy")),
+                _determinism_cell(env.get("determinism")),
                 "/".join(f"{v:.0f}" for v in ips) or "-",
                 (_hours(min(times)) + ("" if max(times) == min(times) else f"-{_hours(max(times))}")) if times else "-",
             )
@@ -417,9 +449,24 @@ def _report(plan: Plan, options: list[str], results: dict, estimate: dict) -> li
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]
     for option in options:
-        for name, check in (results.get(option, {}).get("checks") or {}).items():
+        res = results.get(option, {})
+        for name, check in (res.get("checks") or {}).items():
             if check.get("precision"):
-                lines.append(f"  {option} {name}: {check['precision']}")
+                losses = ", ".join(f"{v:.3f}" for v in check.get("losses") or [])
+                lines.append(f"  {option} {name}: {check['precision']}" + (f" (loss {losses})" if losses else ""))
+        for fact, text in (res.get("facts") or {}).items():
+            if text:
+                lines.append(f"  {option} {fact}: {text}")
+        threads = (res.get("environment") or {}).get("cpu_threads")
+        if isinstance(threads, dict) and threads.get("allowed") is not None:
+            lines.append(f"  {option} cpu threads: {threads['allowed']} ({threads.get('source', '?')})")
+        for shape in res.get("shapes", []):
+            if shape.get("ok"):
+                lines.append(
+                    f"  {option} {shape['shape']}: {shape['images_per_second']:.0f} "
+                    f"train / {shape['eval_images_per_second']:.0f} eval images/s over {shape['timed_images']} images, "
+                    f"warm-up epoch {shape['warmup_seconds']:.1f} s"
+                )
     e = estimate
     pending = e["runs"] - e["completed"]
     lines.append(

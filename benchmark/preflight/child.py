@@ -121,9 +121,15 @@ class Child:
         return backend.Trainer(cfg, data, make_schedule(cfg, n), directory), data
 
     def describe(self, trainer) -> None:
-        if "device" not in self.result:
-            self.result["device"] = str(trainer.device)
-            self.result["mode"] = str(trainer.mode)
+        """Device, mode and the settings in force, from the first trainer (the preset's config)."""
+        if "device" in self.result:
+            return
+        self.result["device"] = str(trainer.device)
+        self.result["mode"] = str(trainer.mode)
+        facts = trainer.protocol_facts()
+        self.result["facts"] = {k: getattr(facts, k, None) for k in ("float32_matmul", "determinism")}
+        in_force = getattr(trainer, "settings_in_force", None)  # what the framework reports back (env.json)
+        self.result["settings_in_force"] = in_force() if in_force is not None else {}
 
     def check(self, name: str, overrides: list[str]) -> dict:
         """A few steps under one precision: they must run and give a finite loss."""
@@ -204,6 +210,9 @@ class Child:
             if self.backend is not None:
                 env = self.backend.environment()
                 self.result["environment"] = {k: env.get(k) for k in ("float32_policy", "determinism", "cpu_threads")}
+                for key, value in self.result.get("settings_in_force", {}).items():  # the trainer's, where env lacks it
+                    if self.result["environment"].get(key) is None:
+                        self.result["environment"][key] = value
                 self.result["environment"]["gpu_name"] = env.get("gpu_name")
         except Exception as exc:  # noqa: BLE001  reported to the parent as one line
             self.result["error"] = first_line(exc)
