@@ -670,3 +670,8 @@ def test_execution_modes_chosen_by_the_run_key_are_arms_compared_pairwise(tmp_pa
     }
     summary = (tmp_path / "report" / "significance_summary.md").read_text()
     assert "Execution effect (the same pytorch code on torch, compile vs eager) on test accuracy" in summary
+    from benchmark.analysis.api_engine import effect_of
+
+    # one engine, two frameworks in two modes; one framework on two engines (a mode belongs to its engine)
+    assert effect_of(("pytorch", "torch", "compile"), ("keras", "torch", "eager")) == "api+execution"
+    assert effect_of(("keras", "tensorflow", "xla"), ("keras", "jax", "jit")) == "engine"

@@ -8,8 +8,9 @@ code on other kernels: their Δ is an **engine effect**. Arms that differ in bot
 measure the two together. Two arms of one framework on one engine that differ in their
 execution mode (the run key's execution field: eager against compiled, graph against
 XLA) measure the **execution effect**; an execution mode is part of its engine, so it adds
-nothing to an engine effect, and an API effect with two modes is "api+execution". The statistics themselves are statistical_results.csv's;
-this only labels them and says them in words. Framework and engine names come from
+nothing to an engine effect, and an API effect with two modes is "api+execution". The
+statistics themselves are statistical_results.csv's; this only labels them and says them
+in words. Framework and engine names come from
 the results (the runs' summary.json), never from here.
 """
 

@@ -69,7 +69,7 @@ def default_execution(engine: str | None) -> str | None:
     """The execution mode of a run on `engine` unless framework.execution says otherwise
     (one per engine: an engine's default is the same in every framework that has it)."""
     defaults = {e: modes[0] for engines in EXECUTIONS.values() for e, modes in engines.items()}
-    return defaults.get(engine)
+    return defaults.get(engine) if engine is not None else None
 
 
 def check_execution(name: str, engine: str, execution: str | None, device: str | None = None) -> str:
