@@ -85,8 +85,10 @@ def read_json(path: Path) -> dict:
 
 
 def without_timing(rows: list[dict]) -> list[dict]:
-    """metrics.csv rows without the one column that may differ between identical runs."""
-    return [{k: v for k, v in row.items() if k != "epoch_time_seconds"} for row in rows]
+    """metrics.csv rows without the columns that may differ between identical runs: the times."""
+    from benchmark.run.metrics import TIMING_COLUMNS
+
+    return [{k: v for k, v in row.items() if k != "epoch_time_seconds" and k not in TIMING_COLUMNS} for row in rows]
 
 
 def torch_lrs(schedule) -> list[float]:

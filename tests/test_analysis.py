@@ -533,6 +533,7 @@ def test_cli_writes_the_report(tmp_path):
         "attribution.csv",
         "divergence.csv",
         "environment.txt",
+        "epoch_cost.csv",
         "results.csv",
         "sanity.csv",
         "sanity.md",

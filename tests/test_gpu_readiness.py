@@ -21,7 +21,6 @@ from benchmark import BenchmarkError, OtherRunError
 from benchmark.backends import contract, determinism_errors, nondeterministic_op
 from benchmark.backends.pytorch import models
 from benchmark.backends.torch_device import (
-    CUDA_NONDETERMINISTIC_OPS,
     apply_float32_policy,
     cuda_nondeterministic_ops,
     float32_state,

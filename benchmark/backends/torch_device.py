@@ -95,7 +95,7 @@ def float32_state() -> dict[str, bool | None]:
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         return {
             "matmul": torch.backends.cuda.matmul.fp32_precision == "tf32",
-            "conv": torch.backends.cudnn.conv.fp32_precision == "tf32",
+            "conv": torch.backends.cudnn.conv.fp32_precision == "tf32",  # type: ignore[attr-defined]
         }
     return {"matmul": torch.backends.cuda.matmul.allow_tf32, "conv": torch.backends.cudnn.allow_tf32}
 

@@ -21,7 +21,7 @@ from benchmark.data import prepare_dataset
 from benchmark.data.cache import READERS
 from benchmark.files import atomic_write_text, is_safe_name, redact_url, refuse_links_out, url_has_secrets, write_json
 from benchmark.run import host
-from benchmark.run.metrics import DIVERGED, MetricsLog, classification_scores
+from benchmark.run.metrics import DIVERGED, TIMING_COLUMNS, MetricsLog, classification_scores
 from benchmark.run.resume import check_same_data, check_same_run, comparable_config
 from benchmark.run.rundir import RunDir
 from benchmark.run.tensorboard import TensorBoardLog
@@ -172,27 +172,20 @@ def performance_summary(rows: list[dict], startup_seconds: float, trainer: Train
     times = _column(rows, "epoch_time_seconds")
     overhead = times[0] - statistics.median(times[1:]) if len(times) > 1 else None
     timed = [r for r in rows if r.get("epoch_wall_seconds") not in (None, "")]
-    totals = {
-        f"{name[: -len('_seconds')]}_seconds_total": sum(_column(timed, name)) if timed else None
-        for name in ("epoch_wall_seconds", "eval_seconds", "checkpoint_seconds", "logging_seconds")
+    sums = {name: sum(_column(timed, name)) for name in ("epoch_time_seconds", *TIMING_COLUMNS)}
+    totals: dict[str, float | None] = {
+        f"{name[: -len('_seconds')]}_seconds_total": (sums[name] if timed else None) for name in TIMING_COLUMNS
     }
-    train_total = sum(_column(timed, "epoch_time_seconds")) if timed else None
-    other = (
-        totals["epoch_wall_seconds_total"]
-        - train_total
-        - totals["eval_seconds_total"]
-        - totals["checkpoint_seconds_total"]
-        - totals["logging_seconds_total"]
-        if timed
-        else None
-    )
+    train_total = sums["epoch_time_seconds"] if timed else None
+    # what the wall time holds beyond the parts: the trainer's work outside its own clock
+    other = sums["epoch_wall_seconds"] - sum(sums[name] for name in ("epoch_time_seconds", *TIMING_COLUMNS[1:]))
     return {
         "startup_seconds": startup_seconds,  # process start -> first training step (last launch)
         "first_epoch_seconds": times[0] if times else None,
         "first_epoch_overhead_seconds": overhead,
         "train_seconds_total": train_total,
         **totals,
-        "other_seconds_total": other,
+        "other_seconds_total": other if timed else None,
         "peak_host_rss_bytes": host.peak_host_rss_bytes(),
         **trainer.peak_memory(),
     }

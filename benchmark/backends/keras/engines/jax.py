@@ -72,6 +72,11 @@ __all__ = [
 ]
 
 
+def matmul_precision() -> str | None:
+    """jax_default_matmul_precision as JAX holds it (a config attribute jax's stubs do not declare)."""
+    return getattr(jax.config, "jax_default_matmul_precision")  # noqa: B009
+
+
 # precision.matmul -> jax_default_matmul_precision
 JAX_PRECISION = {"ieee": "highest", "tf32": "tensorfloat32"}
 
@@ -185,11 +190,11 @@ class JaxEngine:  # implements trainer.Engine
 
     def float32_state(self) -> dict[str, bool | None]:
         # anything short of full float32 lets the GPU use TF32 (or less) for float32 operands
-        on = jax.config.jax_default_matmul_precision not in ("highest", "float32")
+        on = matmul_precision() not in ("highest", "float32")
         return {"matmul": on, "conv": on}
 
     def float32_switches(self) -> dict:
-        return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+        return {"jax_default_matmul_precision": matmul_precision()}
 
     def determinism_switches(self) -> dict:
         return {"XLA_FLAGS --xla_gpu_deterministic_ops": xla_deterministic_ops()}
