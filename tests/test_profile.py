@@ -11,9 +11,14 @@ from collections import defaultdict
 import pytest
 from helpers import REPO
 
+from benchmark.backends import profiling
+from benchmark.backends.profiling import Call, self_times
+from benchmark.backends.profiling import jax as jax_profiling
+from benchmark.backends.profiling import torch as torch_profiling
 from benchmark.perf import micro
 from benchmark.perf import profile as prof
-from benchmark.perf.profile import CATEGORIES, COLUMNS, Call, aggregate, categorize, self_times
+from benchmark.perf.profile import CATEGORIES, COLUMNS, aggregate, categorize
+from benchmark.spec.frameworks import ENGINES
 
 # ------------------------------------------------------------------ the reductions, in process
 
@@ -67,6 +72,20 @@ def test_categories_name_each_frameworks_operators_by_family(operator, context, 
     assert category in CATEGORIES
 
 
+def test_every_engine_has_a_profiling_module_and_its_patterns_join_a_rule():
+    engines = {engine for by_framework in ENGINES.values() for engine in by_framework}
+    assert set(profiling.ENGINES) == engines
+    for engine in profiling.ENGINES:
+        module = profiling.load_engine(engine)
+        assert module.LABEL and module.LAYOUTS
+        prof.rules((engine,))  # every (category, field) an engine adds to has a rule
+    assert profiling.REFERENCE in micro.COLUMNS
+    # an engine's own scopes are read with its patterns (and by default with every engine's)
+    frame = "benchmark/backends/pytorch/data.py(80): __iter__"
+    assert categorize("aten::index", frame, "torch") == categorize("aten::index", frame) == "data/input"
+    assert categorize("aten::index", frame, "jax") == "other"
+
+
 def test_self_time_is_the_duration_minus_the_events_nested_in_it():
     # an outer event of 10 holding 2 and 3 (the 3 holding 1), then a sibling of 4
     events = [(0.0, 10.0, "outer"), (1.0, 2.0, "a"), (4.0, 3.0, "b"), (5.0, 1.0, "c"), (12.0, 4.0, "next")]
@@ -103,7 +122,7 @@ def test_hlo_facts_give_fusions_their_computations_op_name_and_mark_grouped_conv
         'metadata={op_name="jit(step)/jvp(block_1_depthwise)/conv_general_dilated"}\n'
         "}\n"
     )
-    facts = prof.hlo_facts(tmp_path)
+    facts = jax_profiling.hlo_facts(tmp_path)
     assert facts[("jit_step", "ynn_fusion.3")] == "jit(step)/jvp(Conv_1)/conv_general_dilated"
     assert facts[("jit_step", "ynn_fusion.60")] == "[convolution] [depthwise]"  # XLA's dense filter gradient
     assert facts[("jit_step", "conv_general_dilated.0")].endswith(" [depthwise]")
@@ -140,7 +159,7 @@ def test_hlo_facts_give_fusions_their_computations_op_name_and_mark_grouped_conv
             },
         ]
     }
-    calls, clock = prof.trace_json_calls(trace, facts)
+    calls, clock = jax_profiling.trace_json_calls(trace, facts)
     assert clock == "cpu"
     by = {c.example.split()[0]: c for c in calls}
     assert set(by) == {"ynn_fusion.3", "ynn_fusion.60", "conv_general_dilated.0"}  # only XLA's executed ops
@@ -160,8 +179,10 @@ def test_torch_reduction_marks_depthwise_weights_and_scopes_backward_ops_by_thei
     model(x).sum().backward()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_stack=True) as p:
         model(x).sum().backward()
-    calls = prof.torch_calls(p.events(), on_device=False)
-    assert not [c for c in calls if prof.PYTHON_FRAME.search(c.operator)]  # Python frames are scopes, not rows
+    calls = torch_profiling.torch_calls(p.events(), on_device=False)
+    assert not [
+        c for c in calls if torch_profiling.PYTHON_FRAME.search(c.operator)
+    ]  # Python frames are scopes, not rows
     rows = aggregate(calls, steps=1)
     found = {(r["operator"], r["category"]) for r in rows}
     assert ("aten::convolution_backward", "depthwise convolution") in found
@@ -223,6 +244,7 @@ def test_micro_says_so_where_an_engine_is_not_installed(tmp_path, capsys, monkey
     with open(tmp_path / "m.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["ms_per_call"] for r in rows if r["engine"] == "jax"} == {"not installed"}
+    assert list(rows[0]) == ["kernel", "engine", "layout", "ms_per_call", "ratio_to_pytorch_channels_last"]
 
 
 def test_the_depthwise_shapes_are_mobilenetv2s_at_32_pixels():
