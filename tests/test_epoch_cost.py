@@ -118,3 +118,27 @@ def test_keras_weights_files_reuse_kerass_skip_sets(tmp_path):
     other = engine.create_model("mobilenetv2", 10, 32, init="glorot_uniform")
     assert load_weights(other, tmp_path, "best") == {"epoch": 1}
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights(), strict=True))
+
+
+@pytest.mark.engines
+def test_the_jax_engines_one_call_lr_trajectory_is_the_per_step_one():
+    """Keras on JAX maps the LR schedule over an epoch's steps in one call
+    (Engine.vectorized_lr): the values are the per-step calls', bit for bit, over warm-up and decay."""
+    script = (
+        "import numpy as np\n"
+        "from benchmark.backends.keras.engines import jax as engine\n"
+        "from keras import ops\n"
+        "from benchmark.backends.keras.optim import build_lr_schedule\n"
+        "from benchmark.spec.schedule import Schedule\n"
+        "assert engine.JaxEngine.vectorized_lr\n"
+        "schedule = build_lr_schedule(Schedule(base_lr=0.0125, warmup_steps=44, total_steps=440, steps_per_epoch=44))\n"
+        "from types import SimpleNamespace\n"
+        "from benchmark.backends.keras.trainer import KerasTrainer\n"
+        "trainer = SimpleNamespace(engine=engine.JaxEngine, lr_schedule=schedule)  # what the method reads\n"
+        "one = np.concatenate([KerasTrainer.lr_trajectory_between(trainer, e * 44, e * 44 + 44) for e in range(10)])\n"
+        "each = np.array([float(ops.convert_to_numpy(schedule(s))) for s in range(440)])\n"
+        "assert np.array_equal(one, each), np.abs(one - each).max()\n"
+        "print('OK')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]

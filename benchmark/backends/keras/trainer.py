@@ -69,6 +69,10 @@ class Engine(Protocol):
     # is set before the step); False: the optimizer evaluates the schedule itself, at the
     # engine's own step counter (learning_rate)
     lr_per_step: bool
+    # True: the LR schedule may be mapped over an epoch's steps in one call
+    # (ops.vectorized_map), giving the per-step calls' values exactly; on JAX one call per
+    # step cost 34 ms, 1.5 s of a quickstart epoch outside its steps (docs/performance.md)
+    vectorized_lr: bool
     # the NumPy type the batches' evaluation losses are summed in, one after the other (the
     # last digits of val_loss and test_loss, which same-seed runs compare exactly)
     eval_sum_dtype: type[np.floating]
@@ -342,7 +346,12 @@ class KerasTrainer:  # implements benchmark.backends.contract.BackendTrainer
         return parameter_counts(self.model)
 
     def lr_trajectory_between(self, first: int, stop: int) -> np.ndarray:
-        """The LR of optimizer steps first..stop-1, from the Keras schedule object."""
+        """The LR of optimizer steps first..stop-1, from the Keras schedule object: one
+        vectorized call where the engine maps it exactly (Engine.vectorized_lr), else one
+        call per step."""
+        if self.engine.vectorized_lr and stop > first:
+            steps = ops.convert_to_tensor(np.arange(first, stop), "float32")
+            return np.asarray(ops.convert_to_numpy(ops.vectorized_map(self.lr_schedule, steps)), np.float64)
         return np.array([float(ops.convert_to_numpy(self.lr_schedule(s))) for s in range(first, stop)], np.float64)
 
     def update_trajectory(self, grads: np.ndarray) -> np.ndarray:

@@ -180,6 +180,7 @@ class JaxEngine:  # implements trainer.Engine
     pipeline: ModuleType = numpy_pipeline
     lr_per_step = True
     eval_sum_dtype: type[np.floating] = np.float64
+    vectorized_lr = True  # vmap of the schedule: bit for bit the per-step values
 
     def __init__(self, cfg):
         # precision.matmul, before anything is traced: JAX's default precision of float32 dots

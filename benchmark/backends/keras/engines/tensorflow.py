@@ -145,6 +145,7 @@ class TensorFlowEngine:  # implements trainer.Engine
     pipeline: ModuleType = tfdata
     lr_per_step = False
     eval_sum_dtype: type[np.floating] = np.float32
+    vectorized_lr = False  # the schedule runs inside the step (lr_per_step is False)
 
     def __init__(self, cfg):
         self.device = select_device(cfg.framework.device)

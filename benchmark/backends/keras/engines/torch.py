@@ -108,6 +108,7 @@ class TorchEngine:  # implements trainer.Engine
     pipeline: ModuleType = numpy_pipeline
     lr_per_step = True
     eval_sum_dtype: type[np.floating] = np.float64
+    vectorized_lr = False  # torch.vmap cannot map the schedule's cond
 
     def __init__(self, cfg):
         wanted = resolve_device(cfg.framework.device)

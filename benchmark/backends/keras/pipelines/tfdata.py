@@ -12,10 +12,24 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from benchmark.backends import contract
+from benchmark.backends import contract, cpus
 from benchmark.data.stream import epoch_plan
 
-AUTOTUNE = tf.data.AUTOTUNE
+PREFETCH = 2  # batches made ahead of the step: one in use, one ready
+
+
+def _batches(ds: tf.data.Dataset, make_batch) -> tf.data.Dataset:
+    """`make_batch` over `ds` on as many threads as this process has CPUs
+    (benchmark.backends.cpus), in order, two batches ahead. tf.data's autotuning is
+    off: its background thread held the end of an epoch for 1.5 s in one epoch of
+    three when the spent iterator was destroyed (docs/performance.md, "Where an
+    epoch's time goes"), with no gain in the steps' speed on this CPU."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    batches = ds.map(make_batch, num_parallel_calls=cpus.allowed()[0], deterministic=True).prefetch(PREFETCH)
+    return batches.with_options(options)
+
+
 OWN_STREAM_FACT = (
     "own: stateless TensorFlow draws keyed per epoch by a tf.random.Generator seeded with the run's "
     "seed (order, then per batch crops and flips)"
@@ -109,7 +123,7 @@ class TrainBatches:
             return normalize(x), tf.gather(labels, idx)
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(self.batches, dtype=tf.int64), index))
-        return ds.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+        return _batches(ds, make_batch)
 
     def _shared(self, epoch: int) -> tf.data.Dataset:
         plan = epoch_plan(self.seed, epoch, int(self.labels.shape[0]), self.padding)
@@ -122,7 +136,7 @@ class TrainBatches:
             return normalize(x), tf.gather(labels, idx)
 
         ds = tf.data.Dataset.from_tensor_slices((index, top, left, flip))
-        return ds.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+        return _batches(ds, make_batch)
 
     def __len__(self) -> int:
         return self.batches
@@ -141,7 +155,7 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
         return normalize(x[start:stop]), y[start:stop]
 
     starts = tf.data.Dataset.range(0, n, batch_size)
-    return starts.map(make_batch, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    return _batches(starts, make_batch)
 
 
 def input_pipeline(
