@@ -280,7 +280,7 @@ def test_two_epoch_keras_run_writes_the_run_directory_contract(trained_run):
 IN_PROCESS = r"""
 import json, pathlib, sys
 sys.path.insert(0, {tests!r})
-from helpers import compose, read_json, read_metrics
+from helpers import compose, read_json, read_metrics, without_timing
 from benchmark.run.loop import train_and_test
 from benchmark.backends.keras.trainer import KerasTrainer
 
@@ -309,7 +309,7 @@ train_and_test(compose(*args), root / "resumed")
 # gradient accumulation and mixed precision (bfloat16 on a CPU) in the same process
 mixed = train_and_test(compose(*args, "epochs=1", "grad_accum_steps=2", "precision=amp"), root / "mixed")
 
-strip = lambda rows: [{{k: v for k, v in r.items() if k != "epoch_time_seconds"}} for r in rows]
+strip = without_timing
 tests = [read_json(root / name / "test.json") for name in ("reference", "resumed")]
 for t in tests:
     t.pop("finished_at")

@@ -19,7 +19,7 @@ from helpers import (
     without_timing,
 )
 
-from benchmark.run.tensorboard import TAGS, scalars
+from benchmark.run.tensorboard import TAGS, TIMING_TAGS, scalars
 
 pytestmark = pytest.mark.cli
 # 16 steps an epoch (room to kill in one), and a warm-up epoch: the resumed scheduler is past its milestone
@@ -95,7 +95,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, data_dir)
     # the TensorBoard curves continue: every epoch once, the values of metrics.csv
     curves = scalars(run_dir)
     assert {tag: [step for step, _ in points] for tag, points in curves.items()} == {
-        tag: [1, 2, 3] for tag in TAGS.values()
+        tag: [1, 2, 3] for tag in [*TAGS.values(), *TIMING_TAGS.values()]
     }
     assert [value for _, value in curves["accuracy/val"]] == pytest.approx(
         [float(row["val_accuracy"]) for row in read_metrics(run_dir)]

@@ -10,7 +10,7 @@ import yaml
 from helpers import REPO, SMOKE_RUN, compose, read_json, read_metrics, run_cli, without_timing
 
 from benchmark.run.metrics import METRICS_COLUMNS
-from benchmark.run.tensorboard import TAGS, scalars
+from benchmark.run.tensorboard import TAGS, TIMING_TAGS, scalars
 from benchmark.spec.schedule import make_schedule
 
 SLICE = SMOKE_RUN  # 128 training images (4 steps of 32), 64 val, 64 test, 2 epochs, 1 of warm-up
@@ -76,7 +76,7 @@ def test_two_epoch_run_writes_the_run_directory_contract(trained_run, data_dir):
     meta = read_json(data_dir / "cache" / "digits" / "meta.json")
     assert summary["data_fingerprint"] == meta["fingerprint"] and summary["data_source"] == meta["source"]
     assert "accelerator_peak_bytes" in summary
-    assert sorted(scalars(run_dir)) == sorted(TAGS.values())
+    assert sorted(scalars(run_dir)) == sorted([*TAGS.values(), *TIMING_TAGS.values()])
 
 
 @pytest.mark.cli
@@ -178,7 +178,7 @@ def test_a_diverging_run_fails_and_the_sanity_check_names_it(tmp_path, data_dir)
     assert "FAILED: finite 1x" in (report / "significance_summary.md").read_text()
     sanity = (report / "sanity.csv").read_text().splitlines()
     assert sanity[1].startswith(
-        "finite,pytorch,torch,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged"
+        "finite,pytorch,torch,eager,digits,mobilenetv2,fp32,native,42,1.0,0.0,False,training diverged"
     )
 
 

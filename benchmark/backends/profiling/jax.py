@@ -39,7 +39,9 @@ def prepare(out: Path) -> None:
         if stale.is_file():
             stale.unlink()
     flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_dump_to={out / 'xla_dump'} --xla_dump_hlo_as_text".strip()
+    # first: XLA stops reading its flags at a word without dashes, which a thread pin in the
+    # environment may hold ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ["XLA_FLAGS"] = f"--xla_dump_to={out / 'xla_dump'} --xla_dump_hlo_as_text {flags}".strip()
 
 
 # ------------------------------------------------------------------ jax.profiler + XLA's HLO

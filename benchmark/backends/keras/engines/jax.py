@@ -23,23 +23,6 @@ use_engine("jax")  # before keras is imported, whatever KERAS_BACKEND the shell 
 # of the GPU when it first uses it, which hides the real footprint from the memory comparison.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from benchmark.backends import cpus  # noqa: E402
-
-
-def _limit_xla_threads() -> None:
-    """XLA sizes its CPU thread pool from the affinity mask; where the allowance is smaller
-    (SLURM_CPUS_PER_TASK, OMP_NUM_THREADS: benchmark.backends.cpus) its flags say so,
-    before the CPU backend starts. A pool the user set in XLA_FLAGS is kept."""
-    count, _ = cpus.allowed()
-    flags = os.environ.get("XLA_FLAGS", "")
-    if count < cpus.affinity() and "intra_op_parallelism_threads" not in flags:
-        os.environ["XLA_FLAGS"] = (
-            f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={count}".strip()
-        )
-
-
-_limit_xla_threads()
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jaxlib  # noqa: E402
@@ -47,6 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmark import BenchmarkError  # noqa: E402
+from benchmark.backends import cpus  # noqa: E402
 from benchmark.backends.keras import models  # noqa: E402
 from benchmark.backends.keras.models import canonical_shapes, load_canonical  # noqa: E402
 from benchmark.backends.keras.pipelines import numpy as numpy_pipeline  # noqa: E402
@@ -105,7 +89,8 @@ def select_device(name: str, deterministic: bool):
                 "--xla_gpu_deterministic_ops off: drop it from XLA_FLAGS or run with framework.deterministic=false"
             )
         if xla_deterministic_ops() is None:
-            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+            # first: XLA stops reading its flags at a word without dashes, which the environment's may hold
+            os.environ["XLA_FLAGS"] = ("--xla_gpu_deterministic_ops=true " + flags).strip()
     gpus = _gpus()
     if name == "cuda" and not gpus:
         raise BenchmarkError(
@@ -144,7 +129,9 @@ def environment() -> dict:
         "cuda": None if not gpus else str(getattr(gpus[0].client, "platform_version", "unknown")),
         "gpu_name": gpus[0].device_kind if gpus else "cpu",
         "gpu_count": len(gpus),
-        "cpu_threads": cpus.record(jax_xla_flags=os.environ.get("XLA_FLAGS", "")),
+        # XLA sizes its CPU pool from the affinity mask (SLURM's binding) and has no switch for a
+        # smaller count: SLURM_CPUS_PER_TASK or OMP_NUM_THREADS alone does not reach it
+        "cpu_threads": cpus.record(jax_cpu_pool=f"XLA: the affinity mask, {cpus.affinity()} CPUs"),
     }
 
 
