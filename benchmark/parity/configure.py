@@ -23,23 +23,11 @@ from benchmark import BenchmarkError
 from benchmark.data import prepare_dataset
 from benchmark.data.cache import cache_dir
 from benchmark.run.loop import validate
-from benchmark.spec.config import CONF_DIR, register_configs
+from benchmark.spec.config import CONF_DIR, hydra_error_line, register_configs
 from benchmark.spec.schedule import Schedule, make_schedule
 
 # Official training-set sizes (docs/protocol.md §3); the validation split is held out of these.
 NOMINAL_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
-
-
-def _one_line(exc: BaseException) -> str:
-    """Hydra's multi-line messages on one line, without the search path, with the underlying cause."""
-    text = str(exc).split("Config search path:")[0]
-    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) or exc.__class__.__name__
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip():
-        first = str(cause).strip().splitlines()[0].strip()
-        if first not in text:
-            text = f"{text}: {first}"
-    return text
 
 
 def compose_config(overrides: list[str]):
@@ -51,7 +39,7 @@ def compose_config(overrides: list[str]):
         # reading every value resolves interpolations and type-checks them now
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # hydra/omegaconf: unknown key or option, wrong type, bad syntax
-        raise BenchmarkError(f"bad override: {_one_line(exc)}") from None
+        raise BenchmarkError(f"bad override: {hydra_error_line(exc)}") from None
     validate(cfg)
     return cfg
 

@@ -96,10 +96,11 @@ def _config(backend: str, model: str, batch: int, precision: str, extra: list[st
     return cfg
 
 
-def _random_data(n: int, size: int, classes: int = 10) -> PreparedData:
+def random_data(n: int, size: int, classes: int = 10, name: str = "perf") -> PreparedData:
+    """Random uint8 pixels and labels of one shape: for timing only, nothing trained on them is kept."""
     rng = np.random.default_rng(0)
     return PreparedData(
-        name="perf",
+        name=name,
         num_classes=classes,
         image_size=size,
         train_x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
@@ -121,7 +122,7 @@ def measure_in_process(
     module: PerfBackend = load_backend(cfg.framework.name, cfg.framework.engine)
     result: dict = {}
     for size, padding, n in PIPELINE_SHAPES:
-        data = _random_data(n, size)
+        data = random_data(n, size)
         pipeline = module.input_pipeline(data.train_x, data.train_y, 256, padding, data.mean, data.std, seed=0)
         for _ in range(2):  # the first pass warms caches and thread pools; the second is kept
             start, images = time.perf_counter(), 0
@@ -130,7 +131,7 @@ def measure_in_process(
             module.synchronize()
             result[f"pipeline_ips_{size}"] = images / (time.perf_counter() - start)
 
-    data = _random_data(steps * batch, 32)
+    data = random_data(steps * batch, 32)
     with tempfile.TemporaryDirectory() as tmp:
         trainer: Yardstick = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
         bare = trainer.bare_loop(data.train_x[:batch], data.train_y[:batch])

@@ -46,7 +46,7 @@ from benchmark.backends import load_backend
 from benchmark.backends.contract import PerfBackend, Yardstick
 from benchmark.backends.profiling import ENGINES, Call, load_engine, self_times
 from benchmark.files import atomic_write_text
-from benchmark.perf import REPO, _config, _random_data
+from benchmark.perf import REPO, _config, random_data
 from benchmark.spec.config import framework_options
 from benchmark.spec.schedule import make_schedule
 
@@ -192,7 +192,7 @@ def profile_in_process(
     profiler = load_engine(engine)
     profiler.prepare(out)  # before load_backend below: an engine may read its settings when it starts
     module: PerfBackend = load_backend(cfg.framework.name, engine)
-    data = _random_data(steps * batch, 32)
+    data = random_data(steps * batch, 32)
     with tempfile.TemporaryDirectory() as tmp:
         trainer: Yardstick = module.Trainer(cfg, data, make_schedule(cfg, steps * batch), Path(tmp))
         trainer.train_epoch(0, lambda *a: None)  # tracing, compilation, autotuning

@@ -45,7 +45,7 @@ from benchmark.parity.configure import train_images
 from benchmark.preflight.child import CHECKS, run_child
 from benchmark.run.loop import validate
 from benchmark.run.rundir import RunDir
-from benchmark.spec.config import CONF_DIR, check_values, framework_options, register_configs
+from benchmark.spec.config import CONF_DIR, check_values, framework_options, hydra_error_line, register_configs
 from benchmark.spec.frameworks import ENGINES, check_engine, default_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,17 +54,6 @@ DEFAULT_STEPS = 20
 
 class BadInput(BenchmarkError):
     """Bad input: one line, exit 2, nothing written."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).split("Config search path:")[0]
-    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(exc).__name__
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip():
-        first = str(cause).strip().splitlines()[0].strip()
-        if first not in text:
-            text = f"{text}: {first}"
-    return text
 
 
 def _compose(overrides: Sequence[str], idx: int = 0):
@@ -78,7 +67,7 @@ def _compose(overrides: Sequence[str], idx: int = 0):
             cfg.hydra.job.id = idx
         OmegaConf.to_container(_task(cfg), resolve=True)  # every value resolved and type-checked now
     except Exception as exc:  # hydra/omegaconf: unknown key or option, wrong type, bad syntax
-        raise BadInput(f"bad override: {_one_line(exc)}") from None
+        raise BadInput(f"bad override: {hydra_error_line(exc)}") from None
     return cfg
 
 
@@ -139,7 +128,7 @@ class Plan:
         try:
             parsed = parser.parse_overrides(overrides)
         except Exception as exc:  # hydra's OverrideParseException and friends
-            raise BadInput(f"bad override: {_one_line(exc)}") from None
+            raise BadInput(f"bad override: {hydra_error_line(exc)}") from None
         is_hydra = [o.get_key_element().startswith(("hydra.", "hydra/")) for o in parsed]
         hydra_overrides = [str(o.input_line) for o, h in zip(parsed, is_hydra, strict=True) if h]
         task = [o for o, h in zip(parsed, is_hydra, strict=True) if not h]
@@ -158,7 +147,7 @@ class Plan:
             )
             self.jobs: list[list[str]] = BasicSweeper.split_arguments(everything, None)[0]
         except Exception as exc:  # hydra's OverrideParseException and friends
-            raise BadInput(f"bad sweep: {_one_line(exc)}") from None
+            raise BadInput(f"bad sweep: {hydra_error_line(exc)}") from None
         sweep_dir = OmegaConf.select(self.base, "hydra.sweep.dir", throw_on_resolution_failure=False)
         sweep = OmegaConf.to_container(self.base.hydra.sweep, resolve=False)
         unresolved = str(sweep.get("dir") if isinstance(sweep, dict) else sweep_dir)  # "multirun/${now:...}"

@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from hydra import compose, initialize_config_dir
 
 from benchmark.backends import load_backend
 from benchmark.backends.contract import BackendModule
-from benchmark.data import PreparedData
+from benchmark.perf import random_data
 from benchmark.spec.config import CONF_DIR, register_configs
 from benchmark.spec.schedule import make_schedule
 
@@ -53,24 +52,6 @@ def compose_job(overrides: list[str]):
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=list(overrides))
-
-
-def random_data(n: int, size: int, classes: int) -> PreparedData:
-    """Random uint8 pixels and labels of the preset's shape: for timing and smoke tests only."""
-    rng = np.random.default_rng(0)
-    return PreparedData(
-        name="preflight-random",
-        num_classes=classes,
-        image_size=size,
-        train_x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-        train_y=rng.integers(0, classes, n).astype(np.int64),
-        test_x=np.zeros((0, size, size, 3), np.uint8),
-        test_y=np.zeros(0, np.int64),
-        train_idx=np.arange(n),
-        val_idx=np.zeros(0, np.int64),
-        mean=[0.5] * 3,
-        std=[0.25] * 3,
-    )
 
 
 def first_line(exc: BaseException) -> str:
@@ -113,7 +94,7 @@ class Child:
     def trainer(self, cfg, steps: int):
         """A real trainer of `cfg` on `steps` batches of random pixels."""
         n = steps * int(cfg.batch_size)
-        data = random_data(n, int(cfg.dataset.image_size), int(cfg.dataset.num_classes))
+        data = random_data(n, int(cfg.dataset.image_size), int(cfg.dataset.num_classes), name="preflight-random")
         directory = Path(tempfile.mkdtemp(dir=self.tmp))
         if self.backend is None:
             self.backend = load_backend(cfg.framework.name, cfg.framework.engine)

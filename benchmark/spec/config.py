@@ -175,6 +175,19 @@ def framework_options() -> list[str]:
     return sorted(names, key=lambda name: (not name.startswith("pytorch"), name))
 
 
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's multi-line message of a bad override on one line, without the config search
+    path, with the underlying cause (the one-line errors of every command that composes)."""
+    text = str(exc).split("Config search path:")[0]
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip()) or exc.__class__.__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        first = str(cause).strip().splitlines()[0].strip()
+        if first not in text:
+            text = f"{text}: {first}"
+    return text
+
+
 def register_configs() -> None:
     register_resolvers()  # ${run_key:} in conf/config.yaml
     cs = ConfigStore.instance()
